@@ -1,0 +1,194 @@
+// The config schema (SPEC "Config file"): the single source of truth for keys, defaults and
+// the messages a user sees. Every object is strict: an unknown key is an error, not ignored.
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+import { parseSpiffeId, parseTrustDomain, SpiffeIdError } from '../identity/spiffe-id.ts';
+
+const duration = z.string({ error: (issue) => `expected a duration like "30s", got ${describe(issue.input)}` }).transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like "30s", got ${JSON.stringify(text)}` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value);
+  return text.length > 40 ? `${text.slice(0, 40)}…` : text;
+}
+
+const nonEmpty = z.string({ error: (issue) => `expected a string, got ${describe(issue.input)}` }).min(1, 'must not be empty');
+const port = z.number({ error: (issue) => `expected a port number, got ${describe(issue.input)}` }).int().min(0).max(65535);
+
+const trustDomain = z.string().transform((text, ctx) => {
+  try {
+    return parseTrustDomain(text);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `invalid trust domain ${JSON.stringify(text)}: ${(error as SpiffeIdError).message}` });
+    return z.NEVER;
+  }
+});
+
+/** A SPIFFE ID pattern: `spiffe://td/path`, with `*` inside a segment and `/**` as a tail. */
+const spiffePattern = z.string().superRefine((text, ctx) => {
+  const concrete = text.replace(/\/\*\*$/, '').replace(/\*/g, 'x');
+  try {
+    parseSpiffeId(concrete);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `invalid SPIFFE ID pattern ${JSON.stringify(text)}: ${(error as SpiffeIdError).message}` });
+  }
+});
+
+const sensitivity = z.enum(['low', 'medium', 'high', 'critical']);
+const method = z.string().regex(/^[A-Za-z]+$/, 'expected an HTTP method like "GET"').transform((m) => m.toUpperCase());
+
+const routePath = z.string().superRefine((text, ctx) => {
+  if (!text.startsWith('/')) ctx.addIssue({ code: 'custom', message: `path must start with "/", got ${JSON.stringify(text)}` });
+  const segments = text.split('/').slice(1);
+  segments.forEach((segment, index) => {
+    if (segment === '**' && index !== segments.length - 1) ctx.addIssue({ code: 'custom', message: '"/**" is only allowed at the end of a path' });
+    else if (segment.includes('{') && !/^\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(segment)) ctx.addIssue({ code: 'custom', message: `a capture must be a whole segment like "{id}", got ${JSON.stringify(segment)}` });
+  });
+});
+
+const routeBody = {
+  privileged: z.boolean().default(true),
+  action: nonEmpty.optional(),
+  resource: nonEmpty.optional(),
+  sensitivity: sensitivity.default('medium'),
+  cacheTtl: duration.optional(),
+};
+
+const route = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a name of letters, digits, "_", "-", "." (at most 64)'),
+  match: z.strictObject({ methods: z.array(method).min(1).optional(), path: routePath }),
+  ...routeBody,
+});
+
+const keySource = {
+  issuer: nonEmpty,
+  jwksFile: nonEmpty.optional(),
+  jwksUrl: z.url({ protocol: /^https?$/ }).optional(),
+  publicKeyFile: nonEmpty.optional(),
+};
+const issuer = z.strictObject(keySource).superRefine((value, ctx) => {
+  const given = [value.jwksFile, value.jwksUrl, value.publicKeyFile].filter((v) => v !== undefined).length;
+  if (given !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of jwksFile, jwksUrl, publicKeyFile' });
+});
+
+export const configSchema = z
+  .strictObject({
+    listen: z.strictObject({ address: nonEmpty.default('0.0.0.0'), port: port.default(8443) }).prefault({}),
+    identity: z.strictObject({
+      source: z.enum(['files', 'workload-api']).default('files'),
+      certFile: nonEmpty.optional(),
+      keyFile: nonEmpty.optional(),
+      bundleFile: nonEmpty.optional(),
+      trustDomains: z.array(trustDomain).min(1, 'list at least one trust domain'),
+      bundles: z.record(z.string(), nonEmpty).default({}),
+      allow: z.array(spiffePattern).min(1, 'list at least one allowed peer pattern'),
+      workloadApiSocket: nonEmpty.optional(),
+    }),
+    upstream: z.strictObject({
+      url: z.string().refine((u) => /^https?:\/\/[^/]+\/?$/.test(u) || /^unix:\/.+/.test(u), 'expected "http://host:port" or "unix:/path/to.sock"'),
+      timeout: duration.default(30_000),
+      connectTimeout: duration.default(5_000),
+      connections: z.number().int().min(1).max(10_000).default(128),
+    }),
+    routes: z.array(route).default([]),
+    defaultRoute: z.union([z.literal('deny'), z.strictObject(routeBody)]).default('deny'),
+    routing: z.strictObject({ allowPathParams: z.boolean().default(false) }).prefault({}),
+    pdp: z
+      .strictObject({
+        kind: z.enum(['embedded', 'authzen', 'opa', 'ext-authz']).default('embedded'),
+        policyFile: nonEmpty.optional(),
+        url: z.url({ protocol: /^https?$/ }).optional(),
+        address: nonEmpty.optional(),
+        timeout: duration.default(250),
+        onError: z.literal('deny', { error: 'only "deny" is supported: Portcullis never fails open' }).default('deny'),
+      })
+      .prefault({}),
+    cache: z
+      .strictObject({
+        maxEntries: z.number().int().min(0).max(10_000_000).default(100_000),
+        allowTtl: duration.default(30_000),
+        denyTtl: duration.default(2_000),
+      })
+      .prefault({}),
+    grants: z
+      .strictObject({
+        header: nonEmpty.default('x-jit-grant'),
+        issuers: z.array(issuer).default([]),
+        audience: z.union([z.literal('self'), z.array(nonEmpty).min(1)]).default('self'),
+        clockSkew: duration.default(2_000),
+      })
+      .prefault({}),
+    posture: z
+      .strictObject({ header: nonEmpty.default('x-device-posture'), issuers: z.array(issuer).default([]), maxAge: duration.default(300_000) })
+      .prefault({}),
+    intent: z.strictObject({ header: nonEmpty.default('x-intent') }).prefault({}),
+    admin: z
+      .strictObject({
+        address: nonEmpty.default('127.0.0.1'),
+        port: port.default(9901),
+        // Binding the admin API beyond loopback must be a deliberate choice.
+        allowNonLoopback: z.boolean().default(false),
+      })
+      .prefault({}),
+    audit: z.strictObject({ file: nonEmpty.default('-') }).prefault({}),
+    limits: z
+      .strictObject({
+        maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+        maxTokenBytes: z.number().int().min(256).max(65_536).default(8_192),
+        headersTimeout: duration.default(10_000),
+        idleTimeout: duration.default(60_000),
+        shutdownTimeout: duration.default(10_000),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const { identity } = config;
+    if (identity.source === 'files') {
+      for (const key of ['certFile', 'keyFile', 'bundleFile'] as const) {
+        if (!identity[key]) ctx.addIssue({ code: 'custom', path: ['identity', key], message: 'required when identity.source is "files"' });
+      }
+    } else if (!identity.workloadApiSocket) {
+      ctx.addIssue({ code: 'custom', path: ['identity', 'workloadApiSocket'], message: 'required when identity.source is "workload-api"' });
+    }
+    for (const domain of Object.keys(identity.bundles)) {
+      if (!identity.trustDomains.includes(domain)) {
+        ctx.addIssue({ code: 'custom', path: ['identity', 'bundles', domain], message: `trust domain "${domain}" has a bundle but is not listed in identity.trustDomains` });
+      }
+    }
+    const names = new Set<string>();
+    config.routes.forEach((r, index) => {
+      if (names.has(r.name)) ctx.addIssue({ code: 'custom', path: ['routes', index, 'name'], message: `duplicate route name "${r.name}"` });
+      names.add(r.name);
+      if (r.privileged && !r.action) ctx.addIssue({ code: 'custom', path: ['routes', index, 'action'], message: 'required for a privileged route' });
+      const captures = new Set([...r.match.path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
+      for (const ref of (r.resource ?? '').matchAll(/\{([^}]*)\}/g)) {
+        if (!captures.has(ref[1])) ctx.addIssue({ code: 'custom', path: ['routes', index, 'resource'], message: `"{${ref[1]}}" is not captured by match.path` });
+      }
+    });
+    if (config.defaultRoute !== 'deny' && config.defaultRoute.privileged && !config.defaultRoute.action) {
+      ctx.addIssue({ code: 'custom', path: ['defaultRoute', 'action'], message: 'required for a privileged route' });
+    }
+    const pdp = config.pdp;
+    if (pdp.kind === 'embedded' && !pdp.policyFile) ctx.addIssue({ code: 'custom', path: ['pdp', 'policyFile'], message: 'required when pdp.kind is "embedded"' });
+    if ((pdp.kind === 'authzen' || pdp.kind === 'opa') && !pdp.url) ctx.addIssue({ code: 'custom', path: ['pdp', 'url'], message: `required when pdp.kind is "${pdp.kind}"` });
+    if (pdp.kind === 'ext-authz' && !pdp.address) ctx.addIssue({ code: 'custom', path: ['pdp', 'address'], message: 'required when pdp.kind is "ext-authz"' });
+    if (!config.admin.allowNonLoopback && !isLoopback(config.admin.address)) {
+      ctx.addIssue({ code: 'custom', path: ['admin', 'address'], message: `"${config.admin.address}" is not loopback; set admin.allowNonLoopback: true to expose the admin API` });
+    }
+  });
+
+export function isLoopback(address: string): boolean {
+  return address === 'localhost' || address === '::1' || /^127\.\d+\.\d+\.\d+$/.test(address);
+}
+
+export type Config = z.infer<typeof configSchema>;
+export type RouteConfig = z.infer<typeof route>;
+export type RouteBody = Omit<RouteConfig, 'name' | 'match'>;
+export type IssuerConfig = z.infer<typeof issuer>;

@@ -1,0 +1,26 @@
+// The seam between the front door and the decision path: the proxy asks, per privileged
+// request, whether to forward. A deny is a value (a Denial), never an exception.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { PeerIdentity } from '../identity/peer-verifier.ts';
+import type { Route } from '../routing/route-table.ts';
+import { denial, type Denial } from './denial.ts';
+
+export interface RequestFacts {
+  readonly peer: PeerIdentity;
+  readonly route: Route;
+  readonly resource: string;
+  readonly method: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly requestId: string;
+}
+
+export type Verdict = { readonly allow: true; readonly grantId: string | undefined } | { readonly allow: false; readonly denial: Denial };
+
+export interface Authorizer {
+  authorize(facts: RequestFacts): Verdict | Promise<Verdict>;
+}
+
+/** Refuses every privileged request: what runs when no decision path is configured. */
+export const denyPrivileged: Authorizer = {
+  authorize: () => ({ allow: false, denial: denial('policy_denied') }),
+};

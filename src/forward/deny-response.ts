@@ -1,0 +1,24 @@
+// The SPEC deny format: JSON `{"error", "reason", "request_id"}` with the reason's status.
+import type { ServerResponse } from 'node:http';
+import type { Denial } from '../decision/denial.ts';
+
+export function writeDenial(res: ServerResponse, denied: Denial, requestId: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}`;
+  res.writeHead(denied.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+  });
+  res.end(body);
+}
+
+/** For errors the HTTP parser raises before a request object exists (malformed, oversized). */
+export function rawDenialResponse(status: number, statusText: string, denied: Denial): string {
+  const body = `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":""}`;
+  return `HTTP/1.1 ${status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}

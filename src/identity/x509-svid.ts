@@ -1,0 +1,112 @@
+// X509-SVID validation (SPIFFE X509-SVID standard, sections 4 and 5): exactly one URI SAN that
+// is a valid SPIFFE ID; a leaf that is not a CA and has digitalSignature but not keyCertSign or
+// cRLSign; every certificate within its validity; and a chain that verifies against the bundle
+// of the trust domain named in the leaf's own SPIFFE ID, not merely against any trusted CA.
+import { X509Certificate } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
+import type { TrustBundleSet } from './trust-bundle.ts';
+
+/** Why a certificate is not an acceptable X509-SVID; also the `reason` label of handshake metrics. */
+export type SvidRejection =
+  | 'no_client_cert'
+  | 'uri_san_count'
+  | 'bad_spiffe_id'
+  | 'leaf_is_ca'
+  | 'key_usage'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'unknown_trust_domain'
+  | 'untrusted_chain';
+
+export class SvidError extends Error {
+  override readonly name = 'SvidError';
+  readonly rejection: SvidRejection;
+  constructor(rejection: SvidRejection, message: string) {
+    super(message);
+    this.rejection = rejection;
+  }
+}
+
+export interface X509Svid {
+  readonly id: SpiffeId;
+  /** Leaf first, then intermediates as presented. */
+  readonly chain: readonly X509Certificate[];
+  /** Lowercase hex SHA-256 of the leaf DER (XFCC `Hash=`). */
+  readonly leafSha256Hex: string;
+  /** base64url SHA-256 of the leaf DER (`cnf.x5t#S256`). */
+  readonly leafSha256B64u: string;
+  readonly notAfter: Date;
+}
+
+const MAX_CHAIN_DEPTH = 8;
+
+/** The leaf's own rules (SAN, SPIFFE ID, CA flag, key usage); no chain or time checks. */
+export function leafSpiffeId(leaf: X509Certificate): SpiffeId {
+  const parsed = new x509.X509Certificate(leaf.raw);
+  const san = parsed.getExtension(x509.SubjectAlternativeNameExtension);
+  const uris = san ? san.names.items.filter((name) => name.type === 'url').map((name) => name.value) : [];
+  if (uris.length !== 1) throw new SvidError('uri_san_count', `X509-SVID must have exactly one URI SAN, found ${uris.length}`);
+  let id: SpiffeId;
+  try {
+    id = parseSpiffeId(uris[0]!);
+  } catch (error) {
+    throw new SvidError('bad_spiffe_id', `URI SAN is not a valid SPIFFE ID: ${(error as Error).message}`);
+  }
+  const basic = parsed.getExtension(x509.BasicConstraintsExtension);
+  if (leaf.ca || basic?.ca) throw new SvidError('leaf_is_ca', 'X509-SVID leaf must not be a CA (basicConstraints cA is true)');
+  const usage = parsed.getExtension(x509.KeyUsagesExtension);
+  if (!usage || (usage.usages & x509.KeyUsageFlags.digitalSignature) === 0) {
+    throw new SvidError('key_usage', 'X509-SVID leaf must have the digitalSignature key usage');
+  }
+  if ((usage.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) !== 0) {
+    throw new SvidError('key_usage', 'X509-SVID leaf must not have keyCertSign or cRLSign');
+  }
+  return id;
+}
+
+function checkValidity(cert: X509Certificate, now: number, what: string): void {
+  if (now < Date.parse(cert.validFrom)) throw new SvidError('not_yet_valid', `${what} is not valid before ${cert.validFrom}`);
+  if (now > Date.parse(cert.validTo)) throw new SvidError('expired', `${what} expired at ${cert.validTo}`);
+}
+
+function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
+  return child.checkIssued(parent) && child.verify(parent.publicKey);
+}
+
+/** Validates a presented chain (leaf first) as an X509-SVID of an accepted trust domain. */
+export function verifyX509Svid(chain: readonly X509Certificate[], bundles: TrustBundleSet, now = Date.now()): X509Svid {
+  const leaf = chain[0];
+  if (!leaf) throw new SvidError('no_client_cert', 'no certificate was presented');
+  const id = leafSpiffeId(leaf);
+  const roots = bundles.rootsFor(id.trustDomain);
+  if (!roots) throw new SvidError('unknown_trust_domain', `trust domain "${id.trustDomain}" is not trusted`);
+  checkValidity(leaf, now, 'leaf certificate');
+  // Walk up from the leaf: stop at a root of this trust domain's bundle; otherwise step to a
+  // presented intermediate CA that signed the current certificate.
+  let current = leaf;
+  for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
+    const root = roots.find((candidate) => issuedBy(current, candidate));
+    if (root) {
+      checkValidity(root, now, 'trust bundle certificate');
+      return {
+        id,
+        chain,
+        leafSha256Hex: leaf.fingerprint256.replaceAll(':', '').toLowerCase(),
+        leafSha256B64u: Buffer.from(leaf.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url'),
+        notAfter: new Date(leaf.validTo),
+      };
+    }
+    const parent = chain.slice(1).find((candidate) => candidate !== current && candidate.ca && issuedBy(current, candidate));
+    if (!parent) break;
+    checkValidity(parent, now, 'intermediate certificate');
+    current = parent;
+  }
+  throw new SvidError('untrusted_chain', `chain does not verify against the bundle of trust domain "${id.trustDomain}"`);
+}
+
+/** Splits a PEM file into certificates, in file order. */
+export function parsePemCertificates(pem: string): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((block) => new X509Certificate(block));
+}

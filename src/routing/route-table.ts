@@ -1,0 +1,126 @@
+// The compiled route table: first match wins, `{name}` captures one segment, a trailing `/**`
+// matches any tail (including none). Compiled once per config load; matching splits nothing
+// and builds no regex per request.
+import type { RouteBody, RouteConfig } from '../config/schema.ts';
+
+export type Sensitivity = 'low' | 'medium' | 'high' | 'critical';
+
+export interface Route {
+  readonly name: string;
+  readonly privileged: boolean;
+  readonly action: string;
+  readonly sensitivity: Sensitivity;
+  readonly cacheTtlMs: number | undefined;
+  /** Resource template parts: literals and capture indexes. */
+  readonly resource: readonly (string | number)[];
+}
+
+export interface RouteMatch {
+  readonly route: Route;
+  readonly resource: string;
+}
+
+interface CompiledRoute {
+  readonly route: Route;
+  readonly methods: ReadonlySet<string> | undefined;
+  /** Literal segment, or null for a `{capture}`. */
+  readonly segments: readonly (string | null)[];
+  readonly tail: boolean;
+}
+
+function compileResource(template: string | undefined, captureNames: readonly string[]): (string | number)[] {
+  if (template === undefined) return [];
+  const parts: (string | number)[] = [];
+  let last = 0;
+  for (const match of template.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+    if (match.index > last) parts.push(template.slice(last, match.index));
+    parts.push(captureNames.indexOf(match[1]!));
+    last = match.index + match[0].length;
+  }
+  if (last < template.length) parts.push(template.slice(last));
+  return parts;
+}
+
+function toRoute(name: string, body: RouteBody, captureNames: readonly string[]): Route {
+  return {
+    name,
+    privileged: body.privileged,
+    action: body.action ?? '',
+    sensitivity: body.sensitivity,
+    cacheTtlMs: body.cacheTtl,
+    resource: compileResource(body.resource, captureNames),
+  };
+}
+
+function compileRoute(config: RouteConfig): CompiledRoute {
+  let raw = config.match.path.split('/').slice(1);
+  const tail = raw[raw.length - 1] === '**';
+  if (tail) raw = raw.slice(0, -1);
+  if (raw.length === 1 && raw[0] === '') raw = [];
+  const captureNames: string[] = [];
+  const segments = raw.map((segment) => {
+    if (segment.startsWith('{')) {
+      captureNames.push(segment.slice(1, -1));
+      return null;
+    }
+    return segment;
+  });
+  return {
+    route: toRoute(config.name, config, captureNames),
+    methods: config.match.methods ? new Set(config.match.methods) : undefined,
+    segments,
+    tail,
+  };
+}
+
+export class RouteTable {
+  private readonly routes: readonly CompiledRoute[];
+  private readonly fallback: Route | undefined;
+
+  constructor(routes: readonly RouteConfig[], defaultRoute: 'deny' | RouteBody) {
+    this.routes = routes.map(compileRoute);
+    this.fallback = defaultRoute === 'deny' ? undefined : toRoute('default', defaultRoute, []);
+  }
+
+  /** The first route matching a normalised path, or undefined for `no_route`. */
+  match(method: string, path: string): RouteMatch | undefined {
+    const captures: string[] = [];
+    for (const compiled of this.routes) {
+      if (compiled.methods && !compiled.methods.has(method)) continue;
+      captures.length = 0;
+      if (matchSegments(compiled, path, captures)) {
+        return { route: compiled.route, resource: render(compiled.route.resource, captures) };
+      }
+    }
+    return this.fallback ? { route: this.fallback, resource: render(this.fallback.resource, captures) } : undefined;
+  }
+}
+
+/** Walks the normalised path (which starts with `/` and has no empty inner segments). */
+function matchSegments(compiled: CompiledRoute, path: string, captures: string[]): boolean {
+  let position = 1;
+  const { segments } = compiled;
+  for (let i = 0; i < segments.length; i++) {
+    if (position > path.length) return false;
+    let end = path.indexOf('/', position);
+    if (end === -1) end = path.length;
+    const expected = segments[i];
+    if (expected === null) {
+      if (end === position) return false;
+      captures.push(path.slice(position, end));
+    } else if (end - position !== expected!.length || !path.startsWith(expected!, position)) {
+      return false;
+    }
+    position = end + 1;
+  }
+  if (compiled.tail) return true;
+  // All segments consumed: the path must end here (a trailing slash is a different path).
+  return segments.length === 0 ? path === '/' : position === path.length + 1;
+}
+
+function render(parts: readonly (string | number)[], captures: readonly string[]): string {
+  if (parts.length === 1 && typeof parts[0] === 'string') return parts[0];
+  let out = '';
+  for (const part of parts) out += typeof part === 'string' ? part : (captures[part] ?? '');
+  return out;
+}

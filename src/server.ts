@@ -1,0 +1,261 @@
+// The proxy, in request order: TLS handshake → peer identity (once per connection) → path
+// normalisation → route → authorization (privileged routes only) → forward to the service.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Config } from './config/schema.ts';
+import { denial, type Denial } from './decision/denial.ts';
+import { denyPrivileged, type Authorizer, type Verdict } from './decision/authorizer.ts';
+import { PeerVerifier, type PeerIdentity } from './identity/peer-verifier.ts';
+import type { IdentityMaterial } from './identity/svid-source.ts';
+import { SvidError } from './identity/x509-svid.ts';
+import { RouteTable, type RouteMatch } from './routing/route-table.ts';
+import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
+import { acceptableRequestId, RequestHeaderFilter, xfcc } from './forward/headers.ts';
+import { classifyUpstreamError, Upstream } from './forward/upstream.ts';
+import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
+import type { Metrics } from './telemetry/metrics.ts';
+import type { Logger } from './telemetry/logger.ts';
+
+/** Everything built from one config load; replaced as a whole on reload. */
+export interface Generation {
+  readonly id: number;
+  readonly config: Config;
+  readonly routes: RouteTable;
+  readonly headerFilter: RequestHeaderFilter;
+  readonly upstream: Upstream;
+  readonly authorizer: Authorizer;
+}
+
+export function buildGeneration(id: number, config: Config, authorizer: Authorizer = denyPrivileged): Generation {
+  return {
+    id,
+    config,
+    routes: new RouteTable(config.routes, config.defaultRoute),
+    headerFilter: new RequestHeaderFilter({ tokenHeaders: [config.grants.header, config.posture.header, config.intent.header] }),
+    upstream: new Upstream({
+      url: config.upstream.url,
+      timeoutMs: config.upstream.timeout,
+      connectTimeoutMs: config.upstream.connectTimeout,
+      connections: config.upstream.connections,
+    }),
+    authorizer,
+  };
+}
+
+const PEER = Symbol('portcullis.peer');
+type IdentifiedSocket = TLSSocket & { [PEER]?: PeerIdentity };
+
+/** Bounded reasons for handshake failures the TLS stack reports (metric label values). */
+function handshakeReason(error: NodeJS.ErrnoException): string {
+  const code = error.code ?? '';
+  if (code.includes('PEER_DID_NOT_RETURN_A_CERTIFICATE') || code.includes('NO_CERTIFICATE')) return 'no_client_cert';
+  if (code.includes('CERT_HAS_EXPIRED') || code.includes('CERTIFICATE_EXPIRED')) return 'expired';
+  if (code.includes('UNABLE_TO_GET_ISSUER') || code.includes('UNKNOWN_CA') || code.includes('SELF_SIGNED') || code.includes('CERTIFICATE_VERIFY_FAILED') || code.includes('UNABLE_TO_VERIFY')) return 'untrusted_chain';
+  if (code === 'ECONNRESET' || code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code.includes('HTTP_REQUEST') || code.includes('UNKNOWN_PROTOCOL') || code.includes('PACKET_LENGTH')) return 'not_tls';
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
+  return 'other';
+}
+
+export interface ProxyOptions {
+  readonly generation: Generation;
+  readonly identity: IdentityMaterial;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+export class Proxy {
+  readonly server: Server;
+  private generation: Generation;
+  private identity: IdentityMaterial;
+  private verifier: PeerVerifier;
+  private readonly metrics: Metrics;
+  private readonly logger: Logger;
+
+  constructor(options: ProxyOptions) {
+    this.generation = options.generation;
+    this.identity = options.identity;
+    this.metrics = options.metrics;
+    this.logger = options.logger;
+    this.verifier = new PeerVerifier(options.identity.bundles, options.generation.config.identity.allow);
+    const limits = options.generation.config.limits;
+    this.server = createServer(
+      {
+        ...this.tlsOptions(options.identity),
+        maxHeaderSize: limits.maxHeaderBytes,
+        handshakeTimeout: 10_000,
+        headersTimeout: limits.headersTimeout,
+        keepAliveTimeout: limits.idleTimeout,
+        requestTimeout: 0,
+      },
+      (req, res) => this.handle(req, res),
+    );
+    this.server.prependListener('secureConnection', (socket: TLSSocket) => this.identify(socket));
+    this.server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+      this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error) });
+      this.logger.debug({ code: error.code }, 'TLS handshake failed');
+    });
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.onClientError(error, socket));
+    this.metrics.svidExpiry.set(options.identity.notAfter.getTime() / 1000);
+  }
+
+  private tlsOptions(identity: IdentityMaterial) {
+    return {
+      cert: identity.certPem,
+      key: identity.keyPem,
+      ca: identity.bundles.allRoots().map((cert) => cert.toString()),
+      requestCert: true,
+      // The TLS stack checks the chain against every trusted CA; identify() then applies the
+      // SPIFFE rules, including "the bundle of the peer's own trust domain".
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2' as const,
+      ALPNProtocols: ['http/1.1'],
+    };
+  }
+
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address();
+        resolve(typeof address === 'object' && address ? address.port : port);
+      });
+    });
+  }
+
+  get currentGeneration(): Generation {
+    return this.generation;
+  }
+
+  /** Swaps the config generation; requests in flight finish on the one they started with. */
+  useGeneration(generation: Generation): void {
+    const previous = this.generation;
+    this.generation = generation;
+    if (previous.config.identity.allow.join('\n') !== generation.config.identity.allow.join('\n')) {
+      this.verifier = new PeerVerifier(this.identity.bundles, generation.config.identity.allow);
+    }
+  }
+
+  /** New SVID or bundles: new connections use them; existing connections carry on. */
+  useIdentity(identity: IdentityMaterial): void {
+    const bundleChanged = identity.bundles.fingerprint !== this.identity.bundles.fingerprint;
+    this.identity = identity;
+    this.server.setSecureContext(this.tlsOptions(identity));
+    if (bundleChanged) {
+      // Tickets issued under the old bundle must not resume: new ticket keys force a full handshake.
+      this.server.setTicketKeys(randomBytes(48));
+      this.verifier = new PeerVerifier(identity.bundles, this.generation.config.identity.allow);
+    }
+    this.metrics.svidExpiry.set(identity.notAfter.getTime() / 1000);
+  }
+
+  private identify(socket: IdentifiedSocket): void {
+    try {
+      socket[PEER] = this.verifier.verify(socket);
+    } catch (error) {
+      if (!(error instanceof SvidError)) throw error;
+      // Not a valid X509-SVID of a trusted domain: the connection ends before a byte is read.
+      this.metrics.tlsHandshakeFailures.inc({ reason: error.rejection });
+      this.logger.info({ rejection: error.rejection, detail: error.message, remote: socket.remoteAddress }, 'peer certificate refused');
+      socket.destroy();
+    }
+  }
+
+  private onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+    const code = error.code ?? '';
+    const tooLarge = code === 'HPE_HEADER_OVERFLOW';
+    this.metrics.badRequests.inc({ reason: tooLarge ? 'headers_too_large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed' });
+    if (socket.writable && code !== 'ECONNRESET') {
+      socket.end(tooLarge ? rawDenialResponse(431, 'Request Header Fields Too Large', denial('bad_request')) : rawDenialResponse(400, 'Bad Request', denial('bad_request')));
+    } else {
+      socket.destroy();
+    }
+  }
+
+  private deny(res: ServerResponse, route: string, denied: Denial, requestId: string): void {
+    writeDenial(res, denied, requestId);
+    this.metrics.requests.inc({ route, code: denied.status });
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const generation = this.generation;
+    const inboundId = req.headers['x-request-id'];
+    const requestId = acceptableRequestId(inboundId) ? inboundId : randomUUID();
+    const peer = (req.socket as IdentifiedSocket)[PEER];
+    if (!peer || !peer.allowed) {
+      this.deny(res, '', denial('peer_not_allowed'), requestId);
+      return;
+    }
+    const target = normaliseTarget(req.url ?? '', generation.config.routing);
+    if (isBadPath(target)) {
+      this.metrics.badRequests.inc({ reason: 'bad_path' });
+      this.deny(res, '', denial('bad_path'), requestId);
+      return;
+    }
+    const match = generation.routes.match(req.method ?? '', target.path);
+    if (!match) {
+      this.deny(res, '', denial('no_route'), requestId);
+      return;
+    }
+    const upstreamPath = target.query === '' ? target.path : target.path + target.query;
+    if (!match.route.privileged) {
+      this.forward(req, res, generation, match, peer, upstreamPath, requestId, undefined);
+      return;
+    }
+    const verdict = generation.authorizer.authorize({ peer, route: match.route, resource: match.resource, method: req.method ?? '', headers: req.headers, requestId });
+    if (verdict instanceof Promise) {
+      verdict.then(
+        (v) => this.afterVerdict(v, req, res, generation, match, peer, upstreamPath, requestId),
+        (error: unknown) => {
+          this.logger.error({ err: error, request_id: requestId }, 'authorizer failed');
+          this.deny(res, match.route.name, denial('pdp_unavailable'), requestId);
+        },
+      );
+    } else {
+      this.afterVerdict(verdict, req, res, generation, match, peer, upstreamPath, requestId);
+    }
+  }
+
+  private afterVerdict(verdict: Verdict, req: IncomingMessage, res: ServerResponse, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string): void {
+    if (verdict.allow) this.forward(req, res, generation, match, peer, path, requestId, verdict.grantId);
+    else this.deny(res, match.route.name, verdict.denial, requestId);
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined): void {
+    const headers = generation.headerFilter.filter(req.rawHeaders, req.headers.connection);
+    headers.push(
+      'x-forwarded-client-cert', xfcc(this.identity.id.uri, peer.svid.leafSha256Hex, peer.svid.id.uri),
+      'x-request-id', requestId,
+      'x-forwarded-for', req.socket.remoteAddress ?? '',
+      'x-forwarded-proto', 'https',
+    );
+    if (grantId !== undefined) headers.push('x-jit-grant-id', grantId);
+    const started = performance.now();
+    const route = match.route.name;
+    generation.upstream
+      .forward(req, res, path, headers, (status) => {
+        this.metrics.upstreamDuration.observe((performance.now() - started) / 1000);
+        this.metrics.requests.inc({ route, code: status });
+      })
+      .catch((error: unknown) => {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (req.destroyed && res.destroyed) return;
+        const reason = classifyUpstreamError(error);
+        this.logger.warn({ request_id: requestId, route, reason, code: (error as NodeJS.ErrnoException).code }, 'upstream request failed');
+        this.deny(res, route, denial(reason), requestId);
+      });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+}
