@@ -3,6 +3,7 @@
 // cRLSign; every certificate within its validity; and a chain that verifies against the bundle
 // of the trust domain named in the leaf's own SPIFFE ID, not merely against any trusted CA.
 import { X509Certificate } from 'node:crypto';
+import 'reflect-metadata'; // @peculiar/x509 needs it loaded first
 import * as x509 from '@peculiar/x509';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
 import type { TrustBundleSet } from './trust-bundle.ts';
