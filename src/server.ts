@@ -45,17 +45,26 @@ export function buildGeneration(id: number, config: Config, authorizer: Authoriz
   };
 }
 
+/** The `route` label of requests refused before a route was chosen. */
+const UNROUTED = 'none';
+
 const PEER = Symbol('portcullis.peer');
 type IdentifiedSocket = TLSSocket & { [PEER]?: PeerIdentity };
 
-/** Bounded reasons for handshake failures the TLS stack reports (metric label values). */
-function handshakeReason(error: NodeJS.ErrnoException): string {
+/**
+ * Bounded reasons for handshake failures the TLS stack reports (metric label values). A chain
+ * the TLS stack refuses leaves its verdict on the socket's `authorizationError`.
+ */
+function handshakeReason(error: NodeJS.ErrnoException, socket: TLSSocket | undefined): string {
+  const verify = String(socket?.authorizationError ?? '');
+  if (verify === 'CERT_HAS_EXPIRED') return 'expired';
+  if (verify === 'CERT_NOT_YET_VALID') return 'not_yet_valid';
+  if (verify !== '') return 'untrusted_chain';
   const code = error.code ?? '';
   if (code.includes('PEER_DID_NOT_RETURN_A_CERTIFICATE') || code.includes('NO_CERTIFICATE')) return 'no_client_cert';
-  if (code.includes('CERT_HAS_EXPIRED') || code.includes('CERTIFICATE_EXPIRED')) return 'expired';
-  if (code.includes('UNABLE_TO_GET_ISSUER') || code.includes('UNKNOWN_CA') || code.includes('SELF_SIGNED') || code.includes('CERTIFICATE_VERIFY_FAILED') || code.includes('UNABLE_TO_VERIFY')) return 'untrusted_chain';
-  if (code === 'ECONNRESET' || code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code.includes('HTTP_REQUEST') || code.includes('UNKNOWN_PROTOCOL') || code.includes('PACKET_LENGTH')) return 'not_tls';
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
+  if (code === 'ECONNRESET' || code === 'EPIPE') return 'connection_reset';
+  if (code.startsWith('ERR_SSL_')) return 'protocol_error';
   return 'other';
 }
 
@@ -93,9 +102,9 @@ export class Proxy {
       (req, res) => this.handle(req, res),
     );
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.identify(socket));
-    this.server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
-      this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error) });
-      this.logger.debug({ code: error.code }, 'TLS handshake failed');
+    this.server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+      this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
+      this.logger.debug({ code: error.code, detail: error.message }, 'TLS handshake failed');
     });
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.onClientError(error, socket));
     this.metrics.svidExpiry.set(options.identity.notAfter.getTime() / 1000);
@@ -166,9 +175,14 @@ export class Proxy {
 
   private onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
     const code = error.code ?? '';
+    if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+      // A socket or TLS error, not a bad request: already counted or nothing to answer.
+      socket.destroy();
+      return;
+    }
     const tooLarge = code === 'HPE_HEADER_OVERFLOW';
     this.metrics.badRequests.inc({ reason: tooLarge ? 'headers_too_large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed' });
-    if (socket.writable && code !== 'ECONNRESET') {
+    if (socket.writable) {
       socket.end(tooLarge ? rawDenialResponse(431, 'Request Header Fields Too Large', denial('bad_request')) : rawDenialResponse(400, 'Bad Request', denial('bad_request')));
     } else {
       socket.destroy();
@@ -186,18 +200,18 @@ export class Proxy {
     const requestId = acceptableRequestId(inboundId) ? inboundId : randomUUID();
     const peer = (req.socket as IdentifiedSocket)[PEER];
     if (!peer || !peer.allowed) {
-      this.deny(res, '', denial('peer_not_allowed'), requestId);
+      this.deny(res, UNROUTED, denial('peer_not_allowed'), requestId);
       return;
     }
     const target = normaliseTarget(req.url ?? '', generation.config.routing);
     if (isBadPath(target)) {
       this.metrics.badRequests.inc({ reason: 'bad_path' });
-      this.deny(res, '', denial('bad_path'), requestId);
+      this.deny(res, UNROUTED, denial('bad_path'), requestId);
       return;
     }
     const match = generation.routes.match(req.method ?? '', target.path);
     if (!match) {
-      this.deny(res, '', denial('no_route'), requestId);
+      this.deny(res, UNROUTED, denial('no_route'), requestId);
       return;
     }
     const upstreamPath = target.query === '' ? target.path : target.path + target.query;
