@@ -98,6 +98,11 @@ ${extra}`;
 }
 
 export const DEFAULT_ROUTES = `routes:
+  - name: refund
+    match: { methods: [POST], path: "/orders/{id}/refund" }
+    action: orders.refund
+    resource: "order:{id}"
+    sensitivity: high
   - name: health
     match: { methods: [GET], path: /healthz }
     privileged: false
@@ -107,11 +112,6 @@ export const DEFAULT_ROUTES = `routes:
   - name: upload
     match: { methods: [POST, PUT], path: /upload }
     privileged: false
-  - name: refund
-    match: { methods: [POST], path: "/orders/{id}/refund" }
-    action: orders.refund
-    resource: "order:{id}"
-    sensitivity: high
 `;
 
 export async function startProxy(pki: Pki, yaml: string, options: { svidPollMs?: number } = {}): Promise<Instance> {
