@@ -1,0 +1,136 @@
+// The command line as a user runs it: check, svid inspect, and the demo's printed curl lines.
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { x509 } from '../../src/cli/dev-pki.ts';
+import { configYaml, createPki, DEFAULT_ROUTES, DevCa, type Pki } from '../support/harness.ts';
+import { MAIN } from '../support/child-proxy.ts';
+
+const exec = promisify(execFile);
+
+async function portcullis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [MAIN, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('portcullis check', () => {
+  let pki: Pki;
+  beforeAll(async () => {
+    pki = await createPki();
+  });
+  afterAll(() => pki.cleanup());
+
+  it('accepts a good config and its identity files', async () => {
+    const file = pki.write('good.yaml', configYaml(pki, 'http://127.0.0.1:1', DEFAULT_ROUTES));
+    const result = await portcullis('check', '--config', file);
+    expect(result).toMatchObject({ code: 0 });
+    expect(result.stdout).toContain('ok');
+  });
+
+  it('lists each problem with file, key path and line, and exits 1', async () => {
+    const yaml = configYaml(pki, 'http://127.0.0.1:1', DEFAULT_ROUTES).replace('admin: { address: 127.0.0.1, port: 0 }', 'admin: { address: 127.0.0.1, port: 0 }\ncache: { allowTtl: soon }\nbogus: 1');
+    const file = pki.write('bad.yaml', yaml);
+    const result = await portcullis('check', '--config', file);
+    expect(result.code).toBe(1);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toContain(`${file}:${yaml.split('\n').findIndex((l) => l.startsWith('cache:')) + 1}: cache.allowTtl: expected a duration like "30s", got "soon"`);
+    expect(lines.some((l) => l.includes(': bogus: unknown key'))).toBe(true);
+  });
+
+  it('names the identity file whose key does not match its certificate', async () => {
+    const other = await pki.ca.svid('/ns/prod/sa/other');
+    pki.write('wrong_key.pem', other.keyPem);
+    const file = pki.write('mismatch.yaml', configYaml(pki, 'http://127.0.0.1:1').replace('keyFile: svid_key.pem', 'keyFile: wrong_key.pem'));
+    const result = await portcullis('check', '--config', file);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/identity\.keyFile: .*key does not match the certificate/);
+  });
+
+  it('refuses a missing file and a missing --config', async () => {
+    expect((await portcullis('check', '--config', `${pki.dir}/nope.yaml`)).stderr).toContain('cannot read: ENOENT');
+    const usage = await portcullis('check');
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('--config FILE is required');
+  });
+});
+
+describe('portcullis svid inspect', () => {
+  let pki: Pki;
+  beforeAll(async () => {
+    pki = await createPki();
+  });
+  afterAll(() => pki.cleanup());
+
+  it('prints the SPIFFE ID, expiry and chain, and verifies against a bundle', async () => {
+    const svid = await pki.ca.svid('/ns/prod/sa/web');
+    const file = pki.write('web.pem', svid.certPem);
+    const result = await portcullis('svid', 'inspect', file, '--bundle', `${pki.dir}/bundle.pem`);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('spiffe_id: spiffe://example.org/ns/prod/sa/web');
+    expect(result.stdout).toContain(`expires: ${svid.cert.notAfter.toISOString()}`);
+    expect(result.stdout).toContain('verified: chains to');
+  });
+
+  it('exits 1 naming the rule a CA leaf, two URI SANs, an expired leaf, or another bundle break', async () => {
+    const cases: [string, Promise<{ certPem: string }>, RegExp][] = [
+      ['ca.pem', pki.ca.svid('/ns/x', { ca: true, keyUsages: x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.digitalSignature }), /leaf_is_ca/],
+      ['two.pem', pki.ca.svid('/ns/x', { uris: ['spiffe://example.org/a', 'spiffe://example.org/b'] }), /uri_san_count/],
+      ['expired.pem', pki.ca.svid('/ns/x', { notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000) }), /expired/],
+    ];
+    for (const [name, issued, rule] of cases) {
+      const result = await portcullis('svid', 'inspect', pki.write(name, (await issued).certPem), '--bundle', `${pki.dir}/bundle.pem`);
+      expect(result.code, name).toBe(1);
+      expect(result.stderr, name).toMatch(rule);
+    }
+    const stranger = await (await DevCa.create('example.org')).svid('/ns/x');
+    const foreign = await portcullis('svid', 'inspect', pki.write('foreign.pem', stranger.certPem), '--bundle', `${pki.dir}/bundle.pem`);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stderr).toMatch(/untrusted_chain/);
+    const garbage = await portcullis('svid', 'inspect', pki.write('garbage.pem', 'not a certificate'));
+    expect(garbage.code).toBe(1);
+    expect(garbage.stderr).toContain('no PEM certificate found');
+  });
+});
+
+describe('portcullis demo', () => {
+  it('prints curl commands that work when pasted', async () => {
+    const child = spawn(process.execPath, [MAIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`demo did not print its commands:\n${out}`)), 20_000);
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+          out += chunk;
+          if (out.includes('Press Ctrl-C')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      const commands = out.split('\n').filter((l) => l.trim().startsWith('curl ')).map((l) => l.trim());
+      expect(commands.length).toBeGreaterThanOrEqual(6);
+      const results = [];
+      for (const command of commands) {
+        const { stdout } = await exec('bash', ['-c', `${command} -w '\\n%{http_code}' || true`]);
+        const lines = stdout.trimEnd().split('\n');
+        results.push({ command, code: lines.at(-1), body: lines.slice(0, -1).join('\n') });
+      }
+      const [allowed, notAllowed, forged, noCert, badPath, noRoute, privileged] = results;
+      expect(allowed!.code).toBe('200');
+      expect(allowed!.body).toContain('URI=spiffe://example.org/ns/prod/sa/support-bot');
+      expect(JSON.parse(notAllowed!.body).reason).toBe('peer_not_allowed');
+      expect(forged!.code).toBe('000');
+      expect(noCert!.code).toBe('000');
+      expect([badPath!.code, JSON.parse(badPath!.body).reason]).toEqual(['400', 'bad_path']);
+      expect([noRoute!.code, JSON.parse(noRoute!.body).reason]).toEqual(['403', 'no_route']);
+      expect(privileged!.code).toMatch(/^(200|401|403)$/);
+    } finally {
+      child.kill('SIGINT');
+    }
+  });
+});
