@@ -7,14 +7,15 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/schema.ts';
 import { denial, type Denial } from './decision/denial.ts';
-import { denyPrivileged, type Authorizer, type Verdict } from './decision/authorizer.ts';
+import type { Authorizer, Verdict } from './decision/authorizer.ts';
+import type { Pdp } from './pdp/pdp.ts';
 import { PeerVerifier, type PeerIdentity } from './identity/peer-verifier.ts';
 import type { IdentityMaterial } from './identity/svid-source.ts';
 import { SvidError } from './identity/x509-svid.ts';
-import { RouteTable, type RouteMatch } from './routing/route-table.ts';
+import type { RouteMatch, RouteTable } from './routing/route-table.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
-import { acceptableRequestId, RequestHeaderFilter, xfcc } from './forward/headers.ts';
-import { classifyUpstreamError, Upstream } from './forward/upstream.ts';
+import { acceptableRequestId, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
+import { classifyUpstreamError, type Upstream } from './forward/upstream.ts';
 import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { Logger } from './telemetry/logger.ts';
@@ -27,22 +28,7 @@ export interface Generation {
   readonly headerFilter: RequestHeaderFilter;
   readonly upstream: Upstream;
   readonly authorizer: Authorizer;
-}
-
-export function buildGeneration(id: number, config: Config, authorizer: Authorizer = denyPrivileged): Generation {
-  return {
-    id,
-    config,
-    routes: new RouteTable(config.routes, config.defaultRoute),
-    headerFilter: new RequestHeaderFilter({ tokenHeaders: [config.grants.header, config.posture.header, config.intent.header] }),
-    upstream: new Upstream({
-      url: config.upstream.url,
-      timeoutMs: config.upstream.timeout,
-      connectTimeoutMs: config.upstream.connectTimeout,
-      connections: config.upstream.connections,
-    }),
-    authorizer,
-  };
+  readonly pdp: Pdp;
 }
 
 /** The `route` label of requests refused before a route was chosen. */
@@ -114,11 +100,14 @@ export class Proxy {
     return {
       cert: identity.certPem,
       key: identity.keyPem,
-      ca: identity.bundles.allRoots().map((cert) => cert.toString()),
+      // Every bundle's CAs, each name-constrained to the trust domain(s) whose bundle lists it, so
+      // the TLS stack's chain check already means "the bundle of the peer's own trust domain".
+      ca: identity.bundles.tlsRoots(),
       requestCert: true,
-      // The TLS stack checks the chain against every trusted CA; identify() then applies the
-      // SPIFFE rules, including "the bundle of the peer's own trust domain".
-      rejectUnauthorized: true,
+      // The handshake completes; identify() applies the SPIFFE rules and the TLS stack's verdict
+      // (socket.authorized) and drops the connection before a byte is read, counting one precise
+      // reason (with rejectUnauthorized: true, Node drops such a socket with no reason at all).
+      rejectUnauthorized: false,
       minVersion: 'TLSv1.2' as const,
       ALPNProtocols: ['http/1.1'],
     };
@@ -165,10 +154,11 @@ export class Proxy {
     try {
       socket[PEER] = this.verifier.verify(socket);
     } catch (error) {
-      if (!(error instanceof SvidError)) throw error;
-      // Not a valid X509-SVID of a trusted domain: the connection ends before a byte is read.
-      this.metrics.tlsHandshakeFailures.inc({ reason: error.rejection });
-      this.logger.info({ rejection: error.rejection, detail: error.message, remote: socket.remoteAddress }, 'peer certificate refused');
+      // Not a valid X509-SVID of a trusted domain: the connection ends before a byte is read. A
+      // certificate our parsers choke on is refused too; it must never take the process down.
+      const rejection = error instanceof SvidError ? error.rejection : 'bad_certificate';
+      this.metrics.tlsHandshakeFailures.inc({ reason: rejection });
+      this.logger.info({ rejection, detail: (error as Error).message, remote: socket.remoteAddress }, 'peer certificate refused');
       socket.destroy();
     }
   }

@@ -2,6 +2,8 @@
 import { ConfigError, formatProblem, loadConfig, type ConfigProblem } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { IdentityLoadError, loadIdentityFiles } from '../identity/svid-source.ts';
+import { buildPdp } from '../generation.ts';
+import { issuerKeys } from '../tokens/key-set.ts';
 
 export function checkConfig(file: string): { config?: Config; problems: string[] } {
   let config: Config;
@@ -25,6 +27,21 @@ export function checkConfig(file: string): { config?: Config; problems: string[]
       if (!(error instanceof IdentityLoadError)) throw error;
       problems.push({ file, key: error.message.split(' ')[0] ?? 'identity', message: error.message.slice(error.message.indexOf(' ') + 1) });
     }
+  }
+  try {
+    buildPdp(config);
+  } catch (error) {
+    if (error instanceof ConfigError) problems.push(...error.problems);
+    else problems.push({ file, key: 'pdp', message: (error as Error).message });
+  }
+  for (const section of ['grants', 'posture'] as const) {
+    config[section].issuers.forEach((issuer, index) => {
+      try {
+        issuerKeys(issuer, 1000);
+      } catch (error) {
+        problems.push({ file, key: `${section}.issuers[${index}]`, message: (error as Error).message });
+      }
+    });
   }
   return { config, problems: problems.map(formatProblem) };
 }

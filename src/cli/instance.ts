@@ -1,27 +1,50 @@
-// One running Portcullis: the proxy, its SVID source, and the admin listener, from a config.
-// Used by `portcullis run`, the demo and the integration tests alike.
+// One running Portcullis: the proxy, its SVID source, the decision state shared across reloads,
+// and the admin listener. Used by `portcullis run`, the demo and the integration tests alike.
 import type { Server } from 'node:http';
+import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { createAdminServer } from '../admin/admin-server.ts';
 import { FileSvidSource } from '../identity/svid-source.ts';
-import { buildGeneration, Proxy } from '../server.ts';
+import { DecisionCache } from '../decision/decision-cache.ts';
+import { DecisionPath } from '../decision/decision-path.ts';
+import { Revocations } from '../decision/revocations.ts';
+import { buildGeneration, type SharedState } from '../generation.ts';
+import { Proxy } from '../server.ts';
 import { createMetrics, type Metrics } from '../telemetry/metrics.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { createAuditLog, type AuditLog } from '../telemetry/audit.ts';
+import { parseSpiffeId } from '../identity/spiffe-id.ts';
 
 export interface InstanceOptions {
   readonly logger?: Logger;
   /** How often SVID and bundle files are checked for changes. */
   readonly svidPollMs?: number;
+  /** The config file, for reloads. */
+  readonly configFile?: string;
+  readonly audit?: AuditLog;
 }
 
 export interface Instance {
   readonly proxy: Proxy;
   readonly admin: Server;
   readonly metrics: Metrics;
+  readonly shared: SharedState;
   readonly svidSource: FileSvidSource;
   readonly proxyPort: number;
   readonly adminPort: number;
+  reload(): { ok: true; generation: number } | { ok: false; error: string };
   close(): Promise<void>;
+}
+
+function listenAdmin(admin: Server, port: number, address: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    admin.once('error', reject);
+    admin.listen(port, address, () => {
+      admin.off('error', reject);
+      const bound = admin.address();
+      resolve(typeof bound === 'object' && bound ? bound.port : port);
+    });
+  });
 }
 
 export async function startInstance(config: Config, options: InstanceOptions = {}): Promise<Instance> {
@@ -35,7 +58,15 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     trustDomains: identity.trustDomains,
     bundles: identity.bundles,
   });
-  const proxy = new Proxy({ generation: buildGeneration(1, config), identity: svidSource.material, metrics, logger });
+  const shared: SharedState = {
+    cache: new DecisionCache(config.cache.maxEntries, metrics),
+    revocations: new Revocations(),
+    metrics,
+    audit: options.audit ?? createAuditLog(config.audit.file),
+    ownId: svidSource.material.id.uri,
+  };
+  let generationId = 1;
+  const proxy = new Proxy({ generation: buildGeneration(generationId, config, shared), identity: svidSource.material, metrics, logger });
   svidSource.on('update', (material) => {
     proxy.useIdentity(material);
     metrics.svidReloads.inc({ result: 'ok' });
@@ -47,33 +78,94 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   });
   svidSource.start(options.svidPollMs ?? 1000);
 
+  const decisionPath = () => proxy.currentGeneration.authorizer as DecisionPath;
+  const reload: Instance['reload'] = () => {
+    if (!options.configFile) return { ok: false, error: 'no config file to reload from' };
+    try {
+      const next = buildGeneration(generationId + 1, loadConfig(options.configFile), shared);
+      generationId++;
+      const previous = proxy.currentGeneration;
+      proxy.useGeneration(next);
+      // Keys carry the generation, so old decisions can never be served; free their memory now.
+      shared.cache.flush();
+      setTimeout(() => void previous.upstream.close().catch(() => undefined), 30_000).unref();
+      logger.info({ generation: generationId }, 'config reloaded');
+      return { ok: true, generation: generationId };
+    } catch (error) {
+      logger.warn({ detail: (error as Error).message }, 'config reload refused; the running config keeps serving');
+      return { ok: false, error: (error as Error).message };
+    }
+  };
+
   let shuttingDown = false;
   const admin = createAdminServer({
     metrics,
     notReadyReason: () => (shuttingDown ? 'shutting down' : undefined),
+    routes: {
+      'POST /admin/revoke': (body) => {
+        const { jti, sub } = (body ?? {}) as { jti?: unknown; sub?: unknown };
+        if (typeof jti === 'string' && jti !== '') {
+          const purged = decisionPath().revokeGrant(jti);
+          metrics.revocations.inc();
+          logger.info({ jti, purged }, 'grant revoked');
+          return [200, { revoked: { jti }, purged_decisions: purged }];
+        }
+        if (typeof sub === 'string') {
+          try {
+            parseSpiffeId(sub);
+          } catch (error) {
+            return [400, { error: `sub: ${(error as Error).message}` }];
+          }
+          const purged = decisionPath().revokeSubject(sub);
+          metrics.revocations.inc();
+          logger.info({ sub, purged }, 'grants of subject revoked');
+          return [200, { revoked: { sub }, purged_decisions: purged }];
+        }
+        return [400, { error: 'expected {"jti": "..."} or {"sub": "spiffe://..."}' }];
+      },
+      'POST /admin/cache/flush': () => {
+        const flushed = shared.cache.flush();
+        metrics.cacheEntries.set(0);
+        return [200, { flushed }];
+      },
+      'GET /admin/cache': () => {
+        const config = proxy.currentGeneration.config;
+        return [
+          200,
+          {
+            ...shared.cache.stats(),
+            maxEntries: config.cache.maxEntries,
+            allowTtlMs: config.cache.allowTtl,
+            denyTtlMs: config.cache.denyTtl,
+            routes: config.routes.filter((r) => r.privileged).map((r) => ({ route: r.name, effectiveAllowTtlMs: Math.min(config.cache.allowTtl, r.cacheTtl ?? Infinity) })),
+          },
+        ];
+      },
+      'POST /admin/reload': () => {
+        const result = reload();
+        return result.ok ? [200, result] : [400, result];
+      },
+    },
   });
   const proxyPort = await proxy.listen(config.listen.port, config.listen.address);
-  const adminPort = await new Promise<number>((resolve, reject) => {
-    admin.once('error', reject);
-    admin.listen(config.admin.port, config.admin.address, () => {
-      const address = admin.address();
-      resolve(typeof address === 'object' && address ? address.port : config.admin.port);
-    });
-  });
+  const adminPort = await listenAdmin(admin, config.admin.port, config.admin.address);
   logger.info({ spiffe_id: svidSource.material.id.uri, listen: `${config.listen.address}:${proxyPort}`, admin: `${config.admin.address}:${adminPort}` }, 'portcullis is serving');
 
   return {
     proxy,
     admin,
     metrics,
+    shared,
     svidSource,
     proxyPort,
     adminPort,
+    reload,
     async close() {
       shuttingDown = true;
       svidSource.stop();
       await Promise.all([proxy.close(), new Promise<void>((resolve) => admin.close(() => resolve())).then(() => admin.closeAllConnections())]);
       await proxy.currentGeneration.upstream.close();
+      await shared.audit.flush();
     },
   };
 }

@@ -1,17 +1,22 @@
 // The `portcullis` command line (SPEC "Command line"). Edges only: parse arguments, call the
 // stage that does the work, print, exit.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { checkConfig } from './check.ts';
 import { inspectSvid } from './svid-inspect.ts';
 import { startDemo } from './demo.ts';
 import { startInstance } from './instance.ts';
 import { createLogger } from '../telemetry/logger.ts';
+import { mintGrant, mintPosture, readPrivateKey } from './mint.ts';
 
 const USAGE = `usage:
   portcullis run --config FILE          run the proxy
   portcullis check --config FILE        validate config and policy
   portcullis demo                       the quickstart (dev CA, sample upstream, curl commands)
   portcullis svid inspect FILE.pem [--bundle FILE.pem]
+  portcullis grant mint --key PEM --iss URL --sub SPIFFE_ID --aud SPIFFE_ID --scope "a b" --ttl 5m
+                        [--intent S] [--resources r1,r2] [--cnf-cert PEM] [--approver S] [--justification S] [--kid S]
+  portcullis posture mint --key PEM --iss URL --sub SPIFFE_ID --trust low|medium|high --ttl 5m [--kid S]
 `;
 
 function fail(message: string, code = 2): never {
@@ -46,8 +51,9 @@ export async function main(argv: string[]): Promise<void> {
       const file = configFlag(rest);
       const { config, problems } = checkConfig(file);
       if (!config || problems.length > 0) fail(problems.join('\n'), 1);
-      const instance = await startInstance(config);
+      const instance = await startInstance(config, { configFile: file });
       onSignals(() => instance.close());
+      process.on('SIGHUP', () => instance.reload());
       return;
     }
     case 'check': {
@@ -71,6 +77,43 @@ export async function main(argv: string[]): Promise<void> {
       const result = inspectSvid(positionals[0]!, values.bundle);
       (result.ok ? process.stdout : process.stderr).write(`${result.text}\n`);
       process.exitCode = result.ok ? 0 : 1;
+      return;
+    }
+    case 'grant': {
+      const [sub, ...args] = rest;
+      if (sub !== 'mint') fail(USAGE);
+      const { values } = parseArgs({
+        args,
+        strict: true,
+        options: Object.fromEntries(['key', 'iss', 'sub', 'aud', 'scope', 'ttl', 'intent', 'resources', 'cnf-cert', 'approver', 'justification', 'kid', 'jti'].map((k) => [k, { type: 'string' as const }])),
+      });
+      const v = values as Record<string, string | undefined>;
+      for (const required of ['key', 'iss', 'sub', 'aud', 'scope', 'ttl']) if (!v[required]) fail(`grant mint: --${required} is required\n${USAGE}`);
+      const token = await mintGrant({
+        key: readPrivateKey(v.key!),
+        iss: v.iss!,
+        sub: v.sub!,
+        aud: v.aud!,
+        scope: v.scope!,
+        ttl: v.ttl!,
+        intent: v.intent,
+        resources: v.resources?.split(',').map((r) => r.trim()).filter(Boolean),
+        cnfCertPem: v['cnf-cert'] ? readFileSync(v['cnf-cert'], 'utf8') : undefined,
+        approver: v.approver,
+        justification: v.justification,
+        kid: v.kid,
+        jti: v.jti,
+      });
+      process.stdout.write(`${token}\n`);
+      return;
+    }
+    case 'posture': {
+      const [sub, ...args] = rest;
+      if (sub !== 'mint') fail(USAGE);
+      const { values } = parseArgs({ args, strict: true, options: Object.fromEntries(['key', 'iss', 'sub', 'trust', 'ttl', 'kid'].map((k) => [k, { type: 'string' as const }])) });
+      const v = values as Record<string, string | undefined>;
+      for (const required of ['key', 'iss', 'sub', 'trust', 'ttl']) if (!v[required]) fail(`posture mint: --${required} is required\n${USAGE}`);
+      process.stdout.write(`${await mintPosture({ key: readPrivateKey(v.key!), iss: v.iss!, sub: v.sub!, trust: v.trust!, ttl: v.ttl!, kid: v.kid })}\n`);
       return;
     }
     case undefined:

@@ -45,7 +45,8 @@ export function parseYamlFile(file: string, text: string): { value: unknown; doc
       problems: doc.errors.map((error) => ({
         file,
         key: '',
-        line: error.linePos?.[0]?.line,
+        // With prettyErrors off the error carries no linePos: map its offset through the counter.
+        line: error.linePos?.[0]?.line ?? lines.linePos(error.pos[0]).line,
         message: error.message.split('\n')[0] ?? error.message,
       })),
     };
@@ -78,7 +79,8 @@ export function loadConfig(file: string): Config {
   if (parsed.value === null || typeof parsed.value !== 'object' || Array.isArray(parsed.value)) {
     throw new ConfigError([{ file, key: '', message: 'expected a mapping of config keys at the top level' }]);
   }
-  const result = configSchema.safeParse(parsed.value);
+  // reportInput: without it zod leaves `issue.input` unset, and every wrong type read as "required".
+  const result = configSchema.safeParse(parsed.value, { reportInput: true });
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { parseSpiffeId, parseTrustDomain, SpiffeIdError } from '../identity/spiffe-id.ts';
+import { isBadPath, normaliseTarget } from '../routing/normalise-path.ts';
 
 const duration = z.string({ error: (issue) => `expected a duration like "30s", got ${describe(issue.input)}` }).transform((text, ctx) => {
   const ms = parseDuration(text);
@@ -51,6 +52,14 @@ const routePath = z.string().superRefine((text, ctx) => {
     if (segment === '**' && index !== segments.length - 1) ctx.addIssue({ code: 'custom', message: '"/**" is only allowed at the end of a path' });
     else if (segment.includes('{') && !/^\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(segment)) ctx.addIssue({ code: 'custom', message: `a capture must be a whole segment like "{id}", got ${JSON.stringify(segment)}` });
   });
+  if (!text.startsWith('/')) return;
+  // Requests are matched after normalisation, so a path that is not itself normal (`//`, `.`,
+  // `..`, `%7E`, `%c3`, a `?`) could never match: say so instead of silently never matching.
+  const concrete = text.replace(/\/\*\*$/, '').replace(/\{[A-Za-z_][A-Za-z0-9_]*\}/g, 'x') || '/';
+  const normal = normaliseTarget(concrete, { allowPathParams: true });
+  if (isBadPath(normal)) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(text)} can never match a request: ${normal.bad}` });
+  else if (normal.query !== '') ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(text)} has a query: routes match the normalised path only, never the query` });
+  else if (normal.path !== concrete) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(text)} is not in normal form (requests are matched after normalisation; write ${JSON.stringify(normal.path)})` });
 });
 
 const routeBody = {
@@ -148,41 +157,67 @@ export const configSchema = z
       })
       .prefault({}),
   })
-  .superRefine((config, ctx) => {
-    const { identity } = config;
+  // The cross-field rules also run when some fields already failed (`when`), so that `check`
+  // lists every problem at once; they therefore read the value defensively, as possibly raw input.
+  .superRefine((config, ctx) => crossFieldRules(config, (path, message) => ctx.addIssue({ code: 'custom', path, message })), {
+    when: (payload) => payload.value !== null && typeof payload.value === 'object' && !Array.isArray(payload.value),
+  });
+
+type Loose = Record<string, unknown>;
+const loose = (value: unknown): Loose => (value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Loose) : {});
+const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
+function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: string) => void): void {
+  const config = loose(value);
+  if (config.identity !== undefined) {
+    const identity = loose(config.identity);
     if (identity.source === 'files') {
       for (const key of ['certFile', 'keyFile', 'bundleFile'] as const) {
-        if (!identity[key]) ctx.addIssue({ code: 'custom', path: ['identity', key], message: 'required when identity.source is "files"' });
+        if (identity[key] === undefined) report(['identity', key], 'required when identity.source is "files"');
       }
-    } else if (!identity.workloadApiSocket) {
-      ctx.addIssue({ code: 'custom', path: ['identity', 'workloadApiSocket'], message: 'required when identity.source is "workload-api"' });
+    } else if (identity.source === 'workload-api' && identity.workloadApiSocket === undefined) {
+      report(['identity', 'workloadApiSocket'], 'required when identity.source is "workload-api"');
     }
-    for (const domain of Object.keys(identity.bundles)) {
-      if (!identity.trustDomains.includes(domain)) {
-        ctx.addIssue({ code: 'custom', path: ['identity', 'bundles', domain], message: `trust domain "${domain}" has a bundle but is not listed in identity.trustDomains` });
+    const trustDomains = Array.isArray(identity.trustDomains) ? (identity.trustDomains as unknown[]) : undefined;
+    for (const domain of Object.keys(loose(identity.bundles))) {
+      if (trustDomains && !trustDomains.includes(domain)) {
+        report(['identity', 'bundles', domain], `trust domain "${domain}" has a bundle but is not listed in identity.trustDomains`);
       }
     }
-    const names = new Set<string>();
-    config.routes.forEach((r, index) => {
-      if (names.has(r.name)) ctx.addIssue({ code: 'custom', path: ['routes', index, 'name'], message: `duplicate route name "${r.name}"` });
-      names.add(r.name);
-      if (r.privileged && !r.action) ctx.addIssue({ code: 'custom', path: ['routes', index, 'action'], message: 'required for a privileged route' });
-      const captures = new Set([...r.match.path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
-      for (const ref of (r.resource ?? '').matchAll(/\{([^}]*)\}/g)) {
-        if (!captures.has(ref[1])) ctx.addIssue({ code: 'custom', path: ['routes', index, 'resource'], message: `"{${ref[1]}}" is not captured by match.path` });
-      }
-    });
-    if (config.defaultRoute !== 'deny' && config.defaultRoute.privileged && !config.defaultRoute.action) {
-      ctx.addIssue({ code: 'custom', path: ['defaultRoute', 'action'], message: 'required for a privileged route' });
+  }
+  const names = new Set<string>();
+  (Array.isArray(config.routes) ? (config.routes as unknown[]) : []).forEach((item, index) => {
+    const r = loose(item);
+    const name = str(r.name);
+    if (name !== undefined) {
+      if (names.has(name)) report(['routes', index, 'name'], `duplicate route name "${name}"`);
+      names.add(name);
     }
-    const pdp = config.pdp;
-    if (pdp.kind === 'embedded' && !pdp.policyFile) ctx.addIssue({ code: 'custom', path: ['pdp', 'policyFile'], message: 'required when pdp.kind is "embedded"' });
-    if ((pdp.kind === 'authzen' || pdp.kind === 'opa') && !pdp.url) ctx.addIssue({ code: 'custom', path: ['pdp', 'url'], message: `required when pdp.kind is "${pdp.kind}"` });
-    if (pdp.kind === 'ext-authz' && !pdp.address) ctx.addIssue({ code: 'custom', path: ['pdp', 'address'], message: 'required when pdp.kind is "ext-authz"' });
-    if (!config.admin.allowNonLoopback && !isLoopback(config.admin.address)) {
-      ctx.addIssue({ code: 'custom', path: ['admin', 'address'], message: `"${config.admin.address}" is not loopback; set admin.allowNonLoopback: true to expose the admin API` });
+    if (r.privileged !== false && r.action === undefined) report(['routes', index, 'action'], 'required for a privileged route');
+    const path = str(loose(r.match).path) ?? '';
+    const captures = new Set([...path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
+    for (const ref of (str(r.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
+      if (!captures.has(ref[1])) report(['routes', index, 'resource'], `"{${ref[1]}}" is not captured by match.path`);
     }
   });
+  if (config.defaultRoute !== undefined && config.defaultRoute !== 'deny') {
+    const fallback = loose(config.defaultRoute);
+    if (fallback.privileged !== false && fallback.action === undefined) report(['defaultRoute', 'action'], 'required for a privileged route');
+    // The default route has no match.path, so a `{capture}` would always render empty.
+    for (const ref of (str(fallback.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
+      report(['defaultRoute', 'resource'], `"{${ref[1]}}" cannot be used: defaultRoute has no match.path to capture from`);
+    }
+  }
+  const pdp = loose(config.pdp);
+  if (pdp.kind === 'embedded' && pdp.policyFile === undefined) report(['pdp', 'policyFile'], 'required when pdp.kind is "embedded"');
+  if ((pdp.kind === 'authzen' || pdp.kind === 'opa') && pdp.url === undefined) report(['pdp', 'url'], `required when pdp.kind is "${pdp.kind}"`);
+  if (pdp.kind === 'ext-authz' && pdp.address === undefined) report(['pdp', 'address'], 'required when pdp.kind is "ext-authz"');
+  const admin = loose(config.admin);
+  const address = str(admin.address);
+  if (admin.allowNonLoopback !== true && address !== undefined && !isLoopback(address)) {
+    report(['admin', 'address'], `"${address}" is not loopback; set admin.allowNonLoopback: true to expose the admin API`);
+  }
+}
 
 export function isLoopback(address: string): boolean {
   return address === 'localhost' || address === '::1' || /^127\.\d+\.\d+\.\d+$/.test(address);

@@ -27,6 +27,13 @@ export function presentedChain(socket: TLSSocket): X509Certificate[] {
   return chain;
 }
 
+/** The TLS stack's verdict on the peer's chain (`authorizationError`) as a rejection. */
+function tlsRefusal(socket: TLSSocket): SvidError {
+  const code = String(socket.authorizationError ?? 'UNKNOWN');
+  const rejection = code === 'CERT_HAS_EXPIRED' ? 'expired' : code === 'CERT_NOT_YET_VALID' ? 'not_yet_valid' : 'untrusted_chain';
+  return new SvidError(rejection, `the TLS stack refused the peer's chain (${code})`);
+}
+
 export class PeerVerifier {
   private readonly bundles: TrustBundleSet;
   private readonly allow: SpiffePatternSet;
@@ -48,9 +55,20 @@ export class PeerVerifier {
       for (const cert of svid.chain) if (now > Date.parse(cert.validTo)) svid = undefined;
     }
     if (!svid) {
-      svid = verifyX509Svid(presentedChain(socket), this.bundles, now);
-      this.cache.set(leaf.fingerprint256, svid);
+      // The SPIFFE rules first, for a precise reason; the TLS stack's own verdict below.
+      try {
+        svid = verifyX509Svid(presentedChain(socket), this.bundles, now, { pathVerifiedByTls: socket.authorized });
+      } catch (error) {
+        // A chain we could not walk (its intermediates are not visible here): the TLS stack, which
+        // saw them, knows better why (an expired intermediate, say).
+        if (error instanceof SvidError && error.rejection === 'untrusted_chain' && !socket.authorized) throw tlsRefusal(socket);
+        throw error;
+      }
     }
+    // The TLS stack checks what the SPIFFE rules above may not see (the intermediates it was sent,
+    // name constraints, signature algorithms): its refusal always stands.
+    if (!socket.authorized) throw tlsRefusal(socket);
+    this.cache.set(leaf.fingerprint256, svid);
     return { svid, allowed: this.allow.matches(svid.id.uri) };
   }
 }

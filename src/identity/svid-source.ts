@@ -39,11 +39,43 @@ function read(file: string, what: string): string {
   }
 }
 
+function certificates(pem: string, what: string): X509Certificate[] {
+  try {
+    return parsePemCertificates(pem);
+  } catch (error) {
+    // A PEM block that is complete but not a certificate (a corrupted or half-replaced file).
+    throw new IdentityLoadError(`${what}: not a readable PEM certificate (${(error as Error).message})`);
+  }
+}
+
+/** The contents of every file of a set, read once: what is checked is what was hashed. */
+interface FileContents {
+  readonly cert: string;
+  readonly key: string;
+  readonly bundle: string;
+  readonly bundles: ReadonlyMap<string, string>;
+}
+
+function readContents(files: SvidFiles): FileContents {
+  const bundles = new Map<string, string>();
+  for (const [domain, file] of Object.entries(files.bundles)) bundles.set(domain, read(file, `identity.bundles.${domain}`));
+  return {
+    cert: read(files.certFile, 'identity.certFile'),
+    key: read(files.keyFile, 'identity.keyFile'),
+    bundle: read(files.bundleFile, 'identity.bundleFile'),
+    bundles,
+  };
+}
+
 /** Reads and checks one set of files; throws IdentityLoadError naming the file and the rule. */
 export function loadIdentityFiles(files: SvidFiles, now = Date.now()): IdentityMaterial {
-  const certPem = read(files.certFile, 'identity.certFile');
-  const keyPem = read(files.keyFile, 'identity.keyFile');
-  const chain = parsePemCertificates(certPem);
+  return checkContents(files, readContents(files), now);
+}
+
+function checkContents(files: SvidFiles, contents: FileContents, now: number): IdentityMaterial {
+  const certPem = contents.cert;
+  const keyPem = contents.key;
+  const chain = certificates(certPem, `identity.certFile ${files.certFile}`);
   const leaf = chain[0];
   if (!leaf) throw new IdentityLoadError(`identity.certFile ${files.certFile}: no PEM certificate found`);
   let id: SpiffeId;
@@ -59,14 +91,21 @@ export function loadIdentityFiles(files: SvidFiles, now = Date.now()): IdentityM
   } catch {
     throw new IdentityLoadError(`identity.keyFile ${files.keyFile}: not a readable PEM private key`);
   }
-  if (!leaf.checkPrivateKey(key)) throw new IdentityLoadError(`identity.keyFile ${files.keyFile}: key does not match the certificate in ${files.certFile}`);
+  let matches = false;
+  try {
+    matches = leaf.checkPrivateKey(key);
+  } catch {
+    matches = false;
+  }
+  if (!matches) throw new IdentityLoadError(`identity.keyFile ${files.keyFile}: key does not match the certificate in ${files.certFile}`);
 
   const byDomain = new Map<string, X509Certificate[]>();
-  const defaultRoots = parsePemCertificates(read(files.bundleFile, 'identity.bundleFile'));
+  const defaultRoots = certificates(contents.bundle, `identity.bundleFile ${files.bundleFile}`);
   if (defaultRoots.length === 0) throw new IdentityLoadError(`identity.bundleFile ${files.bundleFile}: no PEM certificate found`);
   for (const domain of files.trustDomains) {
     const file = files.bundles[domain];
-    const roots = file ? parsePemCertificates(read(file, `identity.bundles.${domain}`)) : defaultRoots;
+    const text = contents.bundles.get(domain);
+    const roots = file !== undefined && text !== undefined ? certificates(text, `identity.bundles.${domain} ${file}`) : defaultRoots;
     if (roots.length === 0) throw new IdentityLoadError(`identity.bundles.${domain} ${file}: no PEM certificate found`);
     const notCa = roots.find((cert) => !cert.ca);
     if (notCa) throw new IdentityLoadError(`bundle for ${domain}: certificate ${notCa.subject.replaceAll('\n', ', ')} is not a CA`);
@@ -75,16 +114,21 @@ export function loadIdentityFiles(files: SvidFiles, now = Date.now()): IdentityM
   return { id, certPem, keyPem, chain, notAfter: new Date(leaf.validTo), bundles: new TrustBundleSet(byDomain) };
 }
 
-function digestOf(files: SvidFiles): string {
+function digestOf(files: SvidFiles, contents: FileContents | undefined): string {
   const hash = createHash('sha256');
-  for (const file of [files.certFile, files.keyFile, files.bundleFile, ...Object.values(files.bundles)]) {
-    try {
-      hash.update(readFileSync(file));
-    } catch {
-      hash.update(`missing:${file}`);
+  if (!contents) {
+    // Some file is missing or unreadable: hash what can be read, so each distinct state is reported once.
+    for (const file of [files.certFile, files.keyFile, files.bundleFile, ...Object.values(files.bundles)]) {
+      try {
+        hash.update(readFileSync(file));
+      } catch {
+        hash.update(`missing:${file}`);
+      }
+      hash.update('\0');
     }
-    hash.update('\0');
+    return 'partial:' + hash.digest('hex');
   }
+  for (const text of [contents.cert, contents.key, contents.bundle, ...contents.bundles.values()]) hash.update(text).update('\0');
   return hash.digest('hex');
 }
 
@@ -107,8 +151,9 @@ export class FileSvidSource extends EventEmitter<SvidSourceEvents> {
   constructor(files: SvidFiles) {
     super();
     this.files = files;
-    this.lastDigest = digestOf(files);
-    this.current = loadIdentityFiles(files);
+    const contents = readContents(files);
+    this.current = checkContents(files, contents, Date.now());
+    this.lastDigest = digestOf(files, contents);
   }
 
   get material(): IdentityMaterial {
@@ -124,16 +169,24 @@ export class FileSvidSource extends EventEmitter<SvidSourceEvents> {
     clearInterval(this.timer);
   }
 
-  /** Checks the files now; returns true when a new set was taken. */
+  /** Checks the files now; returns true when a new set was taken. Never throws. */
   poll(): boolean {
-    const digest = digestOf(this.files);
+    let contents: FileContents | undefined;
+    let failure: unknown;
+    try {
+      contents = readContents(this.files);
+    } catch (error) {
+      failure = error;
+    }
+    const digest = digestOf(this.files, contents);
     if (digest === this.lastDigest) return false;
     this.lastDigest = digest;
     try {
-      this.current = loadIdentityFiles(this.files);
+      if (!contents) throw failure;
+      this.current = checkContents(this.files, contents, Date.now());
     } catch (error) {
-      if (!(error instanceof IdentityLoadError)) throw error;
-      this.emit('error', error);
+      // Runs on a timer: whatever a half-written file does to a parser, the last good set stays.
+      this.emit('error', error instanceof IdentityLoadError ? error : new IdentityLoadError(`SVID files: ${(error as Error).message}`));
       return false;
     }
     this.emit('update', this.current);

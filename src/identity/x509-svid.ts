@@ -75,8 +75,28 @@ function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
   return child.checkIssued(parent) && child.verify(parent.publicKey);
 }
 
+export interface VerifyOptions {
+  /**
+   * The TLS stack already verified the whole presented path against `bundles.tlsRoots()` (roots
+   * name-constrained to their trust domains), but only the leaf is visible here: Node does not
+   * expose a client's intermediates on the server side, nor any chain on a resumed session.
+   */
+  readonly pathVerifiedByTls?: boolean;
+}
+
+function svidOf(id: SpiffeId, chain: readonly X509Certificate[], leaf: X509Certificate): X509Svid {
+  const hex = leaf.fingerprint256.replaceAll(':', '');
+  return {
+    id,
+    chain,
+    leafSha256Hex: hex.toLowerCase(),
+    leafSha256B64u: Buffer.from(hex, 'hex').toString('base64url'),
+    notAfter: new Date(leaf.validTo),
+  };
+}
+
 /** Validates a presented chain (leaf first) as an X509-SVID of an accepted trust domain. */
-export function verifyX509Svid(chain: readonly X509Certificate[], bundles: TrustBundleSet, now = Date.now()): X509Svid {
+export function verifyX509Svid(chain: readonly X509Certificate[], bundles: TrustBundleSet, now = Date.now(), options: VerifyOptions = {}): X509Svid {
   const leaf = chain[0];
   if (!leaf) throw new SvidError('no_client_cert', 'no certificate was presented');
   const id = leafSpiffeId(leaf);
@@ -90,18 +110,20 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Trust
     const root = roots.find((candidate) => issuedBy(current, candidate));
     if (root) {
       checkValidity(root, now, 'trust bundle certificate');
-      return {
-        id,
-        chain,
-        leafSha256Hex: leaf.fingerprint256.replaceAll(':', '').toLowerCase(),
-        leafSha256B64u: Buffer.from(leaf.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url'),
-        notAfter: new Date(leaf.validTo),
-      };
+      return svidOf(id, chain, leaf);
     }
     const parent = chain.slice(1).find((candidate) => candidate !== current && candidate.ca && issuedBy(current, candidate));
     if (!parent) break;
     checkValidity(parent, now, 'intermediate certificate');
     current = parent;
+  }
+  // Intermediates we cannot see: the TLS stack's verdict stands only if it binds the chain to this
+  // trust domain's bundle (every root it could end at is this domain's or constrained to its own).
+  if (options.pathVerifiedByTls && chain.length === 1 && bundles.tlsBindsDomain(id.trustDomain)) {
+    // A leaf signed directly by a root of another trust domain needs no intermediate to be caught.
+    const own = new Set(roots.map((root) => root.fingerprint256));
+    const foreign = bundles.allRoots().some((root) => !own.has(root.fingerprint256) && issuedBy(leaf, root));
+    if (!foreign) return svidOf(id, chain, leaf);
   }
   throw new SvidError('untrusted_chain', `chain does not verify against the bundle of trust domain "${id.trustDomain}"`);
 }

@@ -3,6 +3,7 @@
 // one that streams passes the stall back to the client, so both the bytes sent and the
 // proxy's RSS stay small until the service reads again.
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { clientAgent, configYaml, createPki, DEFAULT_ROUTES, startUpstream, type Handler, type Pki, type Upstream } from '../support/harness.ts';
@@ -54,17 +55,18 @@ describe('streaming a large upload', () => {
     upstream.handler = streamingHandler;
     const before = memoryOf(proxy.child.pid!);
 
-    const chunk = Buffer.alloc(64 * 1024);
+    const CHUNK = 64 * 1024;
     const expected = createHash('sha256');
     async function* body() {
-      for (let i = 0; i < (UPLOAD) / chunk.length; i++) {
-        chunk.fill(i & 0xff);
+      for (let i = 0; i < UPLOAD / CHUNK; i++) {
+        // A fresh buffer each time: the client may still hold the previous one.
+        const chunk = Buffer.alloc(CHUNK, i & 0xff);
         expected.update(chunk);
         sent += chunk.length;
         yield chunk;
       }
     }
-    const response = await request(url, { dispatcher: agent, method: 'POST', body: body() });
+    const response = await request(url, { dispatcher: agent, method: 'POST', body: Readable.from(body()) });
     const seen = (await response.body.json()) as { bytes: number; sha256: string };
     expect(response.statusCode).toBe(200);
     expect(seen.bytes).toBe(UPLOAD);

@@ -9,6 +9,7 @@ import { DevCa, type Issued } from '../../src/cli/dev-pki.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { startInstance, type Instance } from '../../src/cli/instance.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
+import { memoryAuditLog, type AuditLog } from '../../src/telemetry/audit.ts';
 
 export { DevCa, type Issued };
 
@@ -114,9 +115,9 @@ export const DEFAULT_ROUTES = `routes:
     privileged: false
 `;
 
-export async function startProxy(pki: Pki, yaml: string, options: { svidPollMs?: number } = {}): Promise<Instance> {
+export async function startProxy(pki: Pki, yaml: string, options: { svidPollMs?: number; audit?: AuditLog } = {}): Promise<Instance> {
   const file = pki.write('portcullis.yaml', yaml);
-  return startInstance(loadConfig(file), { logger: createLogger('silent'), svidPollMs: options.svidPollMs ?? 100 });
+  return startInstance(loadConfig(file), { logger: createLogger('silent'), svidPollMs: options.svidPollMs ?? 100, configFile: file, audit: options.audit ?? memoryAuditLog() });
 }
 
 /** An undici Agent that presents `client` and trusts `ca` (keep-alive, one connection). */

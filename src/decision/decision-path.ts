@@ -1,0 +1,228 @@
+// decide(), per privileged request (SPEC "The decision, per request", steps 3 to 5):
+// tokens first (each verified once, then served from cache; request-dependent checks every
+// time, expiry first), then the decision cache, then one coalesced PDP evaluation per key.
+// On a cache hit with cached tokens nothing here awaits.
+import type { Authorizer, RequestFacts, Verdict } from './authorizer.ts';
+import { denial, type DenyReason } from './denial.ts';
+import { DecisionCache, decisionKey, type CachedDecision } from './decision-cache.ts';
+import { Revocations } from './revocations.ts';
+import { checkGrant, type Grant } from '../tokens/grant.ts';
+import { checkPosture, postureDeadline, type PostureAssertion } from '../tokens/posture.ts';
+import { readIntent } from '../tokens/intent.ts';
+import { isRefused, type TokenResult, type TokenVerifier } from '../tokens/token-verifier.ts';
+import type { Pdp, PdpInput, PdpResult } from '../pdp/pdp.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { AuditLog } from '../telemetry/audit.ts';
+
+export type DecisionSource = 'cache' | 'pdp' | 'coalesced' | 'local';
+
+export interface DecisionPathOptions {
+  readonly generation: number;
+  readonly pdp: Pdp;
+  readonly grants: TokenVerifier<Grant>;
+  readonly postures: TokenVerifier<PostureAssertion>;
+  readonly grantHeader: string;
+  readonly postureHeader: string;
+  readonly intentHeader: string;
+  readonly postureMaxAgeMs: number;
+  readonly allowTtlMs: number;
+  readonly denyTtlMs: number;
+  readonly pdpTimeoutMs: number;
+  /** Shared across config generations: revoking must outlive a reload. */
+  readonly cache: DecisionCache;
+  readonly revocations: Revocations;
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
+}
+
+interface PdpOutcome {
+  readonly result: PdpResult | undefined; // undefined: the PDP failed
+  readonly error: string | undefined;
+}
+
+const ALLOW_NO_GRANT: Verdict = Object.freeze({ allow: true, grantId: undefined });
+const DENIED = new Map<DenyReason, Verdict>();
+function deniedVerdict(reason: DenyReason): Verdict {
+  let verdict = DENIED.get(reason);
+  if (!verdict) DENIED.set(reason, (verdict = Object.freeze({ allow: false, denial: denial(reason) })));
+  return verdict;
+}
+
+class PdpTimeout extends Error {}
+
+export class DecisionPath implements Authorizer {
+  private readonly o: DecisionPathOptions;
+  private readonly inflight = new Map<string, Promise<PdpOutcome>>();
+
+  constructor(options: DecisionPathOptions) {
+    this.o = options;
+  }
+
+  /** Revokes a grant by jti (kept until its exp when we have seen it) and purges its decisions. */
+  revokeGrant(jti: string): number {
+    const seen = this.o.grants.find((grant) => grant.jti === jti);
+    this.o.revocations.revokeJti(jti, seen?.expMs);
+    return this.o.cache.purge({ jti });
+  }
+
+  /** Revokes every grant issued to `sub` so far and purges that peer's decisions. */
+  revokeSubject(sub: string): number {
+    this.o.revocations.revokeSub(sub);
+    return this.o.cache.purge({ peer: sub });
+  }
+
+  authorize(facts: RequestFacts): Verdict | Promise<Verdict> {
+    const started = performance.now();
+    const now = Date.now();
+    const grantToken = facts.headers[this.o.grantHeader];
+    const postureToken = facts.headers[this.o.postureHeader];
+    if (Array.isArray(grantToken)) return this.finish(facts, started, 'grant_invalid', undefined, undefined, 'local', undefined);
+    if (Array.isArray(postureToken)) return this.finish(facts, started, 'posture_invalid', undefined, undefined, 'local', undefined);
+    const grantResult = grantToken === undefined ? undefined : this.o.grants.verify(grantToken, now);
+    const postureResult = postureToken === undefined ? undefined : this.o.postures.verify(postureToken, now);
+    if (grantResult instanceof Promise || postureResult instanceof Promise) {
+      return Promise.all([grantResult, postureResult]).then(([g, p]) => this.withTokens(facts, started, Date.now(), g, p));
+    }
+    return this.withTokens(facts, started, now, grantResult, postureResult);
+  }
+
+  private withTokens(facts: RequestFacts, started: number, now: number, grantResult: TokenResult<Grant> | undefined, postureResult: TokenResult<PostureAssertion> | undefined): Verdict | Promise<Verdict> {
+    let grant: Grant | undefined;
+    if (grantResult) {
+      if (isRefused(grantResult)) {
+        if (grantResult.problem === 'expired') this.o.metrics.grantExpired.inc();
+        return this.finish(facts, started, grantResult.problem === 'expired' ? 'grant_expired' : 'grant_invalid', undefined, undefined, 'local', grantResult.detail);
+      }
+      grant = grantResult.value;
+      const problem = checkGrant(grant, facts.peer, facts.route.action, facts.resource, now);
+      if (problem) {
+        if (problem === 'grant_expired') this.o.metrics.grantExpired.inc();
+        return this.finish(facts, started, problem, grant, undefined, 'local', undefined);
+      }
+      if (this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs)) return this.finish(facts, started, 'grant_revoked', grant, undefined, 'local', undefined);
+    }
+    let posture: PostureAssertion | undefined;
+    if (postureResult) {
+      if (isRefused(postureResult)) return this.finish(facts, started, postureResult.problem === 'expired' ? 'posture_stale' : 'posture_invalid', grant, undefined, 'local', postureResult.detail);
+      posture = postureResult.value;
+      const problem = checkPosture(posture, facts.peer, this.o.postureMaxAgeMs, now);
+      if (problem) return this.finish(facts, started, problem, grant, posture, 'local', undefined);
+    }
+    const intent = readIntent(facts.headers[this.o.intentHeader]);
+    if (intent === null) return this.finish(facts, started, 'intent_mismatch', grant, posture, 'local', 'malformed intent header');
+    if (grant?.intent !== undefined && intent !== grant.intent) {
+      return this.finish(facts, started, intent === undefined ? 'intent_required' : 'intent_mismatch', grant, posture, 'local', undefined);
+    }
+
+    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grant?.jti ?? '', posture?.digest ?? '', intent ?? '');
+    const cached = this.o.cache.get(key);
+    if (cached) return this.finish(facts, started, cached.allow ? undefined : (cached.reason ?? 'policy_denied'), grant, posture, 'cache', cached.detail);
+
+    let pending = this.inflight.get(key);
+    let source: DecisionSource = 'coalesced';
+    if (!pending) {
+      source = 'pdp';
+      pending = this.evaluate(key, facts, grant, posture, intent, now);
+      this.inflight.set(key, pending);
+      pending.finally(() => this.inflight.delete(key)).catch(() => undefined);
+    }
+    return pending.then((outcome) => {
+      if (!outcome.result) return this.finish(facts, started, 'pdp_unavailable', grant, posture, source, outcome.error);
+      const { result } = outcome;
+      // The grant may have expired while the PDP thought; expiry is checked after, too.
+      if (grant && Date.now() >= grant.expMs) {
+        this.o.metrics.grantExpired.inc();
+        return this.finish(facts, started, 'grant_expired', grant, posture, source, undefined);
+      }
+      return this.finish(facts, started, result.allow ? undefined : (result.reason ?? 'policy_denied'), grant, posture, source, result.detail);
+    });
+  }
+
+  private async evaluate(key: string, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined, intent: string | undefined, now: number): Promise<PdpOutcome> {
+    const input: PdpInput = {
+      subject: facts.peer.svid.id.uri,
+      posture,
+      action: facts.route.action,
+      method: facts.method,
+      resource: facts.resource,
+      route: facts.route.name,
+      sensitivity: facts.route.sensitivity,
+      grant,
+      intent,
+      requestId: facts.requestId,
+      nowMs: now,
+    };
+    const started = performance.now();
+    let result: PdpResult;
+    try {
+      const answer = this.o.pdp.evaluate(input);
+      result = answer instanceof Promise ? await withTimeout(answer, this.o.pdpTimeoutMs) : answer;
+    } catch (error) {
+      const outcome = error instanceof PdpTimeout ? 'timeout' : 'error';
+      this.o.metrics.pdpRequests.inc({ outcome });
+      this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
+      return { result: undefined, error: `${outcome}: ${(error as Error).message}` };
+    }
+    this.o.metrics.pdpRequests.inc({ outcome: result.allow ? 'allow' : 'deny' });
+    this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
+    const ttl = this.ttlFor(result, facts, grant, posture);
+    const decision: CachedDecision = { allow: result.allow, reason: result.reason, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '' };
+    this.o.cache.set(key, decision, ttl);
+    this.o.metrics.cacheEntries.set(this.o.cache.size);
+    return { result, error: undefined };
+  }
+
+  /** An allow lives at most min(PDP TTL, allowTtl, route cacheTtl, grant exp, posture expiry). */
+  private ttlFor(result: PdpResult, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined): number {
+    if (result.ttlMs === 0) return 0;
+    if (!result.allow) return Math.min(this.o.denyTtlMs, result.ttlMs ?? Infinity);
+    const now = Date.now();
+    let ttl = Math.min(this.o.allowTtlMs, result.ttlMs ?? Infinity, facts.route.cacheTtlMs ?? Infinity);
+    if (grant) ttl = Math.min(ttl, grant.expMs - now);
+    if (posture) ttl = Math.min(ttl, postureDeadline(posture, this.o.postureMaxAgeMs) - now);
+    return ttl;
+  }
+
+  private finish(facts: RequestFacts, started: number, reason: DenyReason | undefined, grant: Grant | undefined, posture: PostureAssertion | undefined, source: DecisionSource, detail: string | undefined): Verdict {
+    const seconds = (performance.now() - started) / 1000;
+    const m = this.o.metrics;
+    m.decisionDuration.labels(source).observe(seconds);
+    m.decisions.labels(facts.route.name, reason ? 'deny' : 'allow', reason ?? 'allowed', source).inc();
+    this.o.audit.write({
+      time: new Date().toISOString(),
+      request_id: facts.requestId,
+      peer: facts.peer.svid.id.uri,
+      action: facts.route.action,
+      resource: facts.resource,
+      route: facts.route.name,
+      decision: reason ? 'deny' : 'allow',
+      reason: reason ?? 'allowed',
+      source,
+      grant_jti: grant?.jti,
+      approver: grant?.approver,
+      justification: grant?.justification,
+      intent: typeof facts.headers[this.o.intentHeader] === 'string' ? (facts.headers[this.o.intentHeader] as string).slice(0, 256) : undefined,
+      posture_tier: posture?.tier,
+      latency_ms: seconds * 1000,
+      pdp_detail: detail,
+    });
+    if (reason) return deniedVerdict(reason);
+    return grant ? { allow: true, grantId: grant.jti } : ALLOW_NO_GRANT;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new PdpTimeout(`no answer within ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}

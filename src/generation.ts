@@ -1,0 +1,97 @@
+// Builds everything one config load needs — routes, header rules, upstream pool, key sets, the
+// PDP and the decision path — before any of it serves. A reload builds a new Generation and
+// swaps it in whole; a failure here leaves the running one untouched.
+import type { JWTVerifyGetKey } from 'jose';
+import type { Config, IssuerConfig } from './config/schema.ts';
+import { loadPolicy } from './config/load-policy.ts';
+import { DecisionPath } from './decision/decision-path.ts';
+import type { DecisionCache } from './decision/decision-cache.ts';
+import type { Revocations } from './decision/revocations.ts';
+import type { Pdp } from './pdp/pdp.ts';
+import { issuerKeys } from './tokens/key-set.ts';
+import { shapeGrant } from './tokens/grant.ts';
+import { shapePosture } from './tokens/posture.ts';
+import { TokenVerifier } from './tokens/token-verifier.ts';
+import { RequestHeaderFilter } from './forward/headers.ts';
+import { Upstream } from './forward/upstream.ts';
+import { RouteTable } from './routing/route-table.ts';
+import type { Generation } from './server.ts';
+import type { Metrics } from './telemetry/metrics.ts';
+import type { AuditLog } from './telemetry/audit.ts';
+
+export interface SharedState {
+  readonly cache: DecisionCache;
+  readonly revocations: Revocations;
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
+  /** This sidecar's own SPIFFE ID (`grants.audience: self`). */
+  readonly ownId: string;
+}
+
+const TOKEN_CACHE_ENTRIES = 10_000;
+
+function keyMap(issuers: readonly IssuerConfig[], timeoutMs: number): Map<string, JWTVerifyGetKey> {
+  return new Map(issuers.map((issuer) => [issuer.issuer, issuerKeys(issuer, timeoutMs)]));
+}
+
+export function buildPdp(config: Config): Pdp {
+  switch (config.pdp.kind) {
+    case 'embedded':
+      return loadPolicy(config.pdp.policyFile!);
+    default:
+      throw new Error(`pdp.kind "${config.pdp.kind}" is not available in this version`);
+  }
+}
+
+export function buildGeneration(id: number, config: Config, shared: SharedState, pdp: Pdp = buildPdp(config)): Generation {
+  const jwksTimeout = Math.max(1000, config.pdp.timeout);
+  const grants = new TokenVerifier({
+    shape: shapeGrant,
+    issuers: keyMap(config.grants.issuers, jwksTimeout),
+    audience: config.grants.audience === 'self' ? [shared.ownId] : config.grants.audience,
+    clockSkewMs: config.grants.clockSkew,
+    maxTokenBytes: config.limits.maxTokenBytes,
+    requiredClaims: ['exp', 'iat', 'jti', 'sub', 'aud'],
+    cacheEntries: TOKEN_CACHE_ENTRIES,
+  });
+  const postures = new TokenVerifier({
+    shape: shapePosture,
+    issuers: keyMap(config.posture.issuers, jwksTimeout),
+    audience: undefined,
+    clockSkewMs: config.grants.clockSkew,
+    maxTokenBytes: config.limits.maxTokenBytes,
+    requiredClaims: ['exp', 'iat', 'sub'],
+    cacheEntries: TOKEN_CACHE_ENTRIES,
+  });
+  const authorizer = new DecisionPath({
+    generation: id,
+    pdp,
+    grants,
+    postures,
+    grantHeader: config.grants.header.toLowerCase(),
+    postureHeader: config.posture.header.toLowerCase(),
+    intentHeader: config.intent.header.toLowerCase(),
+    postureMaxAgeMs: config.posture.maxAge,
+    allowTtlMs: config.cache.allowTtl,
+    denyTtlMs: config.cache.denyTtl,
+    pdpTimeoutMs: config.pdp.timeout,
+    cache: shared.cache,
+    revocations: shared.revocations,
+    metrics: shared.metrics,
+    audit: shared.audit,
+  });
+  return {
+    id,
+    config,
+    routes: new RouteTable(config.routes, config.defaultRoute),
+    headerFilter: new RequestHeaderFilter({ tokenHeaders: [config.grants.header, config.posture.header, config.intent.header] }),
+    upstream: new Upstream({
+      url: config.upstream.url,
+      timeoutMs: config.upstream.timeout,
+      connectTimeoutMs: config.upstream.connectTimeout,
+      connections: config.upstream.connections,
+    }),
+    authorizer,
+    pdp,
+  };
+}

@@ -1,0 +1,123 @@
+// Verifies a compact JWS once, then serves its claims from a bounded cache until it expires.
+// What depends on the request (sub = peer, cnf, revocation, scope) is checked by the caller on
+// every request; what depends only on the token and config (signature, iss, aud, typ of claims)
+// is what the cache remembers.
+import { errors, jwtVerify, decodeJwt, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { ALLOWED_ALGORITHMS } from './key-set.ts';
+
+export type TokenProblem = 'invalid' | 'expired';
+
+export interface VerifiedToken<T> {
+  readonly value: T;
+  /** `exp` in milliseconds. */
+  readonly expMs: number;
+}
+
+export interface RefusedToken {
+  readonly problem: TokenProblem;
+  readonly detail: string;
+}
+
+export type TokenResult<T> = VerifiedToken<T> | RefusedToken;
+
+export interface TokenVerifierOptions<T> {
+  /** Turns verified claims into the value callers use; throws to refuse the token. */
+  readonly shape: (claims: JWTPayload, token: string) => T;
+  readonly issuers: ReadonlyMap<string, JWTVerifyGetKey>;
+  /** Accepted `aud` values; undefined skips the check (posture assertions). */
+  readonly audience: readonly string[] | undefined;
+  readonly clockSkewMs: number;
+  readonly maxTokenBytes: number;
+  readonly requiredClaims: readonly string[];
+  readonly cacheEntries: number;
+}
+
+const INVALID_TTL_MS = 60_000;
+
+const EXPIRED: RefusedToken = Object.freeze({ problem: 'expired', detail: 'token has expired' });
+
+export class TokenVerifier<T> {
+  private readonly options: TokenVerifierOptions<T>;
+  private readonly verified: LRUCache<string, VerifiedToken<T>>;
+  // Garbage and forgeries are remembered briefly so a flood of one bad token costs one check.
+  private readonly refused: LRUCache<string, RefusedToken>;
+  private readonly inflight = new Map<string, Promise<TokenResult<T>>>();
+
+  constructor(options: TokenVerifierOptions<T>) {
+    this.options = options;
+    this.verified = new LRUCache({ max: Math.max(1, options.cacheEntries) });
+    this.refused = new LRUCache({ max: 10_000, ttl: INVALID_TTL_MS });
+  }
+
+  /** A cached result without awaiting, or undefined when the token must be verified. */
+  cached(token: string, now: number): TokenResult<T> | undefined {
+    const hit = this.verified.get(token);
+    if (hit) return now >= hit.expMs ? EXPIRED : hit;
+    return this.refused.get(token);
+  }
+
+  /** The first cached verified value that satisfies `test` (admin lookups, not the hot path). */
+  find(test: (value: T) => boolean): T | undefined {
+    for (const entry of this.verified.values()) if (test(entry.value)) return entry.value;
+    return undefined;
+  }
+
+  verify(token: string, now: number): TokenResult<T> | Promise<TokenResult<T>> {
+    const cached = this.cached(token, now);
+    if (cached) return cached;
+    if (token.length > this.options.maxTokenBytes) return { problem: 'invalid', detail: `token longer than ${this.options.maxTokenBytes} bytes` };
+    let pending = this.inflight.get(token);
+    if (!pending) {
+      pending = this.verifyUncached(token).finally(() => this.inflight.delete(token));
+      this.inflight.set(token, pending);
+    }
+    return pending;
+  }
+
+  private async verifyUncached(token: string): Promise<TokenResult<T>> {
+    let issuer: unknown;
+    try {
+      issuer = decodeJwt(token).iss;
+    } catch {
+      return this.refuse(token, 'invalid', 'not a well-formed JWT');
+    }
+    const keys = typeof issuer === 'string' ? this.options.issuers.get(issuer) : undefined;
+    if (!keys) return this.refuse(token, 'invalid', 'issuer is not configured');
+    try {
+      const { payload } = await jwtVerify(token, keys, {
+        algorithms: ALLOWED_ALGORITHMS,
+        issuer: issuer as string,
+        audience: this.options.audience as string[] | undefined,
+        clockTolerance: Math.ceil(this.options.clockSkewMs / 1000),
+        requiredClaims: [...this.options.requiredClaims],
+      });
+      if (typeof payload.exp !== 'number') return this.refuse(token, 'invalid', 'exp is required');
+      let value: T;
+      try {
+        value = this.options.shape(payload, token);
+      } catch (error) {
+        return this.refuse(token, 'invalid', (error as Error).message);
+      }
+      const result: VerifiedToken<T> = { value, expMs: payload.exp * 1000 };
+      // `exp` is never stretched by clock skew: the tolerance applied to nbf/iat only.
+      if (Date.now() >= result.expMs) return EXPIRED;
+      this.verified.set(token, result, { ttl: Math.max(1, result.expMs - Date.now()) });
+      return result;
+    } catch (error) {
+      if (error instanceof errors.JWTExpired) return EXPIRED;
+      const code = (error as { code?: string }).code ?? 'ERR_JOSE';
+      return this.refuse(token, 'invalid', `${code}: ${(error as Error).message}`);
+    }
+  }
+
+  private refuse(token: string, problem: TokenProblem, detail: string): RefusedToken {
+    const result = { problem, detail };
+    this.refused.set(token, result);
+    return result;
+  }
+}
+
+export function isRefused<T>(result: TokenResult<T>): result is RefusedToken {
+  return (result as RefusedToken).problem !== undefined;
+}
