@@ -1,9 +1,12 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// eslint reads the default export of its config file.
+// eslint-disable-next-line no-restricted-syntax
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'bench/results/', 'coverage/'] },
   js.configs.recommended,
+  { files: ['bin/**/*.js'], languageOptions: { globals: { URL: 'readonly', process: 'readonly' } } },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -4,10 +4,16 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { exportJWK } from 'jose';
+import { mintGrant, mintPosture } from './mint.ts';
 import { DevCa } from './dev-pki.ts';
 import { createSampleUpstream } from './sample-upstream.ts';
 import { loadConfig } from '../config/load.ts';
 import { startInstance, type Instance } from './instance.ts';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 import type { Logger } from '../telemetry/logger.ts';
 
 export const DEMO_POLICY = `# The demo's embedded PDP policy (SPEC "Embedded PDP policy").
@@ -22,6 +28,18 @@ rules:
     resources: ["order:*"]
     ttl: 30s
 `;
+
+const JIT_ISSUER = 'https://jit.example.org';
+const POSTURE_ISSUER = 'https://posture.example.org';
+const OWN_ID = 'spiffe://example.org/ns/prod/sa/orders-api';
+const SUPPORT_ID = 'spiffe://example.org/ns/prod/sa/support-bot';
+const BILLING_ID = 'spiffe://example.org/ns/prod/sa/billing';
+
+async function issuerKeyPair(kid: string): Promise<{ keyPem: string; key: KeyObject; jwks: string }> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
+  return { key: privateKey, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), jwks: JSON.stringify({ keys: [jwk] }, null, 2) + '\n' };
+}
 
 function demoConfig(proxyPort: number, adminPort: number, upstreamPort: number): string {
   return `# Written by \`portcullis demo\`; check it with: npx portcullis check --config <this file>
@@ -50,7 +68,16 @@ routes:
 defaultRoute: deny
 pdp: { kind: embedded, policyFile: policy.yaml, timeout: 250ms }
 cache: { maxEntries: 10000, allowTtl: 30s, denyTtl: 2s }
+grants:
+  header: x-jit-grant
+  issuers: [{ issuer: "${JIT_ISSUER}", jwksFile: jit-jwks.json }]
+  audience: self
+posture:
+  header: x-device-posture
+  issuers: [{ issuer: "${POSTURE_ISSUER}", jwksFile: posture-jwks.json }]
+  maxAge: 30m
 admin: { address: 127.0.0.1, port: ${adminPort} }
+audit: { file: audit.log }
 `;
 }
 
@@ -92,6 +119,24 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
   const support = await ca.svid('/ns/prod/sa/support-bot');
   const scraper = await ca.svid('/ns/dev/sa/scraper');
   const outsider = await (await DevCa.create('example.org')).svid('/ns/prod/sa/support-bot');
+  const billing = await ca.svid('/ns/prod/sa/billing');
+  const jit = await issuerKeyPair('jit-1');
+  const posture = await issuerKeyPair('posture-1');
+  const grant = (sub: string, scope: string, ttl: string, extra: { jti?: string } = {}) =>
+    mintGrant({ key: jit.key, kid: 'jit-1', iss: JIT_ISSUER, sub, aud: OWN_ID, scope, ttl, resources: ['order:*'], approver: 'alice@example.org', justification: 'INC-4242 refund for a double charge', ...extra });
+  const supportGrant = await grant(SUPPORT_ID, 'orders.refund', '15m');
+  const tampered = supportGrant.slice(0, supportGrant.lastIndexOf('.') + 1) + 'A'.repeat(86);
+  const headers: Record<string, string> = {
+    'grant.header': `x-jit-grant: ${supportGrant}`,
+    'grant-revocable.header': `x-jit-grant: ${await grant(SUPPORT_ID, 'orders.refund', '15m', { jti: 'demo-revocable-grant' })}`,
+    'grant-read-only.header': `x-jit-grant: ${await grant(SUPPORT_ID, 'orders.read', '15m')}`,
+    'grant-too-long.header': `x-jit-grant: ${await grant(SUPPORT_ID, 'orders.refund', '1h')}`,
+    'grant-tampered.header': `x-jit-grant: ${tampered}`,
+    'billing-grant.header': `x-jit-grant: ${await grant(BILLING_ID, 'orders.refund', '15m')}`,
+    'posture.header': `x-device-posture: ${await mintPosture({ key: posture.key, kid: 'posture-1', iss: POSTURE_ISSUER, sub: SUPPORT_ID, trust: 'high', ttl: '30m' })}`,
+    'posture-low.header': `x-device-posture: ${await mintPosture({ key: posture.key, kid: 'posture-1', iss: POSTURE_ISSUER, sub: SUPPORT_ID, trust: 'low', ttl: '30m' })}`,
+    'billing-posture.header': `x-device-posture: ${await mintPosture({ key: posture.key, kid: 'posture-1', iss: POSTURE_ISSUER, sub: BILLING_ID, trust: 'high', ttl: '30m' })}`,
+  };
   const files: Record<string, string> = {
     'bundle.pem': ca.bundlePem,
     'orders-api.pem': server.certPem,
@@ -102,9 +147,17 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     'scraper_key.pem': scraper.keyPem,
     'forged.pem': outsider.certPem,
     'forged_key.pem': outsider.keyPem,
+    'billing.pem': billing.certPem,
+    'billing_key.pem': billing.keyPem,
+    'jit-jwks.json': jit.jwks,
+    'jit-issuer_key.pem': jit.keyPem,
+    'posture-jwks.json': posture.jwks,
+    'posture-issuer_key.pem': posture.keyPem,
     'policy.yaml': DEMO_POLICY,
+    ...Object.fromEntries(Object.entries(headers).map(([name, line]) => [name, `${line}\n`])),
+    'mint-grant.sh': `#!/bin/sh\n# Mints a fresh grant for support-bot: ./mint-grant.sh 5s\nexec "${process.execPath}" "${MAIN}" grant mint --key "${dir}/jit-issuer_key.pem" --kid jit-1 --iss ${JIT_ISSUER} --sub ${SUPPORT_ID} --aud ${OWN_ID} --scope orders.refund --resources 'order:*' --ttl "\${1:-5m}"\n`,
   };
-  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content, { mode: name.endsWith('_key.pem') ? 0o600 : 0o644 });
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content, { mode: name.endsWith('_key.pem') ? 0o600 : name.endsWith('.sh') ? 0o755 : 0o644 });
 
   const upstream = createSampleUpstream();
   const upstreamPort = await listenOn(upstream, 0);
@@ -141,8 +194,42 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     'Denied, 403 no_route: nothing in the route table matches and defaultRoute is deny:',
     `  ${as('support-bot')} ${base}/admin`,
     '',
-    'Privileged, 403 policy_denied: refunds need a grant and the decision path:',
-    `  ${as('support-bot')} -X POST ${base}/orders/42/refund`,
+    'Privileged route POST /orders/{id}/refund (sensitivity high: needs a grant, posture "high", grant lifetime <= 15m).',
+    'Allowed: a grant for orders.refund on order:* plus a fresh posture assertion (the service sees x-jit-grant-id):',
+    `  ${as('support-bot')} -X POST -H @${dir}/grant.header -H @${dir}/posture.header ${base}/orders/42/refund`,
+    '',
+    'Denied, 401 grant_required: no grant at all:',
+    `  ${as('support-bot')} -X POST -H @${dir}/posture.header ${base}/orders/42/refund`,
+    '',
+    'Denied, 401 grant_invalid: the same grant with its signature changed:',
+    `  ${as('support-bot')} -X POST -H @${dir}/grant-tampered.header -H @${dir}/posture.header ${base}/orders/42/refund`,
+    '',
+    "Denied, 403 grant_subject_mismatch: billing replays support-bot's grant:",
+    `  ${as('billing')} -X POST -H @${dir}/grant.header -H @${dir}/billing-posture.header ${base}/orders/42/refund`,
+    '',
+    'Denied, 403 policy_denied: billing has its own grant, but no policy rule lets billing refund:',
+    `  ${as('billing')} -X POST -H @${dir}/billing-grant.header -H @${dir}/billing-posture.header ${base}/orders/42/refund`,
+    '',
+    'Denied, 403 grant_scope: a grant for orders.read only:',
+    `  ${as('support-bot')} -X POST -H @${dir}/grant-read-only.header -H @${dir}/posture.header ${base}/orders/42/refund`,
+    '',
+    'Denied, 403 grant_ttl_too_long: a 1h grant where the high tier allows 15m:',
+    `  ${as('support-bot')} -X POST -H @${dir}/grant-too-long.header -H @${dir}/posture.header ${base}/orders/42/refund`,
+    '',
+    'Denied, 401 posture_required and 403 posture_insufficient: no posture, then posture "low":',
+    `  ${as('support-bot')} -X POST -H @${dir}/grant.header ${base}/orders/42/refund`,
+    `  ${as('support-bot')} -X POST -H @${dir}/grant.header -H @${dir}/posture-low.header ${base}/orders/42/refund`,
+    '',
+    'Revoked, 403 grant_revoked: allowed, then revoked on the admin API, then refused on the very next request:',
+    `  ${as('support-bot')} -X POST -H @${dir}/grant-revocable.header -H @${dir}/posture.header ${base}/orders/7/refund`,
+    `  curl -sS -X POST http://127.0.0.1:${adminPort}/admin/revoke -d '{"jti":"demo-revocable-grant"}'`,
+    `  ${as('support-bot')} -X POST -H @${dir}/grant-revocable.header -H @${dir}/posture.header ${base}/orders/7/refund`,
+    '',
+    'A grant expiring while you watch: a fresh 5-second grant, used once a second (200 … then 401 grant_expired):',
+    `  G=$(${dir}/mint-grant.sh 5s); for i in 1 2 3 4 5 6 7; do ${as('support-bot')} -o /dev/null -w "%{http_code} " -X POST -H "x-jit-grant: $G" -H @${dir}/posture.header ${base}/orders/42/refund; sleep 1; done; echo`,
+    '',
+    `Decisions land in the audit log: tail -f ${dir}/audit.log   (cache hits and misses: curl -s http://127.0.0.1:${adminPort}/admin/cache)`,
+    'The pre-minted grants live 15 minutes; run `npm start` again for fresh ones.',
     '',
     `Check the config: npm run portcullis -- check --config ${configFile}`,
     `Inspect an SVID:  npm run portcullis -- svid inspect ${dir}/support-bot.pem --bundle ${dir}/bundle.pem`,

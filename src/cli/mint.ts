@@ -28,7 +28,7 @@ export function readPrivateKey(file: string): KeyObject {
   try {
     return createPrivateKey(readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new Error(`--key ${file}: not a readable PEM private key (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    throw new Error(`--key ${file}: not a readable PEM private key (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
   }
 }
 

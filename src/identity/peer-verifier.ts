@@ -34,14 +34,30 @@ function tlsRefusal(socket: TLSSocket): SvidError {
   return new SvidError(rejection, `the TLS stack refused the peer's chain (${code})`);
 }
 
+/**
+ * Verified SVIDs by leaf fingerprint, one cache per bundle set: a new `identity.allow` keeps it
+ * (the SVID rules do not depend on it), a new bundle starts afresh.
+ */
+const caches = new WeakMap<TrustBundleSet, LRUCache<string, X509Svid>>();
+
+function cacheFor(bundles: TrustBundleSet): LRUCache<string, X509Svid> {
+  let cache = caches.get(bundles);
+  if (!cache) {
+    cache = new LRUCache<string, X509Svid>({ max: 4096 });
+    caches.set(bundles, cache);
+  }
+  return cache;
+}
+
 export class PeerVerifier {
   private readonly bundles: TrustBundleSet;
   private readonly allow: SpiffePatternSet;
-  private readonly cache = new LRUCache<string, X509Svid>({ max: 4096 });
+  private readonly cache: LRUCache<string, X509Svid>;
 
   constructor(bundles: TrustBundleSet, allow: readonly string[]) {
     this.bundles = bundles;
     this.allow = compileSpiffePatterns(allow);
+    this.cache = cacheFor(bundles);
   }
 
   /** Throws SvidError when the socket's peer is not a valid X509-SVID of a trusted domain. */
@@ -57,7 +73,11 @@ export class PeerVerifier {
     if (!svid) {
       // The SPIFFE rules first, for a precise reason; the TLS stack's own verdict below.
       try {
-        svid = verifyX509Svid(presentedChain(socket), this.bundles, now, { pathVerifiedByTls: socket.authorized });
+        // The TLS stack's verdict on a resumed session dates from the original handshake, perhaps
+        // under an older bundle (ticket keys rotate with the bundle, but do not rely on it alone):
+        // only a full handshake under this bundle set may vouch for intermediates we cannot see.
+        const pathVerifiedByTls = socket.authorized && !socket.isSessionReused();
+        svid = verifyX509Svid(presentedChain(socket), this.bundles, now, { pathVerifiedByTls });
       } catch (error) {
         // A chain we could not walk (its intermediates are not visible here): the TLS stack, which
         // saw them, knows better why (an expired intermediate, say).

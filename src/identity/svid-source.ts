@@ -91,11 +91,11 @@ function checkContents(files: SvidFiles, contents: FileContents, now: number): I
   } catch {
     throw new IdentityLoadError(`identity.keyFile ${files.keyFile}: not a readable PEM private key`);
   }
-  let matches = false;
+  let matches: boolean;
   try {
     matches = leaf.checkPrivateKey(key);
   } catch {
-    matches = false;
+    matches = false; // a key of another type than the certificate's
   }
   if (!matches) throw new IdentityLoadError(`identity.keyFile ${files.keyFile}: key does not match the certificate in ${files.certFile}`);
 

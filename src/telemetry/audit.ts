@@ -30,7 +30,7 @@ export interface AuditLog {
 }
 
 export function createAuditLog(file: string): AuditLog {
-  const destination = pino.destination({ dest: file === '-' ? 1 : file, sync: false, minLength: 4096, mkdir: true });
+  const destination = pino.destination({ dest: file === '-' ? 1 : file, sync: false, minLength: 0, mkdir: true });
   return {
     write(record) {
       destination.write(JSON.stringify(record) + '\n');

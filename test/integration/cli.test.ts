@@ -98,7 +98,7 @@ describe('portcullis svid inspect', () => {
 });
 
 describe('portcullis demo', () => {
-  it('prints curl commands that work when pasted', async () => {
+  it('prints curl commands that work when pasted', { timeout: 60_000 }, async () => {
     const child = spawn(process.execPath, [MAIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       let out = '';
@@ -112,23 +112,30 @@ describe('portcullis demo', () => {
           }
         });
       });
-      const commands = out.split('\n').filter((l) => l.trim().startsWith('curl ')).map((l) => l.trim());
-      expect(commands.length).toBeGreaterThanOrEqual(6);
-      const results = [];
-      for (const command of commands) {
-        const { stdout } = await exec('bash', ['-c', `${command} -w '\\n%{http_code}' || true`]);
+      const commands = out.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('curl ') || l.startsWith('G='));
+      // In the order the demo prints them: [status, reason] (reason '' for a service answer).
+      const expected: [string, string][] = [
+        ['200', ''], ['403', 'peer_not_allowed'], ['000', ''], ['000', ''], ['400', 'bad_path'], ['403', 'no_route'],
+        ['200', ''], ['401', 'grant_required'], ['401', 'grant_invalid'], ['403', 'grant_subject_mismatch'], ['403', 'policy_denied'],
+        ['403', 'grant_scope'], ['403', 'grant_ttl_too_long'], ['401', 'posture_required'], ['403', 'posture_insufficient'],
+        ['200', ''], ['200', ''], ['403', 'grant_revoked'],
+      ];
+      expect(commands).toHaveLength(expected.length + 1);
+      for (const [index, [status, reason]] of expected.entries()) {
+        const { stdout } = await exec('bash', ['-c', `${commands[index]} -w '\\n%{http_code}' || true`]);
         const lines = stdout.trimEnd().split('\n');
-        results.push({ command, code: lines.at(-1), body: lines.slice(0, -1).join('\n') });
+        const body = lines.slice(0, -1).join('\n');
+        expect([index, lines.at(-1)], commands[index]).toEqual([index, status]);
+        if (reason) expect(JSON.parse(body).reason, commands[index]).toBe(reason);
+        if (index === 0) expect(body).toContain('URI=spiffe://example.org/ns/prod/sa/support-bot');
+        if (index === 6) expect(body).toContain('x-jit-grant-id');
       }
-      const [allowed, notAllowed, forged, noCert, badPath, noRoute, privileged] = results;
-      expect(allowed!.code).toBe('200');
-      expect(allowed!.body).toContain('URI=spiffe://example.org/ns/prod/sa/support-bot');
-      expect(JSON.parse(notAllowed!.body).reason).toBe('peer_not_allowed');
-      expect(forged!.code).toBe('000');
-      expect(noCert!.code).toBe('000');
-      expect([badPath!.code, JSON.parse(badPath!.body).reason]).toEqual(['400', 'bad_path']);
-      expect([noRoute!.code, JSON.parse(noRoute!.body).reason]).toEqual(['403', 'no_route']);
-      expect(privileged!.code).toMatch(/^(200|401|403)$/);
+      // The expiring grant: allowed at first, then 401 once its 5 s are up.
+      const { stdout: codes } = await exec('bash', ['-c', commands.at(-1)!], { timeout: 20_000 });
+      const seen = codes.trim().split(/\s+/);
+      expect(seen[0]).toBe('200');
+      expect(seen.at(-1)).toBe('401');
+      expect(seen.indexOf('401')).toBeGreaterThanOrEqual(4);
     } finally {
       child.kill('SIGINT');
     }

@@ -232,6 +232,18 @@ describe('peer identity (example.org only)', () => {
       expect(second.response).toContain(`"x-forwarded-client-cert":"By=${OWN_ID};Hash=${derSha256Hex(client.certPem)};URI=spiffe://example.org/ns/prod/sa/web"`);
       expect(verify).toHaveBeenCalledTimes(1);
     });
+
+    it('resumes the session of an intermediate-signed SVID (whose intermediate is not visible on resumption)', async () => {
+      const intermediate = await pki.ca.intermediate();
+      const leaf = await pki.ca.svid('/ns/prod/sa/web', {}, intermediate);
+      const client = withChain(leaf, intermediate);
+      const first = await tlsExchange(proxy.proxyPort, { ca: pki.ca.bundlePem, client });
+      expect(first.status).toBe(200);
+      const second = await tlsExchange(proxy.proxyPort, { ca: pki.ca.bundlePem, client, session: first.session });
+      expect(second.reused).toBe(true);
+      expect(second.status).toBe(200);
+      expect(second.response).toContain(`Hash=${derSha256Hex(leaf.certPem)};URI=spiffe://example.org/ns/prod/sa/web`);
+    });
   });
 });
 
