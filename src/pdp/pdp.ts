@@ -18,6 +18,28 @@ export interface PdpInput {
   readonly intent: string | undefined;
   readonly requestId: string;
   readonly nowMs: number;
+  /** The HTTP request as the proxy saw it, for PDPs that look at it (ext-authz). */
+  readonly http?: PdpHttpFacts;
+}
+
+export interface PdpHttpFacts {
+  /** Normalised path plus the original query. */
+  readonly path: string;
+  readonly host: string;
+  /** Request headers; token headers are removed by whoever sends them on. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly peerAddress: string;
+  readonly peerPort: number;
+}
+
+/** A PDP failure that is not a plain error: the label for portcullis_pdp_requests_total{outcome}. */
+export class PdpUnavailable extends Error {
+  override readonly name = 'PdpUnavailable';
+  readonly outcome: string;
+  constructor(outcome: string, message: string) {
+    super(message);
+    this.outcome = outcome;
+  }
 }
 
 export interface PdpResult {

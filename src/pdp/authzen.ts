@@ -1,0 +1,31 @@
+// OpenID AuthZEN Authorization API 1.0, Access Evaluation: POST {url}/access/v1/evaluation.
+// `decision: true` allows; anything else (false, missing, not a boolean) denies.
+import { authzenFacts } from './facts.ts';
+import { JsonPoster } from './http-pdp.ts';
+import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
+
+export class AuthzenPdp implements Pdp {
+  readonly kind = 'authzen';
+  private readonly poster: JsonPoster;
+
+  constructor(url: string, timeoutMs: number) {
+    this.poster = new JsonPoster(url.replace(/\/+$/, '') + '/access/v1/evaluation', timeoutMs);
+  }
+
+  async evaluate(input: PdpInput): Promise<PdpResult> {
+    const { body, ttlMs } = await this.poster.post(authzenFacts(input), input.requestId);
+    if (typeof body !== 'object' || body === null) throw new PdpUnavailable('bad_answer', 'answer is not a JSON object');
+    const decision = (body as { decision?: unknown }).decision;
+    const reason = (body as { context?: { reason?: unknown } }).context?.reason;
+    return {
+      allow: decision === true,
+      reason: decision === true ? undefined : 'policy_denied',
+      detail: typeof reason === 'string' ? reason.slice(0, 200) : decision === true ? 'authzen: true' : 'authzen: not true',
+      ttlMs,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.poster.close();
+  }
+}

@@ -1,0 +1,105 @@
+// Envoy ext_authz over gRPC: envoy.service.auth.v3.Authorization/Check with an AttributeContext
+// filled as Envoy fills it (source principal = peer SPIFFE ID; request.http = method, path,
+// headers with the token headers removed), plus our facts in context_extensions, so OPA's Envoy
+// plugin and other ext_authz servers work unchanged. Status OK allows; any other code denies;
+// a failed call (UNAVAILABLE, deadline, reset) is a PDP error.
+import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
+
+export const EXT_AUTHZ_PROTO = fileURLToPath(new URL('./proto/ext_authz.proto', import.meta.url));
+
+export function loadExtAuthzPackage(): grpc.GrpcObject {
+  const definition = protoLoader.loadSync(EXT_AUTHZ_PROTO, { includeDirs: [dirname(EXT_AUTHZ_PROTO)], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  return grpc.loadPackageDefinition(definition);
+}
+
+interface CheckResponse {
+  status?: { code?: number; message?: string };
+}
+
+type CheckClient = grpc.Client & {
+  Check(request: unknown, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response?: CheckResponse) => void): grpc.ClientUnaryCall;
+};
+
+export class ExtAuthzPdp implements Pdp {
+  readonly kind = 'ext-authz';
+  private readonly client: CheckClient;
+  private readonly timeoutMs: number;
+  private readonly strippedHeaders: ReadonlySet<string>;
+  private readonly ownId: string;
+
+  constructor(address: string, timeoutMs: number, tokenHeaders: readonly string[], ownId: string) {
+    const pkg = loadExtAuthzPackage() as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
+    this.client = new pkg.envoy.service.auth.v3.Authorization(address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+    }) as unknown as CheckClient;
+    this.timeoutMs = timeoutMs;
+    this.strippedHeaders = new Set(tokenHeaders.map((h) => h.toLowerCase()));
+    this.ownId = ownId;
+  }
+
+  checkRequest(input: PdpInput): unknown {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(input.http?.headers ?? {})) {
+      const key = name.toLowerCase();
+      if (value === undefined || this.strippedHeaders.has(key) || this.strippedHeaders.has(key.replaceAll('_', '-'))) continue;
+      headers[key] = Array.isArray(value) ? value.join(',') : value;
+    }
+    const extensions: Record<string, string> = { action: input.action, resource: input.resource, route: input.route, sensitivity: input.sensitivity };
+    if (input.intent !== undefined) extensions.intent = input.intent;
+    if (input.grant) extensions.grant = JSON.stringify(input.grant.claims);
+    if (input.posture) extensions.posture = JSON.stringify(input.posture.posture);
+    const seconds = Math.floor(input.nowMs / 1000);
+    return {
+      attributes: {
+        source: {
+          principal: input.subject,
+          address: input.http ? { socket_address: { address: input.http.peerAddress, port_value: input.http.peerPort } } : undefined,
+        },
+        destination: { principal: this.ownId },
+        request: {
+          time: { seconds: String(seconds), nanos: (input.nowMs % 1000) * 1_000_000 },
+          http: {
+            id: input.requestId,
+            method: input.method,
+            headers,
+            path: input.http?.path ?? '',
+            host: input.http?.host ?? '',
+            scheme: 'https',
+            protocol: 'HTTP/1.1',
+            size: '-1',
+          },
+        },
+        context_extensions: extensions,
+      },
+    };
+  }
+
+  evaluate(input: PdpInput): Promise<PdpResult> {
+    const request = this.checkRequest(input);
+    return new Promise((resolve, reject) => {
+      this.client.Check(request, { deadline: Date.now() + this.timeoutMs }, (error, response) => {
+        if (error) {
+          reject(new PdpUnavailable(error.code === grpc.status.DEADLINE_EXCEEDED ? 'timeout' : 'error', `gRPC ${grpc.status[error.code] ?? error.code}: ${error.details}`));
+          return;
+        }
+        const code = response?.status?.code ?? 0;
+        resolve({
+          allow: code === 0,
+          reason: code === 0 ? undefined : 'policy_denied',
+          detail: `ext_authz: ${grpc.status[code] ?? code}${response?.status?.message ? ` ${response.status.message.slice(0, 200)}` : ''}`,
+          ttlMs: undefined,
+        });
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}

@@ -1,0 +1,94 @@
+// Keeps a remote PDP from hurting the proxy: a bound on calls in flight (excess fails fast
+// rather than queueing), and a circuit breaker that stops calling a PDP that keeps failing and
+// lets one probe through after a pause. Failing fast is still failing closed: 503
+// pdp_unavailable, never an allow.
+import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
+
+export interface GuardOptions {
+  readonly maxInFlight: number;
+  /** Consecutive failures that open the circuit. */
+  readonly failureThreshold: number;
+  /** How long the circuit stays open before one probe; doubles per failed probe, up to maxOpenMs. */
+  readonly openMs: number;
+  readonly maxOpenMs: number;
+}
+
+export const DEFAULT_GUARD: GuardOptions = { maxInFlight: 256, failureThreshold: 5, openMs: 1_000, maxOpenMs: 30_000 };
+
+type State = 'closed' | 'open' | 'half-open';
+
+export class GuardedPdp implements Pdp {
+  readonly kind: string;
+  private readonly inner: Pdp;
+  private readonly options: GuardOptions;
+  private inFlight = 0;
+  private failures = 0;
+  private state: State = 'closed';
+  private openUntil = 0;
+  private currentOpenMs: number;
+  /** Whether the PDP has answered since start (readiness). */
+  answered = false;
+
+  constructor(inner: Pdp, options: GuardOptions = DEFAULT_GUARD) {
+    this.inner = inner;
+    this.kind = inner.kind;
+    this.options = options;
+    this.currentOpenMs = options.openMs;
+  }
+
+  /** Healthy: has answered and the circuit is not open. */
+  get healthy(): boolean {
+    return this.answered && this.state !== 'open';
+  }
+
+  get circuit(): State {
+    return this.state;
+  }
+
+  async evaluate(input: PdpInput): Promise<PdpResult> {
+    if (this.state === 'open') {
+      if (Date.now() < this.openUntil) throw new PdpUnavailable('circuit_open', 'circuit open: the PDP failed repeatedly');
+      this.state = 'half-open'; // this call is the probe
+    } else if (this.state === 'half-open') {
+      throw new PdpUnavailable('circuit_open', 'circuit half-open: a probe is in flight');
+    }
+    if (this.inFlight >= this.options.maxInFlight) throw new PdpUnavailable('overloaded', `more than ${this.options.maxInFlight} PDP calls in flight`);
+    this.inFlight++;
+    try {
+      const result = await this.inner.evaluate(input);
+      this.onSuccess();
+      return result;
+    } catch (error) {
+      this.onFailure();
+      throw error;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private onSuccess(): void {
+    this.answered = true;
+    this.failures = 0;
+    this.state = 'closed';
+    this.currentOpenMs = this.options.openMs;
+  }
+
+  private onFailure(): void {
+    this.failures++;
+    if (this.state === 'half-open') {
+      this.currentOpenMs = Math.min(this.currentOpenMs * 2, this.options.maxOpenMs);
+      this.open();
+    } else if (this.failures >= this.options.failureThreshold) {
+      this.open();
+    }
+  }
+
+  private open(): void {
+    this.state = 'open';
+    this.openUntil = Date.now() + this.currentOpenMs;
+  }
+
+  close(): Promise<void> {
+    return this.inner.close?.() ?? Promise.resolve();
+  }
+}

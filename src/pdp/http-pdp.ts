@@ -1,0 +1,66 @@
+// What AuthZEN and OPA share: a JSON POST over an undici keep-alive pool, with a deadline, a
+// body size cap, and every failure (connect, timeout, 5xx, 4xx, garbage) thrown as
+// PdpUnavailable so it can never become an allow.
+import { Pool } from 'undici';
+import { PdpUnavailable } from './pdp.ts';
+import { ttlFromCacheControl } from './facts.ts';
+
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+export interface JsonAnswer {
+  readonly body: unknown;
+  readonly ttlMs: number | undefined;
+}
+
+export class JsonPoster {
+  private readonly pool: Pool;
+  private readonly path: string;
+  private readonly timeoutMs: number;
+
+  constructor(url: string, timeoutMs: number, connections = 64) {
+    const parsed = new URL(url);
+    this.path = parsed.pathname + parsed.search;
+    this.timeoutMs = timeoutMs;
+    this.pool = new Pool(parsed.origin, { connections, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: 30_000 });
+  }
+
+  async post(body: unknown, requestId: string): Promise<JsonAnswer> {
+    let response;
+    try {
+      response = await this.pool.request({
+        method: 'POST',
+        path: this.path,
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'x-request-id': requestId },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (error) {
+      const name = (error as Error).name;
+      const outcome = name === 'TimeoutError' || name === 'HeadersTimeoutError' || name === 'ConnectTimeoutError' ? 'timeout' : 'error';
+      throw new PdpUnavailable(outcome, `${(error as NodeJS.ErrnoException).code ?? name}: ${(error as Error).message}`);
+    }
+    let text = '';
+    try {
+      for await (const chunk of response.body) {
+        text += (chunk as Buffer).toString('utf8');
+        if (text.length > MAX_ANSWER_BYTES) {
+          response.body.destroy();
+          throw new PdpUnavailable('bad_answer', `answer larger than ${MAX_ANSWER_BYTES} bytes`);
+        }
+      }
+    } catch (error) {
+      if (error instanceof PdpUnavailable) throw error;
+      throw new PdpUnavailable('error', `answer broken off: ${(error as Error).message}`);
+    }
+    if (response.statusCode !== 200) throw new PdpUnavailable('error', `HTTP ${response.statusCode}`);
+    try {
+      return { body: JSON.parse(text) as unknown, ttlMs: ttlFromCacheControl(response.headers['cache-control']) };
+    } catch {
+      throw new PdpUnavailable('bad_answer', 'answer is not JSON');
+    }
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
