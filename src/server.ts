@@ -68,6 +68,7 @@ export class Proxy {
   private verifier: PeerVerifier;
   private readonly metrics: Metrics;
   private readonly logger: Logger;
+  private draining = false;
 
   constructor(options: ProxyOptions) {
     this.generation = options.generation;
@@ -185,6 +186,7 @@ export class Proxy {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    if (this.draining) res.shouldKeepAlive = false;
     const generation = this.generation;
     const inboundId = req.headers['x-request-id'];
     const requestId = acceptableRequestId(inboundId) ? inboundId : randomUUID();
@@ -256,9 +258,22 @@ export class Proxy {
       });
   }
 
-  close(): Promise<void> {
+  /**
+   * Graceful stop: no new connections; requests in flight finish (their responses say
+   * `Connection: close`); idle keep-alive connections close now; whatever is still open at the
+   * deadline is cut. Resolves when every connection is gone.
+   */
+  close(deadlineMs = 10_000): Promise<void> {
+    this.draining = true;
     return new Promise((resolve) => {
-      this.server.close(() => resolve());
+      const deadline = setTimeout(() => this.server.closeAllConnections(), deadlineMs);
+      // A keep-alive connection whose last response ends during the drain turns idle: close it then.
+      const sweep = setInterval(() => this.server.closeIdleConnections(), 50);
+      this.server.close(() => {
+        clearTimeout(deadline);
+        clearInterval(sweep);
+        resolve();
+      });
       this.server.closeIdleConnections();
     });
   }

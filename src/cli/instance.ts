@@ -161,11 +161,20 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     adminPort,
     reload,
     async close() {
+      // Readiness turns 503 first, then the listener drains within limits.shutdownTimeout.
       shuttingDown = true;
       svidSource.stop();
-      await Promise.all([proxy.close(), new Promise<void>((resolve) => admin.close(() => resolve())).then(() => admin.closeAllConnections())]);
+      logger.info({ deadline_ms: proxy.currentGeneration.config.limits.shutdownTimeout }, 'draining');
+      await proxy.close(proxy.currentGeneration.config.limits.shutdownTimeout);
+      await new Promise<void>((resolve) => {
+        admin.close(() => resolve());
+        admin.closeAllConnections();
+      });
       await proxy.currentGeneration.upstream.close();
+      await proxy.currentGeneration.pdp.close?.();
       await shared.audit.flush();
+      logger.info('stopped');
+      logger.flush();
     },
   };
 }

@@ -44,7 +44,7 @@ const TABLE: Record<DenyReason, [number, string]> = {
   posture_required: [401, 'this route needs a posture assertion'],
   posture_invalid: [401, 'the posture assertion is malformed or cannot be verified'],
   posture_stale: [401, 'the posture assertion is too old'],
-  posture_insufficient: [403, 'the posture tier is too low for this route'],
+  posture_insufficient: [403, 'the device posture is not trusted enough for this route'],
   intent_required: [403, 'this route needs a declared intent'],
   intent_mismatch: [403, "the declared intent does not match the grant's"],
   policy_denied: [403, 'the policy does not allow this request'],

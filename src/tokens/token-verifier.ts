@@ -77,19 +77,21 @@ export class TokenVerifier<T> {
 
   private async verifyUncached(token: string): Promise<TokenResult<T>> {
     let issuer: unknown;
+    let nbf: unknown;
     try {
-      issuer = decodeJwt(token).iss;
+      ({ iss: issuer, nbf } = decodeJwt(token));
     } catch {
       return this.refuse(token, 'invalid', 'not a well-formed JWT');
     }
     const keys = typeof issuer === 'string' ? this.options.issuers.get(issuer) : undefined;
     if (!keys) return this.refuse(token, 'invalid', 'issuer is not configured');
+    const toleranceSeconds = Math.ceil(this.options.clockSkewMs / 1000);
     try {
       const { payload } = await jwtVerify(token, keys, {
         algorithms: ALLOWED_ALGORITHMS,
         issuer: issuer as string,
         audience: this.options.audience as string[] | undefined,
-        clockTolerance: Math.ceil(this.options.clockSkewMs / 1000),
+        clockTolerance: toleranceSeconds,
         requiredClaims: [...this.options.requiredClaims],
       });
       if (typeof payload.exp !== 'number') return this.refuse(token, 'invalid', 'exp is required');
@@ -107,15 +109,29 @@ export class TokenVerifier<T> {
     } catch (error) {
       if (error instanceof errors.JWTExpired) return EXPIRED;
       const code = (error as { code?: string }).code ?? 'ERR_JOSE';
-      return this.refuse(token, 'invalid', `${code}: ${(error as Error).message}`);
+      return this.refuse(token, 'invalid', `${code}: ${(error as Error).message}`, refusalTtl(error, nbf, toleranceSeconds));
     }
   }
 
-  private refuse(token: string, problem: TokenProblem, detail: string): RefusedToken {
+  private refuse(token: string, problem: TokenProblem, detail: string, ttlMs = INVALID_TTL_MS): RefusedToken {
     const result = { problem, detail };
-    this.refused.set(token, result);
+    if (ttlMs >= 1) this.refused.set(token, result, { ttl: Math.floor(ttlMs) });
     return result;
   }
+}
+
+/**
+ * How long a refusal may be remembered. A token refused for what time undoes (`nbf` not yet
+ * reached) is remembered only until it could pass; one refused because the keys could not be
+ * fetched, or no fetched key matched its `kid` yet (a rotation), is not remembered at all: the
+ * token itself may be good, and the remote key set has its own cooldown.
+ */
+function refusalTtl(error: unknown, nbf: unknown, toleranceSeconds: number): number {
+  if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'nbf') {
+    return typeof nbf === 'number' ? Math.min(INVALID_TTL_MS, (nbf - toleranceSeconds) * 1000 - Date.now()) : 0;
+  }
+  if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSNoMatchingKey || !(error instanceof errors.JOSEError)) return 0;
+  return INVALID_TTL_MS;
 }
 
 export function isRefused<T>(result: TokenResult<T>): result is RefusedToken {
