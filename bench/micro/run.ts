@@ -1,0 +1,1 @@
+// Microbenchmarks placeholder replaced below.

@@ -1,0 +1,260 @@
+// `npm run bench`: the same mTLS load against each case, side by side in one run, alternating
+// the cases round by round; medians per case; a table with ratios to direct and to nginx.
+// Servers are pinned to CPU 0 and the load generator to CPU 1 (when there are 2+ cores).
+// Flags: --quick (a smoke run: tiny load, one round; used by npm test), --rounds N,
+// --duration MS, --connections N, --cases a,b,c.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { generateKeyPairSync } from 'node:crypto';
+import { exportJWK } from 'jose';
+import { DevCa } from '../src/cli/dev-pki.ts';
+import { mintGrant, mintPosture } from '../src/cli/mint.ts';
+import { nginxConfig, findNginx } from './load/nginx.ts';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const MAIN = join(HERE, '../src/cli/main.ts');
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    connections: { type: 'string' },
+    cases: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const quick = flags.quick!;
+const ROUNDS = Number(flags.rounds ?? (quick ? 1 : 3));
+const DURATION_MS = Number(flags.duration ?? (quick ? 300 : 5000));
+const CONNECTIONS = Number(flags.connections ?? (quick ? 2 : 32));
+const WARMUP_MS = quick ? 200 : 1500;
+const pin = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+const children: ChildProcess[] = [];
+function cleanup(): void {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+}
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+function run(cpu: number, command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const [file, argv] = pin ? ['taskset', ['-c', String(cpu), command, ...args]] : [command, args];
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(child);
+  return child;
+}
+
+function firstJsonLine(child: ChildProcess, what: string, stream: 'stdout' | 'stderr' = 'stdout', test: (line: string) => boolean = () => true, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    let errText = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not start: ${errText.slice(-2000)}`)), timeoutMs);
+    child.stderr!.on('data', (chunk: Buffer) => (errText += chunk.toString()));
+    child[stream]!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      for (const line of text.split('\n')) {
+        if (!line.startsWith('{') || !test(line)) continue;
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as Record<string, unknown>);
+        return;
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}: ${errText.slice(-2000)}`));
+    });
+  });
+}
+
+async function startServer(options: Record<string, unknown>): Promise<number> {
+  const child = run(0, process.execPath, [join(HERE, 'load/servers.ts'), JSON.stringify(options)]);
+  return (await firstJsonLine(child, `server ${String(options.kind)}`)).port as number;
+}
+
+function startPortcullis(configFile: string): void {
+  const child = run(0, process.execPath, [MAIN, 'run', '--config', configFile], { PORTCULLIS_LOG_LEVEL: 'warn' });
+  child.stdout!.resume();
+  child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+  child.on('exit', (code) => {
+    if (code !== null && code !== 0) process.stderr.write(`portcullis (${configFile}) exited with ${code}\n`);
+  });
+}
+
+interface Sample {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function load(port: number, path: string, headers: Record<string, string>, method: string, files: { ca: string; cert: string; key: string }): Promise<Sample> {
+  const child = run(1, process.execPath, [join(HERE, 'load/loadgen.ts'), JSON.stringify({ port, path, headers, method, ...files, connections: CONNECTIONS, durationMs: DURATION_MS, warmupMs: WARMUP_MS })]);
+  return (await firstJsonLine(child, 'load generator', 'stdout', () => true, DURATION_MS + WARMUP_MS + 30_000)) as unknown as Sample;
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
+  const write = (name: string, text: string) => {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+  const ca = await DevCa.create('example.org');
+  const serverSvid = await ca.svid('/ns/prod/sa/orders-api', { dns: ['localhost'] });
+  const client = await ca.svid('/ns/prod/sa/support-bot');
+  const files = { ca: write('bundle.pem', ca.bundlePem), cert: write('client.pem', client.certPem), key: write('client_key.pem', client.keyPem) };
+  write('svid.pem', serverSvid.certPem);
+  write('svid_key.pem', serverSvid.keyPem);
+  const issuerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  write('jwks.json', JSON.stringify({ keys: [{ ...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256' }] }));
+  write('policy.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: support-refunds, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [orders.refund], resources: ["order:*"], ttl: 30s }\n');
+  const grant = await mintGrant({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', aud: 'spiffe://example.org/ns/prod/sa/orders-api', scope: 'orders.refund', ttl: '14m', resources: ['order:*'] });
+  const posture = await mintPosture({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', trust: 'high', ttl: '14m' });
+  const tokenHeaders = { 'x-jit-grant': grant, 'x-device-posture': posture };
+
+  const upstreamPort = await startServer({ kind: 'upstream', port: 0 });
+  const directPort = await startServer({ kind: 'upstream-tls', port: 0, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca });
+  const authzenPort = await startServer({ kind: 'authzen', port: 0 });
+
+  const portcullisConfig = async (name: string, extra: { maxEntries?: number; pdp?: string }) => {
+    const port = await freePort();
+    const adminPort = await freePort();
+    const file = write(`${name}.yaml`, `listen: { address: 127.0.0.1, port: ${port} }
+identity: { certFile: svid.pem, keyFile: svid_key.pem, bundleFile: bundle.pem, trustDomains: [example.org], allow: ["spiffe://example.org/ns/prod/**"] }
+upstream: { url: "http://127.0.0.1:${upstreamPort}", connections: 64 }
+routes:
+  - { name: open, match: { methods: [GET], path: /open }, privileged: false }
+  - { name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }
+pdp: ${extra.pdp ?? '{ kind: embedded, policyFile: policy.yaml }'}
+cache: { maxEntries: ${extra.maxEntries ?? 100000}, allowTtl: 30s, denyTtl: 2s }
+grants: { issuers: [{ issuer: "https://jit.example.org", jwksFile: jwks.json }] }
+posture: { issuers: [{ issuer: "https://posture.example.org", jwksFile: jwks.json }], maxAge: 15m }
+admin: { address: 127.0.0.1, port: ${adminPort} }
+audit: { file: ${name}-audit.log }
+`);
+    startPortcullis(file);
+    await waitForPort(port);
+    return port;
+  };
+
+  interface Case {
+    name: string;
+    port: number;
+    path: string;
+    method: string;
+    headers: Record<string, string>;
+  }
+  const wanted = flags.cases ? new Set(flags.cases.split(',')) : undefined;
+  const cases: Case[] = [];
+  const add = async (name: string, make: () => Promise<Omit<Case, 'name'> | undefined>) => {
+    if (wanted && !wanted.has(name)) return;
+    const made = await make();
+    if (made) cases.push({ name, ...made });
+  };
+  await add('direct', async () => ({ port: directPort, path: '/open', method: 'GET', headers: {} }));
+  await add('open', async () => ({ port: await portcullisConfig('open', {}), path: '/open', method: 'GET', headers: {} }));
+  await add('cached', async () => ({ port: await portcullisConfig('cached', {}), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
+  await add('uncached', async () => ({ port: await portcullisConfig('uncached', { maxEntries: 0 }), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
+  await add('remote', async () => ({ port: await portcullisConfig('remote', { pdp: `{ kind: authzen, url: "http://127.0.0.1:${authzenPort}", timeout: 250ms }` }), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
+  const nginx = findNginx();
+  const notes: string[] = [];
+  if (!nginx) notes.push('nginx not found (apt-get install nginx): the nginx cases were skipped');
+  else {
+    for (const [name, auth] of [['nginx', false], ['nginx+auth_request', true]] as const) {
+      await add(name, async () => {
+        const port = await freePort();
+        const authPort = auth ? await startServer({ kind: 'auth', port: 0 }) : 0;
+        const prefix = join(dir, `${name.replace('+', '-')}-nginx`);
+        mkdirSync(prefix, { recursive: true });
+        const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: auth ? authPort : undefined, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca }));
+        const child = run(0, nginx, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
+        child.stderr!.resume();
+        await waitForPort(port);
+        return { port, path: '/open', method: 'GET', headers: {} };
+      });
+    }
+  }
+
+  const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate the order each round so no case always runs first (or hottest).
+    const order = round % 2 === 0 ? cases : [...cases].reverse();
+    for (const c of order) {
+      const sample = await load(c.port, c.path, c.headers, c.method, files);
+      samples.get(c.name)!.push(sample);
+      if (!quick) process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name}: ${sample.rps.toFixed(0)} req/s, p99 ${sample.p99.toFixed(2)} ms${sample.non2xx || sample.errors ? `, ${sample.non2xx} non-2xx, ${sample.errors} errors` : ''}\n`);
+    }
+  }
+  const summary = cases.map((c) => {
+    const list = samples.get(c.name)!;
+    return { name: c.name, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50)), p99: median(list.map((s) => s.p99)), non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0) };
+  });
+  const direct = summary.find((s) => s.name === 'direct');
+  const nginxRow = summary.find((s) => s.name === 'nginx');
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${pin ? 'servers on CPU 0, load generator on CPU 1' : 'not pinned'}`;
+  const lines = [
+    `Portcullis load bench — ${new Date().toISOString()}`,
+    `machine: ${machine}`,
+    `method: ${CONNECTIONS} keep-alive mTLS connections, closed loop, ${DURATION_MS} ms per sample after ${WARMUP_MS} ms warm-up, ${ROUNDS} rounds alternating cases; medians`,
+    '',
+    '| case | req/s | p50 ms | p99 ms | / direct | / nginx | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...summary.map((s) => `| ${s.name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${s.non2xx} |`),
+    ...notes.map((n) => `note: ${n}`),
+  ];
+  const table = lines.join('\n') + '\n';
+  process.stdout.write(table);
+  if (!quick) {
+    const out = flags.out ?? join(HERE, 'results', `load-${new Date().toISOString().replace(/[:.]/g, '-')}.md`);
+    mkdirSync(join(HERE, 'results'), { recursive: true });
+    writeFileSync(out, table);
+    writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, summary, rounds: Object.fromEntries(samples) }, null, 2));
+    process.stdout.write(`written to ${out}\n`);
+  }
+  cleanup();
+  process.exit(summary.every((s) => s.rps > 0) ? 0 : 1);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
+  cleanup();
+  process.exit(1);
+});
