@@ -1,1 +1,148 @@
-// Microbenchmarks placeholder replaced below.
+// Microbenchmarks of the hot path's pieces (tinybench): ns/op, and heap bytes per op measured
+// over a GC-free window where the runtime allows (--expose-gc). Also: bytes per cached decision.
+// Run: npm run bench (after the load bench), or node --expose-gc bench/micro/run.ts [--quick]
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Bench } from 'tinybench';
+import { exportJWK } from 'jose';
+import { DevCa } from '../../src/cli/dev-pki.ts';
+import { mintGrant, mintPosture } from '../../src/cli/mint.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { buildGeneration } from '../../src/generation.ts';
+import { DecisionCache } from '../../src/decision/decision-cache.ts';
+import { Revocations } from '../../src/decision/revocations.ts';
+import { createMetrics } from '../../src/telemetry/metrics.ts';
+import type { AuditLog } from '../../src/telemetry/audit.ts';
+import { normaliseTarget } from '../../src/routing/normalise-path.ts';
+import { RouteTable } from '../../src/routing/route-table.ts';
+import { configSchema } from '../../src/config/schema.ts';
+import { EmbeddedPdp, policySchema } from '../../src/pdp/embedded-policy.ts';
+import { TokenVerifier } from '../../src/tokens/token-verifier.ts';
+import { shapeGrant } from '../../src/tokens/grant.ts';
+import { issuerKeys } from '../../src/tokens/key-set.ts';
+import { X509Certificate } from 'node:crypto';
+import { verifyX509Svid } from '../../src/identity/x509-svid.ts';
+import type { PeerIdentity } from '../../src/identity/peer-verifier.ts';
+import type { RequestFacts } from '../../src/decision/authorizer.ts';
+import type { PdpInput } from '../../src/pdp/pdp.ts';
+import { TrustBundleSet } from '../../src/identity/trust-bundle.ts';
+
+const quick = process.argv.includes('--quick');
+const gc = (globalThis as { gc?: () => void }).gc;
+const nullAudit: AuditLog = { write: () => undefined, flush: async () => undefined };
+
+const dir = mkdtempSync(join(tmpdir(), 'portcullis-micro-'));
+const write = (name: string, text: string) => writeFileSync(join(dir, name), text);
+const ca = await DevCa.create('example.org');
+const server = await ca.svid('/ns/prod/sa/orders-api');
+const client = await ca.svid('/ns/prod/sa/support-bot');
+write('svid.pem', server.certPem);
+write('svid_key.pem', server.keyPem);
+write('bundle.pem', ca.bundlePem);
+const issuer = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+write('jwks.json', JSON.stringify({ keys: [{ ...(await exportJWK(issuer.publicKey)), kid: 'k1', alg: 'ES256' }] }));
+write('policy.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: r, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [orders.refund], resources: ["order:*"], ttl: 30s }\n');
+write('portcullis.yaml', `identity: { certFile: svid.pem, keyFile: svid_key.pem, bundleFile: bundle.pem, trustDomains: [example.org], allow: ["spiffe://example.org/**"] }
+upstream: { url: "http://127.0.0.1:1" }
+routes: [{ name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }]
+pdp: { policyFile: policy.yaml }
+grants: { issuers: [{ issuer: "https://jit.example.org", jwksFile: jwks.json }] }
+posture: { issuers: [{ issuer: "https://posture.example.org", jwksFile: jwks.json }], maxAge: 15m }
+`);
+const config = loadConfig(join(dir, 'portcullis.yaml'));
+const metrics = createMetrics({ defaultMetrics: false });
+const shared = { cache: new DecisionCache(100_000, metrics), revocations: new Revocations(), metrics, audit: nullAudit, ownId: 'spiffe://example.org/ns/prod/sa/orders-api' };
+const generation = buildGeneration(1, config, shared);
+const bundles = new TrustBundleSet(new Map([['example.org', [new X509Certificate(ca.bundlePem)]]]));
+const peer: PeerIdentity = { svid: verifyX509Svid([new X509Certificate(client.certPem)], bundles), allowed: true };
+const mint = (jti?: string) => mintGrant({ key: issuer.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: peer.svid.id.uri, aud: shared.ownId, scope: 'orders.refund', ttl: '14m', resources: ['order:*'], jti });
+const grant = await mint();
+const posture = await mintPosture({ key: issuer.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: peer.svid.id.uri, trust: 'high', ttl: '14m' });
+const match = generation.routes.match('POST', '/orders/42/refund')!;
+const facts: RequestFacts = { peer, route: match.route, resource: match.resource, method: 'POST', headers: { 'x-jit-grant': grant, 'x-device-posture': posture }, requestId: 'r' } as RequestFacts;
+// Warm: verify tokens and fill the decision.
+await generation.authorizer.authorize(facts);
+const hit = generation.authorizer.authorize(facts);
+if (hit instanceof Promise || !hit.allow) throw new Error('expected a synchronous cached allow');
+
+const grants = new TokenVerifier({ shape: shapeGrant, issuers: new Map([['https://jit.example.org', issuerKeys({ issuer: 'https://jit.example.org', jwksFile: join(dir, 'jwks.json') }, 1000)]]), audience: [shared.ownId], clockSkewMs: 2000, maxTokenBytes: 8192, requiredClaims: ['exp', 'iat', 'jti', 'sub'], cacheEntries: 10 });
+await grants.verify(grant, Date.now());
+const freshGrants = await Promise.all(Array.from({ length: 2000 }, () => mint(randomUUID())));
+let fresh = 0;
+
+const routeConfig = configSchema.shape.routes.parse(
+  Array.from({ length: 200 }, (_, i) => ({ name: `r${i}`, match: { methods: ['GET'], path: `/svc${i}/items/{id}/detail` }, privileged: false })),
+);
+const routes = new RouteTable(routeConfig, 'deny');
+const rules = Array.from({ length: 1000 }, (_, i) => ({ id: `r${i}`, effect: 'allow', subjects: [`spiffe://example.org/ns/n${i % 10}/**`], actions: [`svc${i % 50}.op${i}`], resources: ['*'] }));
+rules.push({ id: 'last', effect: 'allow', subjects: ['spiffe://example.org/**'], actions: ['orders.refund'], resources: ['order:*'] });
+const pdp = new EmbeddedPdp(policySchema.parse({ rules }));
+const pdpInput: PdpInput = { subject: peer.svid.id.uri, posture: undefined, action: 'orders.refund', method: 'POST', resource: 'order:42', route: 'refund', sensitivity: 'low', grant: undefined, intent: undefined, requestId: 'r', nowMs: Date.now() };
+
+const bench = new Bench({ time: quick ? 50 : 1000, warmupTime: quick ? 10 : 200 });
+bench
+  .add('decision, cache hit (tokens cached, key, lookup, exp + revocation)', () => {
+    generation.authorizer.authorize(facts);
+  })
+  .add('verified-token cache hit', () => {
+    grants.verify(grant, Date.now());
+  })
+  .add('route match, 200 routes (last one)', () => {
+    routes.match('GET', '/svc199/items/42/detail');
+  })
+  .add('path normalisation', () => {
+    normaliseTarget('/orders//42/./refund/%7Ex?q=1', { allowPathParams: false });
+  })
+  .add('grant verification, cache miss (ES256)', async () => {
+    await grants.verify(freshGrants[fresh++ % freshGrants.length]!, Date.now());
+  })
+  .add('embedded PDP, 1,000 rules', () => {
+    pdp.evaluate(pdpInput);
+  });
+await bench.run();
+
+function heapPerOp(fn: () => unknown, n = 100_000): number | undefined {
+  if (!gc) return undefined;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < n; i++) fn();
+  const after = process.memoryUsage().heapUsed;
+  return Math.max(0, (after - before) / n);
+}
+const allocations: Record<string, number | undefined> = {
+  'decision, cache hit (tokens cached, key, lookup, exp + revocation)': heapPerOp(() => generation.authorizer.authorize(facts), quick ? 1000 : 20_000),
+  'verified-token cache hit': heapPerOp(() => grants.verify(grant, Date.now())),
+  'route match, 200 routes (last one)': heapPerOp(() => routes.match('GET', '/svc199/items/42/detail')),
+  'path normalisation': heapPerOp(() => normaliseTarget('/orders//42/./refund/%7Ex?q=1', { allowPathParams: false })),
+  'embedded PDP, 1,000 rules': heapPerOp(() => pdp.evaluate(pdpInput)),
+};
+
+// Bytes per cached decision: fill a cache with N distinct keys, measure the heap.
+async function bytesPerDecision(n: number): Promise<{ n: number; bytesPerEntry: number; rssMiB: number } | undefined> {
+  if (!gc) return undefined;
+  const cache = new DecisionCache(n, createMetrics({ defaultMetrics: false }));
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < n; i++) {
+    cache.set(`1\nrefund\nspiffe://example.org/ns/prod/sa/support-bot\norders.refund\norder:${i}\n${randomUUID()}\nsig\n`, { allow: true, reason: undefined, detail: 'allow rule support-refunds', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: 'g' }, 60_000);
+  }
+  gc();
+  const after = process.memoryUsage().heapUsed;
+  const result = { n, bytesPerEntry: (after - before) / n, rssMiB: process.memoryUsage().rss / 2 ** 20 };
+  cache.flush();
+  return result;
+}
+const memory = [await bytesPerDecision(quick ? 1000 : 100_000), quick ? undefined : await bytesPerDecision(1_000_000)].filter(Boolean);
+
+const lines = ['| benchmark | median ns/op | ops/s | heap bytes/op |', '|---|---:|---:|---:|'];
+for (const task of bench.tasks) {
+  const r = task.result as { latency?: { p50?: number }; throughput?: { mean?: number } } | undefined;
+  const ns = (r?.latency?.p50 ?? NaN) * 1e6;
+  const alloc = allocations[task.name];
+  lines.push(`| ${task.name} | ${ns.toFixed(0)} | ${(r?.throughput?.mean ?? 0).toFixed(0)} | ${alloc === undefined ? '–' : alloc.toFixed(0)} |`);
+}
+for (const m of memory) lines.push(`\ncached decisions: ${m!.n} entries → ${m!.bytesPerEntry.toFixed(0)} bytes/entry (heap), process RSS ${m!.rssMiB.toFixed(0)} MiB`);
+process.stdout.write(lines.join('\n') + '\n');
+process.exit(0);

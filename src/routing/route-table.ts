@@ -21,6 +21,8 @@ export interface RouteMatch {
 }
 
 interface CompiledRoute {
+  /** Position in the config: first match wins across both index lists. */
+  readonly order: number;
   readonly route: Route;
   readonly methods: ReadonlySet<string> | undefined;
   /** Literal segment, or null for a `{capture}`. */
@@ -52,7 +54,7 @@ function toRoute(name: string, body: RouteBody, captureNames: readonly string[])
   };
 }
 
-function compileRoute(config: RouteConfig): CompiledRoute {
+function compileRoute(config: RouteConfig, order: number): CompiledRoute {
   let raw = config.match.path.split('/').slice(1);
   const tail = raw[raw.length - 1] === '**';
   if (tail) raw = raw.slice(0, -1);
@@ -66,6 +68,7 @@ function compileRoute(config: RouteConfig): CompiledRoute {
     return segment;
   });
   return {
+    order,
     route: toRoute(config.name, config, captureNames),
     methods: config.match.methods ? new Set(config.match.methods) : undefined,
     segments,
@@ -73,28 +76,53 @@ function compileRoute(config: RouteConfig): CompiledRoute {
   };
 }
 
+const NONE: readonly CompiledRoute[] = [];
+
 export class RouteTable {
-  private readonly routes: readonly CompiledRoute[];
+  /** Routes by their first literal segment; routes starting with a capture or a tail are in `open`. */
+  private readonly byFirstSegment = new Map<string, CompiledRoute[]>();
+  private readonly open: CompiledRoute[] = [];
   private readonly fallback: Route | undefined;
+  private readonly captures: string[] = [];
 
   constructor(routes: readonly RouteConfig[], defaultRoute: 'deny' | RouteBody) {
-    this.routes = routes.map(compileRoute);
+    routes.forEach((config, order) => {
+      const compiled = compileRoute(config, order);
+      const first = compiled.segments[0];
+      if (typeof first !== 'string') {
+        this.open.push(compiled);
+        return;
+      }
+      let list = this.byFirstSegment.get(first);
+      if (!list) this.byFirstSegment.set(first, (list = []));
+      list.push(compiled);
+    });
     this.fallback = defaultRoute === 'deny' ? undefined : toRoute('default', defaultRoute, []);
   }
 
   /** The first route matching a normalised path, or undefined for `no_route`. */
   match(method: string, path: string): RouteMatch | undefined {
-    const captures: string[] = [];
-    for (const compiled of this.routes) {
+    let end = path.indexOf('/', 1);
+    if (end === -1) end = path.length;
+    const literal = this.byFirstSegment.get(path.slice(1, end)) ?? NONE;
+    const open = this.open;
+    const captures = this.captures;
+    // Walk both candidate lists in config order (first match wins).
+    let i = 0;
+    let j = 0;
+    while (i < literal.length || j < open.length) {
+      const compiled = j >= open.length || (i < literal.length && literal[i]!.order < open[j]!.order) ? literal[i++]! : open[j++]!;
       if (compiled.methods && !compiled.methods.has(method)) continue;
       captures.length = 0;
       if (matchSegments(compiled, path, captures)) {
         return { route: compiled.route, resource: render(compiled.route.resource, captures) };
       }
     }
-    return this.fallback ? { route: this.fallback, resource: render(this.fallback.resource, captures) } : undefined;
+    return this.fallback ? { route: this.fallback, resource: render(this.fallback.resource, NONE_CAPTURES) } : undefined;
   }
 }
+
+const NONE_CAPTURES: readonly string[] = [];
 
 /** Walks the normalised path (which starts with `/` and has no empty inner segments). */
 function matchSegments(compiled: CompiledRoute, path: string, captures: string[]): boolean {
