@@ -1,5 +1,5 @@
 // The decision cache (SPEC "The decision, per request", step 4). Keys join the config generation,
-// route, peer, action, resource, grant jti, posture digest and intent; entries carry their own
+// route, peer, action, resource, grant jti (with its signature), posture digest and intent; entries carry their own
 // TTL; nothing but a real PDP answer is ever stored.
 import { LRUCache } from 'lru-cache';
 import type { DenyReason } from './denial.ts';
@@ -16,8 +16,8 @@ export interface CachedDecision {
 
 const SEPARATOR = '\n'; // none of the parts can contain a newline
 
-export function decisionKey(generation: number, route: string, peer: string, action: string, resource: string, jti: string, postureDigest: string, intent: string): string {
-  return generation + SEPARATOR + route + SEPARATOR + peer + SEPARATOR + action + SEPARATOR + resource + SEPARATOR + jti + SEPARATOR + postureDigest + SEPARATOR + intent;
+export function decisionKey(generation: number, route: string, peer: string, action: string, resource: string, grant: string, postureDigest: string, intent: string): string {
+  return generation + SEPARATOR + route + SEPARATOR + peer + SEPARATOR + action + SEPARATOR + resource + SEPARATOR + grant + SEPARATOR + postureDigest + SEPARATOR + intent;
 }
 
 export class DecisionCache {

@@ -62,13 +62,17 @@ export class DecisionPath implements Authorizer {
   revokeGrant(jti: string): number {
     const seen = this.o.grants.find((grant) => grant.jti === jti);
     this.o.revocations.revokeJti(jti, seen?.expMs);
-    return this.o.cache.purge({ jti });
+    const purged = this.o.cache.purge({ jti });
+    this.o.metrics.cacheEntries.set(this.o.cache.size);
+    return purged;
   }
 
   /** Revokes every grant issued to `sub` so far and purges that peer's decisions. */
   revokeSubject(sub: string): number {
     this.o.revocations.revokeSub(sub);
-    return this.o.cache.purge({ peer: sub });
+    const purged = this.o.cache.purge({ peer: sub });
+    this.o.metrics.cacheEntries.set(this.o.cache.size);
+    return purged;
   }
 
   authorize(facts: RequestFacts): Verdict | Promise<Verdict> {
@@ -81,17 +85,18 @@ export class DecisionPath implements Authorizer {
     const grantResult = grantToken === undefined ? undefined : this.o.grants.verify(grantToken, now);
     const postureResult = postureToken === undefined ? undefined : this.o.postures.verify(postureToken, now);
     if (grantResult instanceof Promise || postureResult instanceof Promise) {
-      return Promise.all([grantResult, postureResult]).then(([g, p]) => this.withTokens(facts, started, Date.now(), g, p));
+      return Promise.all([grantResult, postureResult]).then(([g, p]) => this.withTokens(facts, started, Date.now(), grantToken, g, p));
     }
-    return this.withTokens(facts, started, now, grantResult, postureResult);
+    return this.withTokens(facts, started, now, grantToken, grantResult, postureResult);
   }
 
-  private withTokens(facts: RequestFacts, started: number, now: number, grantResult: TokenResult<Grant> | undefined, postureResult: TokenResult<PostureAssertion> | undefined): Verdict | Promise<Verdict> {
+  private withTokens(facts: RequestFacts, started: number, now: number, grantToken: string | undefined, grantResult: TokenResult<Grant> | undefined, postureResult: TokenResult<PostureAssertion> | undefined): Verdict | Promise<Verdict> {
     let grant: Grant | undefined;
     if (grantResult) {
       if (isRefused(grantResult)) {
         if (grantResult.problem === 'expired') this.o.metrics.grantExpired.inc();
-        return this.finish(facts, started, grantResult.problem === 'expired' ? 'grant_expired' : 'grant_invalid', undefined, undefined, 'local', grantResult.detail);
+        // An expired grant we had verified still names its jti in the audit log.
+        return this.finish(facts, started, grantResult.problem === 'expired' ? 'grant_expired' : 'grant_invalid', grantResult.value, undefined, 'local', grantResult.detail);
       }
       grant = grantResult.value;
       const problem = checkGrant(grant, facts.peer, facts.route.action, facts.resource, now);
@@ -103,7 +108,7 @@ export class DecisionPath implements Authorizer {
     }
     let posture: PostureAssertion | undefined;
     if (postureResult) {
-      if (isRefused(postureResult)) return this.finish(facts, started, postureResult.problem === 'expired' ? 'posture_stale' : 'posture_invalid', grant, undefined, 'local', postureResult.detail);
+      if (isRefused(postureResult)) return this.finish(facts, started, postureResult.problem === 'expired' ? 'posture_stale' : 'posture_invalid', grant, postureResult.value, 'local', postureResult.detail);
       posture = postureResult.value;
       const problem = checkPosture(posture, facts.peer, this.o.postureMaxAgeMs, now);
       if (problem) return this.finish(facts, started, problem, grant, posture, 'local', undefined);
@@ -114,7 +119,10 @@ export class DecisionPath implements Authorizer {
       return this.finish(facts, started, intent === undefined ? 'intent_required' : 'intent_mismatch', grant, posture, 'local', undefined);
     }
 
-    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grant?.jti ?? '', posture?.digest ?? '', intent ?? '');
+    // The grant's signature joins its jti: two grants that share a jti (a re-issue, or two
+    // issuers' counters) differ in what the PDP judges (lifetime, claims), so never share a decision.
+    const grantPart = grant && grantToken ? grant.jti + ' ' + grantToken.slice(grantToken.lastIndexOf('.') + 1) : '';
+    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grantPart, posture?.digest ?? '', intent ?? '');
     const cached = this.o.cache.get(key);
     if (cached) return this.finish(facts, started, cached.allow ? undefined : (cached.reason ?? 'policy_denied'), grant, posture, 'cache', cached.detail);
 
@@ -129,11 +137,12 @@ export class DecisionPath implements Authorizer {
     return pending.then((outcome) => {
       if (!outcome.result) return this.finish(facts, started, 'pdp_unavailable', grant, posture, source, outcome.error);
       const { result } = outcome;
-      // The grant may have expired while the PDP thought; expiry is checked after, too.
+      // The grant may have expired, or been revoked, while the PDP thought: checked after, too.
       if (grant && Date.now() >= grant.expMs) {
         this.o.metrics.grantExpired.inc();
         return this.finish(facts, started, 'grant_expired', grant, posture, source, undefined);
       }
+      if (grant && this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs)) return this.finish(facts, started, 'grant_revoked', grant, posture, source, undefined);
       return this.finish(facts, started, result.allow ? undefined : (result.reason ?? 'policy_denied'), grant, posture, source, result.detail);
     });
   }
@@ -167,7 +176,8 @@ export class DecisionPath implements Authorizer {
     this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
     const ttl = this.ttlFor(result, facts, grant, posture);
     const decision: CachedDecision = { allow: result.allow, reason: result.reason, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '' };
-    this.o.cache.set(key, decision, ttl);
+    // A revocation that landed while the PDP thought has already purged this grant's entries.
+    if (!grant || !this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs)) this.o.cache.set(key, decision, ttl);
     this.o.metrics.cacheEntries.set(this.o.cache.size);
     return { result, error: undefined };
   }

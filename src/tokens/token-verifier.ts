@@ -14,12 +14,14 @@ export interface VerifiedToken<T> {
   readonly expMs: number;
 }
 
-export interface RefusedToken {
+export interface RefusedToken<T = never> {
   readonly problem: TokenProblem;
   readonly detail: string;
+  /** For a token refused only because it expired after we verified it: its value, for the audit log. */
+  readonly value?: T;
 }
 
-export type TokenResult<T> = VerifiedToken<T> | RefusedToken;
+export type TokenResult<T> = VerifiedToken<T> | RefusedToken<T>;
 
 export interface TokenVerifierOptions<T> {
   /** Turns verified claims into the value callers use; throws to refuse the token. */
@@ -37,11 +39,15 @@ const INVALID_TTL_MS = 60_000;
 
 const EXPIRED: RefusedToken = Object.freeze({ problem: 'expired', detail: 'token has expired' });
 
+function expired<T>(value: T): RefusedToken<T> {
+  return { problem: 'expired', detail: 'token has expired', value };
+}
+
 export class TokenVerifier<T> {
   private readonly options: TokenVerifierOptions<T>;
   private readonly verified: LRUCache<string, VerifiedToken<T>>;
   // Garbage and forgeries are remembered briefly so a flood of one bad token costs one check.
-  private readonly refused: LRUCache<string, RefusedToken>;
+  private readonly refused: LRUCache<string, RefusedToken<T>>;
   private readonly inflight = new Map<string, Promise<TokenResult<T>>>();
 
   constructor(options: TokenVerifierOptions<T>) {
@@ -53,7 +59,7 @@ export class TokenVerifier<T> {
   /** A cached result without awaiting, or undefined when the token must be verified. */
   cached(token: string, now: number): TokenResult<T> | undefined {
     const hit = this.verified.get(token);
-    if (hit) return now >= hit.expMs ? EXPIRED : hit;
+    if (hit) return now >= hit.expMs ? expired(hit.value) : hit;
     return this.refused.get(token);
   }
 
@@ -103,7 +109,7 @@ export class TokenVerifier<T> {
       }
       const result: VerifiedToken<T> = { value, expMs: payload.exp * 1000 };
       // `exp` is never stretched by clock skew: the tolerance applied to nbf/iat only.
-      if (Date.now() >= result.expMs) return EXPIRED;
+      if (Date.now() >= result.expMs) return expired(value);
       this.verified.set(token, result, { ttl: Math.max(1, result.expMs - Date.now()) });
       return result;
     } catch (error) {
@@ -113,8 +119,8 @@ export class TokenVerifier<T> {
     }
   }
 
-  private refuse(token: string, problem: TokenProblem, detail: string, ttlMs = INVALID_TTL_MS): RefusedToken {
-    const result = { problem, detail };
+  private refuse(token: string, problem: TokenProblem, detail: string, ttlMs = INVALID_TTL_MS): RefusedToken<T> {
+    const result: RefusedToken<T> = { problem, detail };
     if (ttlMs >= 1) this.refused.set(token, result, { ttl: Math.floor(ttlMs) });
     return result;
   }
@@ -134,6 +140,6 @@ function refusalTtl(error: unknown, nbf: unknown, toleranceSeconds: number): num
   return INVALID_TTL_MS;
 }
 
-export function isRefused<T>(result: TokenResult<T>): result is RefusedToken {
-  return (result as RefusedToken).problem !== undefined;
+export function isRefused<T>(result: TokenResult<T>): result is RefusedToken<T> {
+  return (result as RefusedToken<T>).problem !== undefined;
 }

@@ -243,8 +243,11 @@ describe('the decision path, reason by reason', () => {
     it('expired half a second ago: exp is never stretched by clockSkew', async () => {
       const before = await metric(proxy, 'portcullis_grant_expired_total');
       const now = Date.now() / 1000;
-      expectDeny(await call(asSupport, '/orders/1/refund', { grant: await grant({ iat: Math.floor(now) - 60, exp: now - 0.5 }), posture: await posture() }), 401, 'grant_expired');
+      const jti = newJti('just-expired');
+      expectDeny(await call(asSupport, '/orders/1/refund', { grant: await grant({ jti, iat: Math.floor(now) - 60, exp: now - 0.5 }), posture: await posture() }), 401, 'grant_expired');
       expect(await metric(proxy, 'portcullis_grant_expired_total')).toBe(before + 1);
+      // Its signature verified, so the audit record names the grant.
+      expect(audit.records.at(-1)).toMatchObject({ grant_jti: jti, reason: 'grant_expired', source: 'local' });
     });
   });
 
