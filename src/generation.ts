@@ -8,6 +8,10 @@ import { DecisionPath } from './decision/decision-path.ts';
 import type { DecisionCache } from './decision/decision-cache.ts';
 import type { Revocations } from './decision/revocations.ts';
 import type { Pdp } from './pdp/pdp.ts';
+import { AuthzenPdp } from './pdp/authzen.ts';
+import { OpaPdp } from './pdp/opa.ts';
+import { ExtAuthzPdp } from './pdp/ext-authz.ts';
+import { GuardedPdp } from './pdp/guard.ts';
 import { issuerKeys } from './tokens/key-set.ts';
 import { shapeGrant } from './tokens/grant.ts';
 import { shapePosture } from './tokens/posture.ts';
@@ -34,16 +38,22 @@ function keyMap(issuers: readonly IssuerConfig[], timeoutMs: number): Map<string
   return new Map(issuers.map((issuer) => [issuer.issuer, issuerKeys(issuer, timeoutMs)]));
 }
 
-export function buildPdp(config: Config): Pdp {
-  switch (config.pdp.kind) {
+/** The configured PDP; remote kinds are wrapped in the in-flight bound and circuit breaker. */
+export function buildPdp(config: Config, ownId: string): Pdp {
+  const { pdp } = config;
+  switch (pdp.kind) {
     case 'embedded':
-      return loadPolicy(config.pdp.policyFile!);
-    default:
-      throw new Error(`pdp.kind "${config.pdp.kind}" is not available in this version`);
+      return loadPolicy(pdp.policyFile!);
+    case 'authzen':
+      return new GuardedPdp(new AuthzenPdp(pdp.url!, pdp.timeout));
+    case 'opa':
+      return new GuardedPdp(new OpaPdp(pdp.url!, pdp.timeout));
+    case 'ext-authz':
+      return new GuardedPdp(new ExtAuthzPdp(pdp.address!, pdp.timeout, [config.grants.header, config.posture.header, config.intent.header], ownId));
   }
 }
 
-export function buildGeneration(id: number, config: Config, shared: SharedState, pdp: Pdp = buildPdp(config)): Generation {
+export function buildGeneration(id: number, config: Config, shared: SharedState, pdp: Pdp = buildPdp(config, shared.ownId)): Generation {
   const jwksTimeout = Math.max(1000, config.pdp.timeout);
   const grants = new TokenVerifier({
     shape: shapeGrant,

@@ -211,7 +211,15 @@ export class Proxy {
       this.forward(req, res, generation, match, peer, upstreamPath, requestId, undefined);
       return;
     }
-    const verdict = generation.authorizer.authorize({ peer, route: match.route, resource: match.resource, method: req.method ?? '', headers: req.headers, requestId });
+    const verdict = generation.authorizer.authorize({
+      peer,
+      route: match.route,
+      resource: match.resource,
+      method: req.method ?? '',
+      headers: req.headers,
+      requestId,
+      http: { path: upstreamPath, host: req.headers.host ?? '', headers: req.headers, peerAddress: req.socket.remoteAddress ?? '', peerPort: req.socket.remotePort ?? 0 },
+    });
     if (verdict instanceof Promise) {
       verdict.then(
         (v) => this.afterVerdict(v, req, res, generation, match, peer, upstreamPath, requestId),

@@ -29,7 +29,7 @@ export function checkConfig(file: string): { config?: Config; problems: string[]
     }
   }
   try {
-    buildPdp(config);
+    void buildPdp(config, 'spiffe://check/only').close?.();
   } catch (error) {
     if (error instanceof ConfigError) problems.push(...error.problems);
     else problems.push({ file, key: 'pdp', message: (error as Error).message });

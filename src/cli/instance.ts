@@ -14,6 +14,13 @@ import { createMetrics, type Metrics } from '../telemetry/metrics.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { createAuditLog, type AuditLog } from '../telemetry/audit.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
+import { GuardedPdp } from '../pdp/guard.ts';
+import type { PdpInput } from '../pdp/pdp.ts';
+
+/** What a readiness probe asks a remote PDP: any answer, allow or deny, proves it is up. */
+function readinessProbeInput(ownId: string): PdpInput {
+  return { subject: ownId, posture: undefined, action: 'portcullis.readiness', method: 'GET', resource: 'portcullis:readiness', route: 'readiness', sensitivity: 'low', grant: undefined, intent: undefined, requestId: 'readiness-probe', nowMs: Date.now() };
+}
 
 export interface InstanceOptions {
   readonly logger?: Logger;
@@ -88,7 +95,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       proxy.useGeneration(next);
       // Keys carry the generation, so old decisions can never be served; free their memory now.
       shared.cache.flush();
-      setTimeout(() => void previous.upstream.close().catch(() => undefined), 30_000).unref();
+      setTimeout(() => {
+        void previous.upstream.close().catch(() => undefined);
+        if (previous.pdp !== next.pdp) void previous.pdp.close?.().catch(() => undefined);
+      }, 30_000).unref();
       logger.info({ generation: generationId }, 'config reloaded');
       return { ok: true, generation: generationId };
     } catch (error) {
@@ -97,10 +107,28 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     }
   };
 
+  // Readiness: SVID loaded and config valid (both true once we get here), and the PDP has
+  // answered. A remote PDP is probed at start and every few seconds while it is not healthy.
+  const pdpHealth = (): string | undefined => {
+    const pdp = proxy.currentGeneration.pdp;
+    if (!(pdp instanceof GuardedPdp)) return undefined;
+    if (!pdp.answered) return `the ${pdp.kind} PDP has not answered yet`;
+    if (pdp.circuit === 'open') return `the ${pdp.kind} PDP is failing (circuit open)`;
+    return undefined;
+  };
+  const probe = (): void => {
+    const pdp = proxy.currentGeneration.pdp;
+    if (!(pdp instanceof GuardedPdp) || pdp.healthy) return;
+    pdp.evaluate(readinessProbeInput(shared.ownId)).catch(() => undefined);
+  };
+  probe();
+  const prober = setInterval(probe, 2_000);
+  prober.unref();
+
   let shuttingDown = false;
   const admin = createAdminServer({
     metrics,
-    notReadyReason: () => (shuttingDown ? 'shutting down' : undefined),
+    notReadyReason: () => (shuttingDown ? 'shutting down' : pdpHealth()),
     routes: {
       'POST /admin/revoke': (body) => {
         const { jti, sub } = (body ?? {}) as { jti?: unknown; sub?: unknown };
@@ -164,6 +192,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       // Readiness turns 503 first, then the listener drains within limits.shutdownTimeout.
       shuttingDown = true;
       svidSource.stop();
+      clearInterval(prober);
       logger.info({ deadline_ms: proxy.currentGeneration.config.limits.shutdownTimeout }, 'draining');
       await proxy.close(proxy.currentGeneration.config.limits.shutdownTimeout);
       await new Promise<void>((resolve) => {

@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PeerIdentity } from '../identity/peer-verifier.ts';
 import type { Route } from '../routing/route-table.ts';
+import type { PdpHttpFacts } from '../pdp/pdp.ts';
 import { denial, type Denial } from './denial.ts';
 
 export interface RequestFacts {
@@ -12,6 +13,8 @@ export interface RequestFacts {
   readonly method: string;
   readonly headers: IncomingHttpHeaders;
   readonly requestId: string;
+  /** Path (normalised, plus query), host and peer address, for PDPs that look at the request. */
+  readonly http: PdpHttpFacts;
 }
 
 export type Verdict = { readonly allow: true; readonly grantId: string | undefined } | { readonly allow: false; readonly denial: Denial };

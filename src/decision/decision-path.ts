@@ -10,7 +10,7 @@ import { checkGrant, type Grant } from '../tokens/grant.ts';
 import { checkPosture, postureDeadline, type PostureAssertion } from '../tokens/posture.ts';
 import { readIntent } from '../tokens/intent.ts';
 import { isRefused, type TokenResult, type TokenVerifier } from '../tokens/token-verifier.ts';
-import type { Pdp, PdpInput, PdpResult } from '../pdp/pdp.ts';
+import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from '../pdp/pdp.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditLog } from '../telemetry/audit.ts';
 
@@ -160,6 +160,7 @@ export class DecisionPath implements Authorizer {
       intent,
       requestId: facts.requestId,
       nowMs: now,
+      http: facts.http,
     };
     const started = performance.now();
     let result: PdpResult;
@@ -167,7 +168,7 @@ export class DecisionPath implements Authorizer {
       const answer = this.o.pdp.evaluate(input);
       result = answer instanceof Promise ? await withTimeout(answer, this.o.pdpTimeoutMs) : answer;
     } catch (error) {
-      const outcome = error instanceof PdpTimeout ? 'timeout' : 'error';
+      const outcome = error instanceof PdpTimeout ? 'timeout' : error instanceof PdpUnavailable ? error.outcome : 'error';
       this.o.metrics.pdpRequests.inc({ outcome });
       this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
       return { result: undefined, error: `${outcome}: ${(error as Error).message}` };
