@@ -13,6 +13,10 @@ export interface AdminHooks {
 
 const MAX_BODY = 64 * 1024;
 
+function isLoopbackAddress(address: string | undefined): boolean {
+  return address !== undefined && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
+}
+
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -52,6 +56,11 @@ export function createAdminServer(hooks: AdminHooks): Server {
     }
     const handler = hooks.routes?.[key];
     if (!handler) return json(res, 404, { error: `no admin endpoint ${key}` });
+    // Revoke, flush and reload change what the proxy enforces: only from this host (or a
+    // `kubectl port-forward`), even when the listener is exposed for scraping.
+    if (req.method !== 'GET' && !isLoopbackAddress(req.socket.remoteAddress)) {
+      return json(res, 403, { error: `${key} is accepted from loopback only` });
+    }
     readJson(req)
       .then((body) => handler(body))
       .then(
