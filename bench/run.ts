@@ -25,8 +25,11 @@ const { values: flags } = parseArgs({
     connections: { type: 'string' },
     cases: { type: 'string' },
     out: { type: 'string' },
+    profile: { type: 'string' },
   },
 });
+const PROFILE_DIR = join(HERE, 'results', 'profiles');
+const profiled: ChildProcess[] = [];
 const quick = flags.quick!;
 const ROUNDS = Number(flags.rounds ?? (quick ? 1 : 3));
 const DURATION_MS = Number(flags.duration ?? (quick ? 300 : 5000));
@@ -75,8 +78,10 @@ async function startServer(options: Record<string, unknown>): Promise<number> {
   return (await firstJsonLine(child, `server ${String(options.kind)}`)).port as number;
 }
 
-function startPortcullis(configFile: string): void {
-  const child = run(0, process.execPath, [MAIN, 'run', '--config', configFile], { PORTCULLIS_LOG_LEVEL: 'warn' });
+function startPortcullis(configFile: string, profile: boolean): void {
+  const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+  const child = run(0, process.execPath, [...cpuProf, MAIN, 'run', '--config', configFile], { PORTCULLIS_LOG_LEVEL: 'warn' });
+  if (profile) profiled.push(child);
   child.stdout!.resume();
   child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
   child.on('exit', (code) => {
@@ -170,7 +175,7 @@ posture: { issuers: [{ issuer: "https://posture.example.org", jwksFile: jwks.jso
 admin: { address: 127.0.0.1, port: ${adminPort} }
 audit: { file: ${name}-audit.log }
 `);
-    startPortcullis(file);
+    startPortcullis(file, flags.profile === name);
     await waitForPort(port);
     return port;
   };
@@ -249,6 +254,12 @@ audit: { file: ${name}-audit.log }
     writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, summary, rounds: Object.fromEntries(samples) }, null, 2));
     process.stdout.write(`written to ${out}\n`);
   }
+  // A profiled proxy writes its .cpuprofile on a graceful exit.
+  await Promise.all(profiled.map((child) => new Promise((resolve) => {
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  })));
+  if (profiled.length) process.stdout.write(`CPU profile in ${PROFILE_DIR} (summarise: node bench/profile.ts FILE)\n`);
   cleanup();
   process.exit(summary.every((s) => s.rps > 0) ? 0 : 1);
 }
