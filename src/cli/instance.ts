@@ -69,7 +69,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     cache: new DecisionCache(config.cache.maxEntries, metrics),
     revocations: new Revocations(),
     metrics,
-    audit: options.audit ?? createAuditLog(config.audit.file),
+    audit: options.audit ?? createAuditLog(config.audit.file, () => metrics.auditDropped.inc()),
     ownId: svidSource.material.id.uri,
   };
   let generationId = 1;
