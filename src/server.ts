@@ -17,7 +17,7 @@ import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
 import { acceptableRequestId, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
 import { classifyUpstreamError, type Upstream } from './forward/upstream.ts';
 import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
-import type { Metrics } from './telemetry/metrics.ts';
+import { LabelledChildren, type Metrics } from './telemetry/metrics.ts';
 import type { Logger } from './telemetry/logger.ts';
 
 /** Everything built from one config load; replaced as a whole on reload. */
@@ -69,12 +69,14 @@ export class Proxy {
   private readonly metrics: Metrics;
   private readonly logger: Logger;
   private draining = false;
+  private readonly requestCounters: LabelledChildren<{ inc(): void }>;
 
   constructor(options: ProxyOptions) {
     this.generation = options.generation;
     this.identity = options.identity;
     this.metrics = options.metrics;
     this.logger = options.logger;
+    this.requestCounters = new LabelledChildren(([route, code]) => options.metrics.requests.labels(route!, code!));
     this.verifier = new PeerVerifier(options.identity.bundles, options.generation.config.identity.allow);
     const limits = options.generation.config.limits;
     this.server = createServer(
@@ -182,7 +184,7 @@ export class Proxy {
 
   private deny(res: ServerResponse, route: string, denied: Denial, requestId: string): void {
     writeDenial(res, denied, requestId);
-    this.metrics.requests.inc({ route, code: denied.status });
+    this.requestCounters.get(route, String(denied.status)).inc();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -252,7 +254,7 @@ export class Proxy {
     generation.upstream
       .forward(req, res, path, headers, (status) => {
         this.metrics.upstreamDuration.observe((performance.now() - started) / 1000);
-        this.metrics.requests.inc({ route, code: status });
+        this.requestCounters.get(route, String(status)).inc();
       })
       .catch((error: unknown) => {
         if (res.headersSent) {

@@ -11,7 +11,7 @@ import { DevCa } from '../../src/cli/dev-pki.ts';
 import { mintGrant, mintPosture } from '../../src/cli/mint.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { buildGeneration } from '../../src/generation.ts';
-import { DecisionCache } from '../../src/decision/decision-cache.ts';
+import { DecisionCache, decisionKey } from '../../src/decision/decision-cache.ts';
 import { Revocations } from '../../src/decision/revocations.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 import type { AuditLog } from '../../src/telemetry/audit.ts';
@@ -126,7 +126,8 @@ async function bytesPerDecision(n: number): Promise<{ n: number; bytesPerEntry: 
   gc();
   const before = process.memoryUsage().heapUsed;
   for (let i = 0; i < n; i++) {
-    cache.set(`1\nrefund\nspiffe://example.org/ns/prod/sa/support-bot\norders.refund\norder:${i}\n${randomUUID()}\nsig\n`, { allow: true, reason: undefined, detail: 'allow rule support-refunds', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: 'g' }, 60_000);
+    // Keys as the decision path builds them: a distinct resource and grant per entry.
+    cache.set(decisionKey(1, 'refund', 'spiffe://example.org/ns/prod/sa/support-bot', 'orders.refund', `order:${i}`, (i * 7).toString(36), 'p1', ''), { allow: true, reason: undefined, detail: 'allow rule support-refunds', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: randomUUID() }, 60_000);
   }
   gc();
   const after = process.memoryUsage().heapUsed;

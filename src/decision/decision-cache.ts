@@ -20,8 +20,14 @@ export function decisionKey(generation: number, route: string, peer: string, act
   return generation + SEPARATOR + route + SEPARATOR + peer + SEPARATOR + action + SEPARATOR + resource + SEPARATOR + grant + SEPARATOR + postureDigest + SEPARATOR + intent;
 }
 
+interface Entry {
+  readonly decision: CachedDecision;
+  /** Epoch ms; checked against the request's own clock reading, so a hit costs no timer call. */
+  readonly expiresAt: number;
+}
+
 export class DecisionCache {
-  private readonly lru: LRUCache<string, CachedDecision> | undefined;
+  private readonly lru: LRUCache<string, Entry> | undefined;
   private hits = 0;
   private misses = 0;
   private readonly metrics: Metrics;
@@ -30,12 +36,9 @@ export class DecisionCache {
     this.metrics = metrics;
     this.lru =
       maxEntries > 0
-        ? new LRUCache<string, CachedDecision>({
+        ? new LRUCache<string, Entry>({
             max: maxEntries,
-            ttl: 1, // every set passes its own TTL
-            ttlAutopurge: false,
-            allowStale: false,
-            updateAgeOnGet: false,
+            // Expiry is ours (Entry.expiresAt): lru-cache's TTL machinery would read the clock on every get.
             dispose: (_value, _key, reason) => {
               if (reason === 'evict') metrics.cacheEvictions.inc();
             },
@@ -47,31 +50,36 @@ export class DecisionCache {
     return this.lru !== undefined;
   }
 
-  get(key: string): CachedDecision | undefined {
-    const hit = this.lru?.get(key);
-    if (hit) {
+  get(key: string, now: number): CachedDecision | undefined {
+    const entry = this.lru?.get(key);
+    if (entry !== undefined && now < entry.expiresAt) {
       this.hits++;
       this.metrics.cacheHits.inc();
-    } else {
-      this.misses++;
-      this.metrics.cacheMisses.inc();
+      return entry.decision;
     }
-    return hit;
+    if (entry !== undefined) this.lru!.delete(key);
+    this.misses++;
+    this.metrics.cacheMisses.inc();
+    return undefined;
   }
 
-  set(key: string, decision: CachedDecision, ttlMs: number): void {
-    if (this.lru && ttlMs >= 1) this.lru.set(key, decision, { ttl: Math.floor(ttlMs) });
+  set(key: string, decision: CachedDecision, ttlMs: number, now = Date.now()): void {
+    if (this.lru && ttlMs >= 1) this.lru.set(key, { decision, expiresAt: now + Math.floor(ttlMs) });
   }
 
-  /** Drops every entry decided for this grant or this peer; returns how many. */
-  purge(match: { jti?: string; peer?: string }): number {
+  /** Drops every entry decided for this grant or this peer; returns how many were still live. */
+  purge(match: { jti?: string; peer?: string }, now = Date.now()): number {
     if (!this.lru) return 0;
     const doomed: string[] = [];
-    for (const [key, value] of this.lru.entries()) {
-      if ((match.jti !== undefined && value.jti === match.jti) || (match.peer !== undefined && value.peer === match.peer)) doomed.push(key);
+    let live = 0;
+    for (const [key, { decision, expiresAt }] of this.lru.entries()) {
+      if ((match.jti !== undefined && decision.jti === match.jti) || (match.peer !== undefined && decision.peer === match.peer)) {
+        doomed.push(key);
+        if (now < expiresAt) live++;
+      }
     }
     for (const key of doomed) this.lru.delete(key);
-    return doomed.length;
+    return live;
   }
 
   flush(): number {
@@ -80,6 +88,7 @@ export class DecisionCache {
     return size;
   }
 
+  /** Entries held, expired ones not yet dropped included (they go on their next lookup or by LRU). */
   get size(): number {
     return this.lru?.size ?? 0;
   }

@@ -11,8 +11,8 @@ import { checkPosture, postureDeadline, type PostureAssertion } from '../tokens/
 import { readIntent } from '../tokens/intent.ts';
 import { isRefused, type TokenResult, type TokenVerifier } from '../tokens/token-verifier.ts';
 import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from '../pdp/pdp.ts';
-import type { Metrics } from '../telemetry/metrics.ts';
-import type { AuditLog } from '../telemetry/audit.ts';
+import { LabelledChildren, type Metrics } from '../telemetry/metrics.ts';
+import { auditTime, type AuditLog } from '../telemetry/audit.ts';
 
 export type DecisionSource = 'cache' | 'pdp' | 'coalesced' | 'local';
 
@@ -53,9 +53,14 @@ class PdpTimeout extends Error {}
 export class DecisionPath implements Authorizer {
   private readonly o: DecisionPathOptions;
   private readonly inflight = new Map<string, Promise<PdpOutcome>>();
+  private readonly decisionCounters: LabelledChildren<{ inc(): void }>;
+  private readonly durationBySource: LabelledChildren<{ observe(value: number): void }>;
 
   constructor(options: DecisionPathOptions) {
     this.o = options;
+    const m = options.metrics;
+    this.decisionCounters = new LabelledChildren(([route, decision, reason, source]) => m.decisions.labels(route!, decision!, reason!, source!));
+    this.durationBySource = new LabelledChildren(([source]) => m.decisionDuration.labels(source!));
   }
 
   /** Revokes a grant by jti (kept until its exp when we have seen it) and purges its decisions. */
@@ -119,11 +124,12 @@ export class DecisionPath implements Authorizer {
       return this.finish(facts, started, intent === undefined ? 'intent_required' : 'intent_mismatch', grant, posture, 'local', undefined);
     }
 
-    // The grant's signature joins its jti: two grants that share a jti (a re-issue, or two
+    // Each verified token has its own short ref: two grants that share a jti (a re-issue, or two
     // issuers' counters) differ in what the PDP judges (lifetime, claims), so never share a decision.
-    const grantPart = grant && grantToken ? grant.jti + ' ' + grantToken.slice(grantToken.lastIndexOf('.') + 1) : '';
-    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grantPart, posture?.digest ?? '', intent ?? '');
-    const cached = this.o.cache.get(key);
+    const grantRef = grantResult && !isRefused(grantResult) ? grantResult.ref : '';
+    const postureRef = postureResult && !isRefused(postureResult) ? postureResult.ref : '';
+    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grantRef, postureRef, intent ?? '');
+    const cached = this.o.cache.get(key, now);
     if (cached) return this.finish(facts, started, cached.allow ? undefined : (cached.reason ?? 'policy_denied'), grant, posture, 'cache', cached.detail);
 
     let pending = this.inflight.get(key);
@@ -196,11 +202,10 @@ export class DecisionPath implements Authorizer {
 
   private finish(facts: RequestFacts, started: number, reason: DenyReason | undefined, grant: Grant | undefined, posture: PostureAssertion | undefined, source: DecisionSource, detail: string | undefined): Verdict {
     const seconds = (performance.now() - started) / 1000;
-    const m = this.o.metrics;
-    m.decisionDuration.labels(source).observe(seconds);
-    m.decisions.labels(facts.route.name, reason ? 'deny' : 'allow', reason ?? 'allowed', source).inc();
+    this.durationBySource.get(source).observe(seconds);
+    this.decisionCounters.get(facts.route.name, reason ? 'deny' : 'allow', reason ?? 'allowed', source).inc();
     this.o.audit.write({
-      time: new Date().toISOString(),
+      time: auditTime(),
       request_id: facts.requestId,
       peer: facts.peer.svid.id.uri,
       action: facts.route.action,

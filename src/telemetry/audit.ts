@@ -74,3 +74,15 @@ export function memoryAuditLog(): AuditLog & { records: AuditRecord[] } {
   const records: AuditRecord[] = [];
   return { records, write: (record) => void records.push(record), flush: async () => undefined };
 }
+
+let isoMs = 0;
+let isoText = '';
+/** RFC 3339 time of now, formatted once per millisecond (many decisions share one). */
+export function auditTime(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
+}

@@ -34,3 +34,23 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     badRequests: new Counter({ name: 'portcullis_bad_requests_total', help: 'Requests refused before routing (bad path, malformed or oversized request).', labelNames: ['reason'] as const, registers }),
   };
 }
+
+/**
+ * Memoised label children: prom-client's `labels()` hashes its arguments on every call, which
+ * costs more than a cache-hit decision. Label sets are few and fixed, so each is resolved once.
+ */
+export class LabelledChildren<T> {
+  private readonly children = new Map<string, T>();
+  private readonly make: (labels: string[]) => T;
+
+  constructor(make: (labels: string[]) => T) {
+    this.make = make;
+  }
+
+  get(a: string, b = '', c = '', d = ''): T {
+    const key = a + '\u0000' + b + '\u0000' + c + '\u0000' + d;
+    let child = this.children.get(key);
+    if (!child) this.children.set(key, (child = this.make([a, b, c, d])));
+    return child;
+  }
+}

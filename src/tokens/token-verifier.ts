@@ -12,7 +12,14 @@ export interface VerifiedToken<T> {
   readonly value: T;
   /** `exp` in milliseconds. */
   readonly expMs: number;
+  /**
+   * Names this exact token in decision-cache keys: unique per verified token in this process,
+   * short (unlike the token or its signature), and never shared by two different tokens.
+   */
+  readonly ref: string;
 }
+
+let nextRef = 0;
 
 export interface RefusedToken<T = never> {
   readonly problem: TokenProblem;
@@ -107,7 +114,7 @@ export class TokenVerifier<T> {
       } catch (error) {
         return this.refuse(token, 'invalid', (error as Error).message);
       }
-      const result: VerifiedToken<T> = { value, expMs: payload.exp * 1000 };
+      const result: VerifiedToken<T> = { value, expMs: payload.exp * 1000, ref: (nextRef++).toString(36) };
       // `exp` is never stretched by clock skew: the tolerance applied to nbf/iat only.
       if (Date.now() >= result.expMs) return expired(value);
       this.verified.set(token, result, { ttl: Math.max(1, result.expMs - Date.now()) });

@@ -75,7 +75,8 @@ describe('streaming a large upload', () => {
     const during = await stalled.promise;
     // Loopback kernel socket buffers (client, proxy in and out, service) hold a few MiB each.
     expect(during.sent).toBeLessThan(UPLOAD / 2);
-    expect(during.memory.rss - before.rss).toBeLessThan(8 * MiB);
+    // Far below the 32 MiB a buffering proxy would hold; the slack absorbs GC timing under a busy CI.
+    expect(during.memory.rss - before.rss).toBeLessThan(16 * MiB);
     console.info(`upload stalled after ${(during.sent / MiB).toFixed(1)} MiB sent; proxy RSS grew ${((during.memory.rss - before.rss) / MiB).toFixed(1)} MiB`);
     await agent.close();
   });
