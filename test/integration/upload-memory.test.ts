@@ -75,8 +75,10 @@ describe('streaming a large upload', () => {
     const during = await stalled.promise;
     // Loopback kernel socket buffers (client, proxy in and out, service) hold a few MiB each.
     expect(during.sent).toBeLessThan(UPLOAD / 2);
-    // Far below the 32 MiB a buffering proxy would hold; the slack absorbs GC timing under a busy CI.
-    expect(during.memory.rss - before.rss).toBeLessThan(16 * MiB);
+    // A buffering proxy would hold all 32 MiB here. A streaming one holds its stream buffers plus
+    // not-yet-collected garbage of the bytes it already passed on (measured: 5 MiB on an idle
+    // machine, up to 16 MiB while the rest of the suite runs beside it).
+    expect(during.memory.rss - before.rss).toBeLessThan(UPLOAD * 0.75);
     console.info(`upload stalled after ${(during.sent / MiB).toFixed(1)} MiB sent; proxy RSS grew ${((during.memory.rss - before.rss) / MiB).toFixed(1)} MiB`);
     await agent.close();
   });
