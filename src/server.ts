@@ -251,21 +251,22 @@ export class Proxy {
     if (grantId !== undefined) headers.push('x-jit-grant-id', grantId);
     const started = performance.now();
     const route = match.route.name;
-    generation.upstream
-      .forward(req, res, path, headers, (status) => {
+    generation.upstream.forward(
+      req,
+      res,
+      path,
+      headers,
+      (status) => {
         this.metrics.upstreamDuration.observe((performance.now() - started) / 1000);
         this.requestCounters.get(route, String(status)).inc();
-      })
-      .catch((error: unknown) => {
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        if (req.destroyed && res.destroyed) return;
+      },
+      (error) => {
+        if (res.destroyed) return;
         const reason = classifyUpstreamError(error);
         this.logger.warn({ request_id: requestId, route, reason, code: (error as NodeJS.ErrnoException).code }, 'upstream request failed');
         this.deny(res, route, denial(reason), requestId);
-      });
+      },
+    );
   }
 
   /**

@@ -41,49 +41,84 @@ export class Upstream {
   }
 
   /**
-   * Sends the request and streams the answer into `res`. Resolves when done; rejects only before
-   * any response header was written (the caller then answers 502/504). A client that goes away
-   * aborts the upstream request.
+   * Sends the request and streams the answer into `res`. `onFailure` is called only when nothing
+   * was written yet (the caller then answers 502/504); after that a failure just ends the response.
+   * A client that goes away aborts the upstream request.
    */
-  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], onHeaders: (status: number) => void): Promise<void> {
-    const controller = new AbortController();
-    const abort = (): void => {
-      if (!res.writableFinished) controller.abort();
-    };
-    res.once('close', abort);
+  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], onHeaders: (status: number) => void, onFailure: (error: Error) => void): void {
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-    const options: Dispatcher.RequestOptions = {
-      method: req.method as Dispatcher.HttpMethod,
-      path,
-      headers,
-      body: hasBody ? req : null,
-      signal: controller.signal,
-    };
-    return this.pool
-      .stream(options, ({ statusCode, headers: upstreamHeaders }) => {
-        onHeaders(statusCode);
-        const out: string[] = [];
-        for (const name in upstreamHeaders) {
-          if (isResponseHopByHop(name)) continue;
-          const value = upstreamHeaders[name];
-          if (Array.isArray(value)) for (const v of value) out.push(name, v);
-          else if (value !== undefined) out.push(name, value);
-        }
-        res.writeHead(statusCode, out);
-        return res;
-      })
-      .then(
-        () => {
-          res.off('close', abort);
-        },
-        (error: unknown) => {
-          res.off('close', abort);
-          throw error;
-        },
-      );
+    this.pool.dispatch(
+      { method: req.method as Dispatcher.HttpMethod, path, headers, body: hasBody ? req : null },
+      new ResponseRelay(res, onHeaders, onFailure),
+    );
   }
 
   close(): Promise<void> {
     return this.pool.close();
+  }
+}
+
+/**
+ * Relays one upstream response into our response with undici's lowest-level handler API: no
+ * intermediate stream, no AbortController; backpressure by pausing the upstream read while our
+ * client's socket drains.
+ */
+class ResponseRelay implements Dispatcher.DispatchHandler {
+  private readonly res: ServerResponse;
+  private readonly reportStatus: (status: number) => void;
+  private readonly reportFailure: (error: Error) => void;
+  private controller: Dispatcher.DispatchController | undefined;
+  private done = false;
+
+  constructor(res: ServerResponse, onHeaders: (status: number) => void, onFailure: (error: Error) => void) {
+    this.res = res;
+    this.reportStatus = onHeaders;
+    this.reportFailure = onFailure;
+    res.once('close', this.onClientClose);
+  }
+
+  private readonly onClientClose = (): void => {
+    if (!this.done) this.controller?.abort(new Error('client went away'));
+  };
+
+  private readonly onDrain = (): void => {
+    this.controller?.resume();
+  };
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.res.destroyed) controller.abort(new Error('client went away'));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    this.reportStatus(statusCode);
+    const out: string[] = [];
+    for (const name in headers) {
+      if (isResponseHopByHop(name)) continue;
+      const value = headers[name];
+      if (Array.isArray(value)) for (const v of value) out.push(name, v);
+      else if (value !== undefined) out.push(name, value);
+    }
+    this.res.writeHead(statusCode, out);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.done = true;
+    this.res.off('close', this.onClientClose);
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.done = true;
+    this.res.off('close', this.onClientClose);
+    if (this.res.headersSent) this.res.destroy(error);
+    else this.reportFailure(error);
   }
 }
