@@ -199,9 +199,18 @@ audit: { file: ${name}-audit.log }
   await add('cached', async () => ({ port: await portcullisConfig('cached', {}), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
   await add('uncached', async () => ({ port: await portcullisConfig('uncached', { maxEntries: 0 }), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
   await add('remote', async () => ({ port: await portcullisConfig('remote', { pdp: `{ kind: authzen, url: "http://127.0.0.1:${authzenPort}", timeout: 250ms }` }), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
-  const nginx = findNginx();
   const notes: string[] = [];
-  if (!nginx) notes.push('nginx not found (apt-get install nginx): the nginx cases were skipped');
+  let nginx = findNginx();
+  const wantsNginx = !wanted || wanted.has('nginx') || wanted.has('nginx+auth_request');
+  if (!nginx && wantsNginx && !quick && process.getuid?.() === 0) {
+    process.stderr.write('nginx not found: installing it from Debian (apt-get install nginx)…\n');
+    spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx'], { stdio: 'ignore', timeout: 180_000 });
+    // The package starts a system nginx on port 80; the bench runs its own.
+    spawnSync('sh', ['-c', 'service nginx stop || true'], { stdio: 'ignore', timeout: 10_000 });
+    nginx = findNginx();
+    if (nginx) notes.push('nginx was installed for this run (Debian package)');
+  }
+  if (!nginx && wantsNginx) notes.push('nginx not found and not installable here: the nginx cases were skipped');
   else {
     for (const [name, auth] of [['nginx', false], ['nginx+auth_request', true]] as const) {
       await add(name, async () => {
@@ -210,7 +219,7 @@ audit: { file: ${name}-audit.log }
         const prefix = join(dir, `${name.replace('+', '-')}-nginx`);
         mkdirSync(prefix, { recursive: true });
         const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: auth ? authPort : undefined, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca }));
-        const child = run(0, nginx, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
+        const child = run(0, nginx!, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
         child.stderr!.resume();
         await waitForPort(port);
         return { port, path: '/open', method: 'GET', headers: {} };
