@@ -123,11 +123,13 @@ const allocations: Record<string, number | undefined> = {
 async function bytesPerDecision(n: number): Promise<{ n: number; bytesPerEntry: number; rssMiB: number } | undefined> {
   if (!gc) return undefined;
   const cache = new DecisionCache(n, createMetrics({ defaultMetrics: false }));
+  // One grant covers many resources: its jti string is shared by those entries, as in the proxy.
+  const grantIds = Array.from({ length: Math.ceil(n / 20) }, () => randomUUID());
   gc();
   const before = process.memoryUsage().heapUsed;
   for (let i = 0; i < n; i++) {
     // Keys as the decision path builds them: a distinct resource and grant per entry.
-    cache.set(decisionKey(1, 'refund', 'spiffe://example.org/ns/prod/sa/support-bot', 'orders.refund', `order:${i}`, (i * 7).toString(36), 'p1', ''), { allow: true, reason: undefined, detail: 'allow rule support-refunds', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: randomUUID() }, 60_000);
+    cache.set(decisionKey(1, 'refund', 'spiffe://example.org/ns/prod/sa/support-bot', 'orders.refund', `order:${i}`, (i * 7).toString(36), 'p1', ''), { allow: true, reason: undefined, detail: 'allow rule support-refunds', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: grantIds[i % grantIds.length]! }, 60_000);
   }
   gc();
   const after = process.memoryUsage().heapUsed;
