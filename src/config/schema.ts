@@ -171,12 +171,13 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
   const config = loose(value);
   if (config.identity !== undefined) {
     const identity = loose(config.identity);
-    if (identity.source === 'files') {
+    if ((identity.source ?? 'files') === 'files') {
       for (const key of ['certFile', 'keyFile', 'bundleFile'] as const) {
         if (identity[key] === undefined) report(['identity', key], 'required when identity.source is "files"');
       }
-    } else if (identity.source === 'workload-api' && identity.workloadApiSocket === undefined) {
-      report(['identity', 'workloadApiSocket'], 'required when identity.source is "workload-api"');
+    } else if (identity.source === 'workload-api') {
+      // Accepted by name (SPEC), refused until the Workload API client lands, rather than failing later.
+      report(['identity', 'source'], '"workload-api" is not supported in this version; use "files" (spiffe-helper or the SPIFFE CSI driver writes them)');
     }
     const trustDomains = Array.isArray(identity.trustDomains) ? (identity.trustDomains as unknown[]) : undefined;
     for (const domain of Object.keys(loose(identity.bundles))) {

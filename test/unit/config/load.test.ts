@@ -146,15 +146,19 @@ audit: { file: "-" }
     expect(config.cache.allowTtl).toBe(10_000);
   });
 
-  it('accepts a workload-api identity without files', () => {
-    const config = load(`identity:
+  it('refuses a workload-api identity clearly (not supported in this version) instead of failing at start', () => {
+    const p = problemAt(`identity:
   source: workload-api
   workloadApiSocket: unix:///run/spire/agent.sock
   trustDomains: [example.org]
   allow: ["spiffe://example.org/**"]
-${UPSTREAM}${PDP}`);
-    expect(config.identity.certFile).toBeUndefined();
-    expect(config.identity.workloadApiSocket).toBe('unix:///run/spire/agent.sock');
+${UPSTREAM}${PDP}`, 'identity.source');
+    expect(p.message).toMatch(/"workload-api" is not supported in this version; use "files"/);
+  });
+
+  it('requires the identity files when identity.source is left to its default', () => {
+    const p = problemAt(`identity:\n  trustDomains: [example.org]\n  allow: ["spiffe://example.org/**"]\n${UPSTREAM}${PDP}`, 'identity.certFile');
+    expect(p.message).toBe('required when identity.source is "files"');
   });
 
   it('accepts a defaultRoute object', () => {
@@ -344,11 +348,6 @@ describe('loadConfig: cross-field rules', () => {
   it.each(['certFile', 'keyFile', 'bundleFile'])('identity.%s is required when source is files', (key) => {
     const p = problemAt(MINIMAL.replace(new RegExp(`  ${key}: .*\\n`), ''), `identity.${key}`);
     expect(p.message).toBe('required when identity.source is "files"');
-  });
-
-  it('identity.workloadApiSocket is required when source is workload-api', () => {
-    const p = problemAt(`identity:\n  source: workload-api\n  trustDomains: [example.org]\n  allow: ["spiffe://example.org/**"]\n${UPSTREAM}${PDP}`, 'identity.workloadApiSocket');
-    expect(p.message).toBe('required when identity.source is "workload-api"');
   });
 
   it('a bundle for a trust domain not listed is refused', () => {
