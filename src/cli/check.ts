@@ -1,5 +1,6 @@
 // `portcullis check --config FILE`: every problem, one line each (file, key path, line, what).
-import { ConfigError, formatProblem, loadConfig, type ConfigProblem } from '../config/load.ts';
+import { readFileSync } from 'node:fs';
+import { ConfigError, formatProblem, lineOf, loadConfig, parseYamlFile, type ConfigProblem } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { IdentityLoadError, loadIdentityFiles } from '../identity/svid-source.ts';
 import { buildPdp } from '../generation.ts';
@@ -31,7 +32,8 @@ export function checkConfig(file: string): { config?: Config; problems: string[]
   try {
     void buildPdp(config, 'spiffe://check/only').close?.();
   } catch (error) {
-    if (error instanceof ConfigError) problems.push(...error.problems);
+    // A policy file that cannot be read is a problem of the config key that names it.
+    if (error instanceof ConfigError) problems.push(...error.problems.map((p) => (p.key === 'pdp.policyFile' ? { ...p, file, message: `${p.file}: ${p.message}` } : p)));
     else problems.push({ file, key: 'pdp', message: (error as Error).message });
   }
   for (const section of ['grants', 'posture'] as const) {
@@ -39,9 +41,24 @@ export function checkConfig(file: string): { config?: Config; problems: string[]
       try {
         issuerKeys(issuer, 1000);
       } catch (error) {
-        problems.push({ file, key: `${section}.issuers[${index}]`, message: (error as Error).message });
+        const source = issuer.jwksFile ? 'jwksFile' : issuer.publicKeyFile ? 'publicKeyFile' : 'jwksUrl';
+        problems.push({ file, key: `${section}.issuers[${index}].${source}`, message: (error as Error).message });
       }
     });
   }
-  return { config, problems: problems.map(formatProblem) };
+  return { config, problems: problems.map((problem) => formatProblem(withLine(file, problem))) };
+}
+
+/** Problems about files the config names are reported at the config line that names them. */
+function withLine(file: string, problem: ConfigProblem): ConfigProblem {
+  if (problem.line !== undefined) return problem;
+  let parsed;
+  try {
+    parsed = parseYamlFile(file, readFileSync(file, 'utf8'));
+  } catch {
+    return problem;
+  }
+  if ('problems' in parsed) return problem;
+  const path = problem.key.split(/\.|\[(\d+)\]/).filter((part) => part !== undefined && part !== '').map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+  return { ...problem, file, line: lineOf(parsed.doc, parsed.lines, path) };
 }

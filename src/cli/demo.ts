@@ -1,6 +1,6 @@
 // `portcullis demo` (= `npm start`): a throwaway dev CA and SVIDs, a sample upstream, the proxy
 // with the embedded PDP and an example policy, and copy-paste curl commands.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
@@ -92,16 +92,20 @@ function listenOn(server: Server, port: number): Promise<number> {
   });
 }
 
-async function freePort(preferred: number): Promise<number> {
+/** The preferred port if it is free, else one the kernel picks. */
+export async function freePort(preferred: number): Promise<number> {
   const { createServer } = await import('node:net');
-  const probe = createServer();
-  try {
-    return await listenOn(probe as unknown as Server, preferred);
-  } catch {
-    return listenOn(probe as unknown as Server, 0);
-  } finally {
-    probe.close();
+  for (const port of [preferred, 0]) {
+    const probe = createServer();
+    try {
+      return await listenOn(probe as unknown as Server, port);
+    } catch {
+      // Taken: try the next candidate.
+    } finally {
+      probe.close(() => undefined);
+    }
   }
+  throw new Error('no free port on 127.0.0.1');
 }
 
 export interface DemoRun {
@@ -168,7 +172,8 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
   const instance = await startInstance(loadConfig(configFile), { logger: options.logger });
 
   const base = `https://localhost:${proxyPort}`;
-  const as = (who: string) => `curl -sS --cacert ${dir}/bundle.pem --cert ${dir}/${who}.pem --key ${dir}/${who}_key.pem`;
+  // `-w` shows the status after the body; curl keeps the last -w, so loops below can set their own.
+  const as = (who: string) => `curl -sS -w '\\n→ HTTP %{http_code}\\n' --cacert ${dir}/bundle.pem --cert ${dir}/${who}.pem --key ${dir}/${who}_key.pem`;
   const instructions = [
     '',
     `Portcullis demo is running. Files (dev CA, SVIDs, config, policy): ${dir}`,
@@ -182,11 +187,11 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     'Denied, 403 peer_not_allowed: a valid SVID of the trust domain, but not in identity.allow:',
     `  ${as('scraper')} ${base}/orders/42`,
     '',
-    'Refused at the handshake: a certificate claiming spiffe://example.org from a CA that is not its bundle:',
+    'Refused at the handshake (curl says "Connection reset by peer"): a certificate claiming spiffe://example.org from a CA that is not its bundle:',
     `  ${as('forged')} ${base}/orders/42`,
     '',
-    'Refused at the handshake: no client certificate at all:',
-    `  curl -sS --cacert ${dir}/bundle.pem ${base}/orders/42`,
+    'Refused at the handshake (curl says "alert certificate required" or "Connection reset by peer"): no client certificate at all:',
+    `  curl -sS -w '\\n→ HTTP %{http_code}\\n' --cacert ${dir}/bundle.pem ${base}/orders/42`,
     '',
     'Denied, 400 bad_path: a path trick (an encoded "/") is refused, never decoded into another route:',
     `  ${as('support-bot')} --path-as-is '${base}/orders/42%2F..%2F..%2Fadmin'`,
@@ -233,7 +238,7 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     '',
     `Check the config: npm run portcullis -- check --config ${configFile}`,
     `Inspect an SVID:  npm run portcullis -- svid inspect ${dir}/support-bot.pem --bundle ${dir}/bundle.pem`,
-    'Press Ctrl-C to stop.',
+    'Press Ctrl-C to stop (the files above are deleted then).',
     '',
   ].join('\n');
 
@@ -245,6 +250,8 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     async close() {
       await instance.close();
       await new Promise<void>((resolve) => upstream.close(() => resolve()));
+      // The dev CA and SVID keys were throwaway: do not leave them behind.
+      if (!options.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -8,6 +8,7 @@ import { startDemo } from './demo.ts';
 import { startInstance } from './instance.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { mintGrant, mintPosture, readPrivateKey } from './mint.ts';
+import { parseSpiffeId } from '../identity/spiffe-id.ts';
 
 const USAGE = `usage:
   portcullis run --config FILE          run the proxy
@@ -22,6 +23,14 @@ const USAGE = `usage:
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
   process.exit(code);
+}
+
+function checkSpiffeId(what: string, value: string): void {
+  try {
+    parseSpiffeId(value);
+  } catch (error) {
+    fail(`${what}: expected a SPIFFE ID like spiffe://example.org/ns/prod/sa/web (${(error as Error).message})`);
+  }
 }
 
 function configFlag(args: string[]): string {
@@ -89,6 +98,7 @@ export async function main(argv: string[]): Promise<void> {
       });
       const v = values as Record<string, string | undefined>;
       for (const required of ['key', 'iss', 'sub', 'aud', 'scope', 'ttl']) if (!v[required]) fail(`grant mint: --${required} is required\n${USAGE}`);
+      checkSpiffeId('grant mint: --sub', v.sub!);
       const token = await mintGrant({
         key: readPrivateKey(v.key!),
         iss: v.iss!,
@@ -113,6 +123,8 @@ export async function main(argv: string[]): Promise<void> {
       const { values } = parseArgs({ args, strict: true, options: Object.fromEntries(['key', 'iss', 'sub', 'trust', 'ttl', 'kid'].map((k) => [k, { type: 'string' as const }])) });
       const v = values as Record<string, string | undefined>;
       for (const required of ['key', 'iss', 'sub', 'trust', 'ttl']) if (!v[required]) fail(`posture mint: --${required} is required\n${USAGE}`);
+      checkSpiffeId('posture mint: --sub', v.sub!);
+      if (!['low', 'medium', 'high'].includes(v.trust!)) fail(`posture mint: --trust must be low, medium or high, got ${JSON.stringify(v.trust)}`);
       process.stdout.write(`${await mintPosture({ key: readPrivateKey(v.key!), iss: v.iss!, sub: v.sub!, trust: v.trust!, ttl: v.ttl!, kid: v.kid })}\n`);
       return;
     }

@@ -22,6 +22,10 @@ export function inspectSvid(file: string, bundleFile: string | undefined): { ok:
     lines.unshift(`spiffe_id: ${id.uri}`, `trust_domain: ${id.trustDomain}`, `expires: ${new Date(chain[0]!.validTo).toISOString()}`, `sha256: ${chain[0]!.fingerprint256.replaceAll(':', '').toLowerCase()}`);
     if (bundleFile) {
       const roots = parsePemCertificates(readFileSync(bundleFile, 'utf8'));
+      if (roots.length === 0) {
+        lines.push(`invalid: bundle ${bundleFile} holds no PEM certificate`);
+        return { ok: false, text: lines.join('\n') };
+      }
       verifyX509Svid(chain, new TrustBundleSet(new Map([[id.trustDomain, roots]])));
       lines.push(`verified: chains to ${bundleFile} as the bundle of ${id.trustDomain}`);
     } else if (Date.now() > Date.parse(chain[0]!.validTo)) {

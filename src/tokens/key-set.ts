@@ -36,7 +36,7 @@ export function issuerKeys(config: IssuerConfig, timeoutMs: number): JWTVerifyGe
     try {
       jwks = JSON.parse(readFileSync(config.jwksFile, 'utf8')) as JSONWebKeySet;
     } catch (error) {
-      throw new KeySetError(`${config.jwksFile}: not a readable JWKS (${(error as Error).message})`);
+      throw new KeySetError(`${config.jwksFile}: not a readable JWKS (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
     }
     if (!Array.isArray(jwks.keys)) throw new KeySetError(`${config.jwksFile}: a JWKS needs a "keys" array`);
     return createLocalJWKSet(jwks);

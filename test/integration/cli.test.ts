@@ -97,7 +97,45 @@ describe('portcullis svid inspect', () => {
   });
 });
 
+describe('portcullis grant mint and posture mint', () => {
+  let pki: Pki;
+  beforeAll(async () => {
+    pki = await createPki();
+  });
+  afterAll(() => pki.cleanup());
+
+  it('mints a grant that verifies, and refuses a --sub that is not a SPIFFE ID or a bad --trust', async () => {
+    const key = pki.write('issuer_key.pem', pki.server.keyPem);
+    const ok = await portcullis('grant', 'mint', '--key', key, '--iss', 'https://jit.example.org', '--sub', 'spiffe://example.org/ns/prod/sa/web', '--aud', 'spiffe://example.org/ns/prod/sa/orders-api', '--scope', 'orders.refund', '--ttl', '5m', '--resources', 'order:1,order:2');
+    expect(ok.code).toBe(0);
+    const [header, payload] = ok.stdout.trim().split('.');
+    expect(JSON.parse(Buffer.from(header!, 'base64url').toString())).toMatchObject({ alg: 'ES256' });
+    expect(JSON.parse(Buffer.from(payload!, 'base64url').toString())).toMatchObject({ sub: 'spiffe://example.org/ns/prod/sa/web', scope: 'orders.refund', resources: ['order:1', 'order:2'] });
+    const badSub = await portcullis('grant', 'mint', '--key', key, '--iss', 'x', '--sub', 'support-bot', '--aud', 'y', '--scope', 'a', '--ttl', '5m');
+    expect([badSub.code, badSub.stderr]).toEqual([2, expect.stringContaining('--sub: expected a SPIFFE ID')]);
+    const missing = await portcullis('grant', 'mint', '--key', key);
+    expect([missing.code, missing.stderr]).toEqual([2, expect.stringContaining('--iss is required')]);
+    const badTrust = await portcullis('posture', 'mint', '--key', key, '--iss', 'x', '--sub', 'spiffe://example.org/a', '--trust', 'super', '--ttl', '5m');
+    expect([badTrust.code, badTrust.stderr]).toEqual([2, expect.stringContaining('--trust must be low, medium or high')]);
+  });
+});
+
 describe('portcullis demo', () => {
+  it('falls back to a free port when the preferred one is taken', async () => {
+    const { createServer } = await import('node:net');
+    const { freePort } = await import('../../src/cli/demo.ts');
+    const hold = createServer();
+    await new Promise<void>((resolve) => hold.listen(0, '127.0.0.1', resolve));
+    const taken = (hold.address() as { port: number }).port;
+    try {
+      const port = await Promise.race([freePort(taken), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('freePort hung')), 3000))]);
+      expect(port).not.toBe(taken);
+      expect(port).toBeGreaterThan(0);
+    } finally {
+      hold.close();
+    }
+  });
+
   it('prints curl commands that work when pasted', { timeout: 60_000 }, async () => {
     const child = spawn(process.execPath, [MAIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {

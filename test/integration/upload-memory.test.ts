@@ -79,7 +79,7 @@ describe('streaming a large upload', () => {
     // not-yet-collected garbage of the bytes it already passed on (measured: 5 MiB on an idle
     // machine, up to 16 MiB while the rest of the suite runs beside it).
     expect(during.memory.rss - before.rss).toBeLessThan(UPLOAD * 0.75);
-    console.info(`upload stalled after ${(during.sent / MiB).toFixed(1)} MiB sent; proxy RSS grew ${((during.memory.rss - before.rss) / MiB).toFixed(1)} MiB`);
+    console.info(`streaming check: the stalled service held the client back after ${(during.sent / MiB).toFixed(1)} MiB sent; proxy RSS grew ${((during.memory.rss - before.rss) / MiB).toFixed(1)} MiB`);
     await agent.close();
   });
 });
