@@ -17,7 +17,8 @@ import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
 import { acceptableRequestId, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
 import { classifyUpstreamError, type Upstream } from './forward/upstream.ts';
 import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
-import { LabelledChildren, type Metrics } from './telemetry/metrics.ts';
+import type { Metrics } from './telemetry/metrics.ts';
+import type { HistogramCell } from './telemetry/fast-histogram.ts';
 import type { Logger } from './telemetry/logger.ts';
 
 /** Everything built from one config load; replaced as a whole on reload. */
@@ -69,14 +70,14 @@ export class Proxy {
   private readonly metrics: Metrics;
   private readonly logger: Logger;
   private draining = false;
-  private readonly requestCounters: LabelledChildren<{ inc(): void }>;
+  private readonly upstreamCell: HistogramCell;
 
   constructor(options: ProxyOptions) {
     this.generation = options.generation;
     this.identity = options.identity;
     this.metrics = options.metrics;
     this.logger = options.logger;
-    this.requestCounters = new LabelledChildren(([route, code]) => options.metrics.requests.labels(route!, code!));
+    this.upstreamCell = options.metrics.upstreamDuration.cell();
     this.verifier = new PeerVerifier(options.identity.bundles, options.generation.config.identity.allow);
     const limits = options.generation.config.limits;
     this.server = createServer(
@@ -184,7 +185,7 @@ export class Proxy {
 
   private deny(res: ServerResponse, route: string, denied: Denial, requestId: string): void {
     writeDenial(res, denied, requestId);
-    this.requestCounters.get(route, String(denied.status)).inc();
+    this.metrics.requests.cell(route, String(denied.status)).n++;
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -257,8 +258,8 @@ export class Proxy {
       path,
       headers,
       (status) => {
-        this.metrics.upstreamDuration.observe((performance.now() - started) / 1000);
-        this.requestCounters.get(route, String(status)).inc();
+        this.metrics.upstreamDuration.observe(this.upstreamCell, (performance.now() - started) / 1000);
+        this.metrics.requests.cell(route, String(status)).n++;
       },
       (error) => {
         if (res.destroyed) return;

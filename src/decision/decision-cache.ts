@@ -3,7 +3,7 @@
 // TTL; nothing but a real PDP answer is ever stored.
 import { LRUCache } from 'lru-cache';
 import type { DenyReason } from './denial.ts';
-import type { Metrics } from '../telemetry/metrics.ts';
+import type { CounterCell, Metrics } from '../telemetry/metrics.ts';
 
 export interface CachedDecision {
   readonly allow: boolean;
@@ -35,9 +35,13 @@ export class DecisionCache {
   private hits = 0;
   private misses = 0;
   private readonly metrics: Metrics;
+  private readonly hitCell: CounterCell;
+  private readonly missCell: CounterCell;
 
   constructor(maxEntries: number, metrics: Metrics) {
     this.metrics = metrics;
+    this.hitCell = metrics.cacheHits.cell();
+    this.missCell = metrics.cacheMisses.cell();
     this.lru =
       maxEntries > 0
         ? new LRUCache<string, Entry>({
@@ -58,12 +62,12 @@ export class DecisionCache {
     const entry = this.lru?.get(key);
     if (entry !== undefined && now < entry.expiresAt) {
       this.hits++;
-      this.metrics.cacheHits.inc();
+      this.hitCell.n++;
       return entry.decision;
     }
     if (entry !== undefined) this.lru!.delete(key);
     this.misses++;
-    this.metrics.cacheMisses.inc();
+    this.missCell.n++;
     return undefined;
   }
 

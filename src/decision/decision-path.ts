@@ -11,7 +11,7 @@ import { checkPosture, postureDeadline, type PostureAssertion } from '../tokens/
 import { readIntent } from '../tokens/intent.ts';
 import { isRefused, type TokenResult, type TokenVerifier } from '../tokens/token-verifier.ts';
 import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from '../pdp/pdp.ts';
-import { LabelledChildren, type Metrics } from '../telemetry/metrics.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
 import { auditTime, type AuditLog } from '../telemetry/audit.ts';
 
 export type DecisionSource = 'cache' | 'pdp' | 'coalesced' | 'local';
@@ -53,14 +53,9 @@ class PdpTimeout extends Error {}
 export class DecisionPath implements Authorizer {
   private readonly o: DecisionPathOptions;
   private readonly inflight = new Map<string, Promise<PdpOutcome>>();
-  private readonly decisionCounters: LabelledChildren<{ inc(): void }>;
-  private readonly durationBySource: LabelledChildren<{ observe(value: number): void }>;
 
   constructor(options: DecisionPathOptions) {
     this.o = options;
-    const m = options.metrics;
-    this.decisionCounters = new LabelledChildren(([route, decision, reason, source]) => m.decisions.labels(route!, decision!, reason!, source!));
-    this.durationBySource = new LabelledChildren(([source]) => m.decisionDuration.labels(source!));
   }
 
   /** Revokes a grant by jti (kept until its exp when we have seen it) and purges its decisions. */
@@ -202,8 +197,9 @@ export class DecisionPath implements Authorizer {
 
   private finish(facts: RequestFacts, started: number, reason: DenyReason | undefined, grant: Grant | undefined, posture: PostureAssertion | undefined, source: DecisionSource, detail: string | undefined): Verdict {
     const seconds = (performance.now() - started) / 1000;
-    this.durationBySource.get(source).observe(seconds);
-    this.decisionCounters.get(facts.route.name, reason ? 'deny' : 'allow', reason ?? 'allowed', source).inc();
+    const m = this.o.metrics;
+    m.decisionDuration.observe(m.decisionDuration.cell(source), seconds);
+    m.decisions.cell(facts.route.name, reason ? 'deny' : 'allow', reason ?? 'allowed', source).n++;
     this.o.audit.write({
       time: auditTime(),
       request_id: facts.requestId,
