@@ -5,7 +5,7 @@
 // --duration MS, --connections N, --cases a,b,c.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -16,7 +16,7 @@ import { mintGrant, mintPosture } from '../src/cli/mint.ts';
 import { nginxConfig, findNginx } from './load/nginx.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const MAIN = join(HERE, '../src/cli/main.ts');
+
 const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -26,8 +26,13 @@ const { values: flags } = parseArgs({
     cases: { type: 'string' },
     out: { type: 'string' },
     profile: { type: 'string' },
+    dist: { type: 'boolean', default: false },
   },
 });
+// `--dist` (what `npm run bench` uses, after building) measures the compiled JavaScript, as
+// production runs it; without it, the TypeScript source (Node strips types at load, which costs
+// memory but not per-request time).
+const MAIN = flags.dist ? join(HERE, '../dist/cli/main.js') : join(HERE, '../src/cli/main.ts');
 const PROFILE_DIR = join(HERE, 'results', 'profiles');
 const profiled: ChildProcess[] = [];
 const quick = flags.quick!;
@@ -78,7 +83,7 @@ async function startServer(options: Record<string, unknown>): Promise<number> {
   return (await firstJsonLine(child, `server ${String(options.kind)}`)).port as number;
 }
 
-function startPortcullis(configFile: string, profile: boolean): void {
+function startPortcullis(configFile: string, profile: boolean): ChildProcess {
   const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
   const child = run(0, process.execPath, [...cpuProf, MAIN, 'run', '--config', configFile], { PORTCULLIS_LOG_LEVEL: 'warn' });
   if (profile) profiled.push(child);
@@ -87,6 +92,18 @@ function startPortcullis(configFile: string, profile: boolean): void {
   child.on('exit', (code) => {
     if (code !== null && code !== 0) process.stderr.write(`portcullis (${configFile}) exited with ${code}\n`);
   });
+  return child;
+}
+
+/** Resident memory of a process in MiB (Linux /proc), or NaN. */
+function rssMiB(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
 }
 
 interface Sample {
@@ -175,11 +192,13 @@ posture: { issuers: [{ issuer: "https://posture.example.org", jwksFile: jwks.jso
 admin: { address: 127.0.0.1, port: ${adminPort} }
 audit: { file: ${name}-audit.log }
 `);
-    startPortcullis(file, flags.profile === name);
+    const child = startPortcullis(file, flags.profile === name);
     await waitForPort(port);
+    pids.set(port, child.pid);
     return port;
   };
 
+  const pids = new Map<number, number | undefined>();
   interface Case {
     name: string;
     port: number;
@@ -228,12 +247,15 @@ audit: { file: ${name}-audit.log }
   }
 
   const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]));
+  const peakRss = new Map<string, number>();
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate the order each round so no case always runs first (or hottest).
     const order = round % 2 === 0 ? cases : [...cases].reverse();
     for (const c of order) {
       const sample = await load(c.port, c.path, c.headers, c.method, files);
       samples.get(c.name)!.push(sample);
+      // The proxy's RSS right after its load: the largest seen per case is reported.
+      peakRss.set(c.name, Math.max(peakRss.get(c.name) ?? 0, rssMiB(pids.get(c.port))));
       if (!quick) process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name}: ${sample.rps.toFixed(0)} req/s, p99 ${sample.p99.toFixed(2)} ms${sample.non2xx || sample.errors ? `, ${sample.non2xx} non-2xx, ${sample.errors} errors` : ''}\n`);
     }
   }
@@ -243,15 +265,15 @@ audit: { file: ${name}-audit.log }
   });
   const direct = summary.find((s) => s.name === 'direct');
   const nginxRow = summary.find((s) => s.name === 'nginx');
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${pin ? 'servers on CPU 0, load generator on CPU 1' : 'not pinned'}`;
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${pin ? 'servers on CPU 0, load generator on CPU 1' : 'not pinned'}, Portcullis from ${flags.dist ? 'dist/ (compiled)' : 'src/ (type-stripped)'}`;
   const lines = [
     `Portcullis load bench — ${new Date().toISOString()}`,
     `machine: ${machine}`,
     `method: ${CONNECTIONS} keep-alive mTLS connections, closed loop, ${DURATION_MS} ms per sample after ${WARMUP_MS} ms warm-up, ${ROUNDS} rounds alternating cases; medians`,
     '',
-    '| case | req/s | p50 ms | p99 ms | / direct | / nginx | errors |',
-    '|---|---:|---:|---:|---:|---:|---:|',
-    ...summary.map((s) => `| ${s.name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${s.non2xx} |`),
+    '| case | req/s | p50 ms | p99 ms | / direct | / nginx | errors | Portcullis RSS MiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...summary.map((s) => `| ${s.name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${s.non2xx} | ${Number.isFinite(peakRss.get(s.name) ?? NaN) ? peakRss.get(s.name)!.toFixed(0) : '–'} |`),
     ...notes.map((n) => `note: ${n}`),
   ];
   const table = lines.join('\n') + '\n';

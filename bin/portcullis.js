@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs the compiled CLI when built (`npm run build`), else the TypeScript source directly
-// (Node 24 strips types natively for files outside node_modules).
+// Runs the TypeScript source when it is here (a clone: Node 24 strips types natively), else the
+// compiled dist/ (an image or package that ships only dist/). A clone never runs a stale build.
 import { existsSync } from 'node:fs';
-const built = new URL('../dist/cli/main.js', import.meta.url);
-await import(existsSync(built) ? built.href : new URL('../src/cli/main.ts', import.meta.url).href);
+const source = new URL('../src/cli/main.ts', import.meta.url);
+await import(existsSync(source) ? source.href : new URL('../dist/cli/main.js', import.meta.url).href);

@@ -3,25 +3,35 @@
 // headers with the token headers removed), plus our facts in context_extensions, so OPA's Envoy
 // plugin and other ext_authz servers work unchanged. Status OK allows; any other code denies;
 // a failed call (UNAVAILABLE, deadline, reset) is a PDP error.
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as Grpc from '@grpc/grpc-js';
+import type * as ProtoLoader from '@grpc/proto-loader';
 import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
 
 export const EXT_AUTHZ_PROTO = fileURLToPath(new URL('./proto/ext_authz.proto', import.meta.url));
 
-export function loadExtAuthzPackage(): grpc.GrpcObject {
+// gRPC and protobuf cost about 25 MiB of memory once loaded: only a proxy configured with
+// `pdp.kind: ext-authz` loads them (both are CommonJS, so a synchronous require works).
+const require = createRequire(import.meta.url);
+let grpcModule: typeof Grpc | undefined;
+export function grpcLib(): typeof Grpc {
+  return (grpcModule ??= require('@grpc/grpc-js') as typeof Grpc);
+}
+
+export function loadExtAuthzPackage(): Grpc.GrpcObject {
+  const protoLoader = require('@grpc/proto-loader') as typeof ProtoLoader;
   const definition = protoLoader.loadSync(EXT_AUTHZ_PROTO, { includeDirs: [dirname(EXT_AUTHZ_PROTO)], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  return grpc.loadPackageDefinition(definition);
+  return grpcLib().loadPackageDefinition(definition);
 }
 
 interface CheckResponse {
   status?: { code?: number; message?: string };
 }
 
-type CheckClient = grpc.Client & {
-  Check(request: unknown, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response?: CheckResponse) => void): grpc.ClientUnaryCall;
+type CheckClient = Grpc.Client & {
+  Check(request: unknown, options: Grpc.CallOptions, callback: (error: Grpc.ServiceError | null, response?: CheckResponse) => void): Grpc.ClientUnaryCall;
 };
 
 export class ExtAuthzPdp implements Pdp {
@@ -32,7 +42,8 @@ export class ExtAuthzPdp implements Pdp {
   private readonly ownId: string;
 
   constructor(address: string, timeoutMs: number, tokenHeaders: readonly string[], ownId: string) {
-    const pkg = loadExtAuthzPackage() as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
+    const grpc = grpcLib();
+    const pkg = loadExtAuthzPackage() as unknown as { envoy: { service: { auth: { v3: { Authorization: Grpc.ServiceClientConstructor } } } } };
     this.client = new pkg.envoy.service.auth.v3.Authorization(address, grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -85,14 +96,15 @@ export class ExtAuthzPdp implements Pdp {
     return new Promise((resolve, reject) => {
       this.client.Check(request, { deadline: Date.now() + this.timeoutMs }, (error, response) => {
         if (error) {
-          reject(new PdpUnavailable(error.code === grpc.status.DEADLINE_EXCEEDED ? 'timeout' : 'error', `gRPC ${grpc.status[error.code] ?? error.code}: ${error.details}`));
+          const { status } = grpcLib();
+          reject(new PdpUnavailable(error.code === status.DEADLINE_EXCEEDED ? 'timeout' : 'error', `gRPC ${status[error.code] ?? error.code}: ${error.details}`));
           return;
         }
         const code = response?.status?.code ?? 0;
         resolve({
           allow: code === 0,
           reason: code === 0 ? undefined : 'policy_denied',
-          detail: `ext_authz: ${grpc.status[code] ?? code}${response?.status?.message ? ` ${response.status.message.slice(0, 200)}` : ''}`,
+          detail: `ext_authz: ${grpcLib().status[code] ?? code}${response?.status?.message ? ` ${response.status.message.slice(0, 200)}` : ''}`,
           ttlMs: undefined,
         });
       });
