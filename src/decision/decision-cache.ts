@@ -1,5 +1,6 @@
 // The decision cache (SPEC "The decision, per request", step 4). Keys join the config generation,
-// route, peer, action, resource, grant jti (with its signature), posture digest and intent; entries carry their own
+// route, peer, action, resource, the grant and posture assertion (each by its verified-token ref)
+// and intent; entries carry their own
 // TTL; nothing but a real PDP answer is ever stored.
 import { LRUCache } from 'lru-cache';
 import type { DenyReason } from './denial.ts';

@@ -12,11 +12,9 @@ export interface PostureAssertion {
   readonly expMs: number;
   readonly tier: TrustTier | undefined;
   readonly posture: Readonly<Record<string, unknown>>;
-  /** Identifies this assertion in decision-cache keys (its signature: unique, no hashing). */
-  readonly digest: string;
 }
 
-export function shapePosture(claims: JWTPayload, token: string): PostureAssertion {
+export function shapePosture(claims: JWTPayload): PostureAssertion {
   if (typeof claims.sub !== 'string') throw new Error('sub is required');
   if (typeof claims.iat !== 'number') throw new Error('iat is required');
   const posture = claims.posture;
@@ -24,7 +22,7 @@ export function shapePosture(claims: JWTPayload, token: string): PostureAssertio
   const trust = (posture as Record<string, unknown>).trust;
   const tier = trust === 'low' || trust === 'medium' || trust === 'high' ? trust : undefined;
   if (trust !== undefined && tier === undefined) throw new Error('posture.trust must be low, medium or high');
-  return { sub: claims.sub, iatMs: claims.iat * 1000, expMs: (claims.exp ?? 0) * 1000, tier, posture: posture as Record<string, unknown>, digest: token.slice(token.lastIndexOf('.') + 1) };
+  return { sub: claims.sub, iatMs: claims.iat * 1000, expMs: (claims.exp ?? 0) * 1000, tier, posture: posture as Record<string, unknown> };
 }
 
 export function checkPosture(posture: PostureAssertion, peer: PeerIdentity, maxAgeMs: number, now: number): DenyReason | undefined {

@@ -17,7 +17,7 @@ const CLAIMS = { iss: 'https://jit.example.org', sub: PEER, aud: 'spiffe://examp
 
 const input: PdpInput = {
   subject: PEER,
-  posture: { sub: PEER, iatMs: NOW, expMs: NOW + 60_000, tier: 'high', posture: { trust: 'high', disk: 'encrypted' }, digest: 'sig' },
+  posture: { sub: PEER, iatMs: NOW, expMs: NOW + 60_000, tier: 'high', posture: { trust: 'high', disk: 'encrypted' } },
   action: 'orders.refund',
   method: 'POST',
   resource: 'order:42',

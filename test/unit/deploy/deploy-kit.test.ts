@@ -381,7 +381,7 @@ describe('the PDP examples', () => {
     const grantClaims = obj(context.grant);
     const input = {
       subject: subject.id,
-      posture: { sub: subject.id, iatMs: 0, expMs: 0, tier: properties.posture_tier, posture: properties.posture, digest: '' },
+      posture: { sub: subject.id, iatMs: 0, expMs: 0, tier: properties.posture_tier, posture: properties.posture },
       action: obj(request.action).name,
       method: obj(obj(request.action).properties).method,
       resource: obj(request.resource).id,

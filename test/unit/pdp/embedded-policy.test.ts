@@ -22,7 +22,7 @@ function grant(ttlMs: number): Grant {
 }
 
 function posture(tier: 'low' | 'medium' | 'high'): PostureAssertion {
-  return { sub: SUPPORT, iatMs: Date.now(), expMs: Date.now() + 60_000, tier, posture: { trust: tier }, digest: 'd' };
+  return { sub: SUPPORT, iatMs: Date.now(), expMs: Date.now() + 60_000, tier, posture: { trust: tier } };
 }
 
 function input(overrides: Partial<PdpInput> = {}): PdpInput {
