@@ -1,6 +1,8 @@
 // One running Portcullis: the proxy, its SVID source, the decision state shared across reloads,
 // and the admin listener. Used by `portcullis run`, the demo and the integration tests alike.
 import type { Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { createAdminServer } from '../admin/admin-server.ts';
@@ -125,6 +127,33 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   const prober = setInterval(probe, 2_000);
   prober.unref();
 
+  // reload.watch: poll the config and policy files' contents; a change triggers the same
+  // validated reload as SIGHUP (a broken file is refused and logged once per content).
+  const watchedDigest = (): string => {
+    const config = proxy.currentGeneration.config;
+    const hash = createHash('sha256');
+    for (const file of [options.configFile, config.pdp.kind === 'embedded' ? config.pdp.policyFile : undefined]) {
+      if (!file) continue;
+      try {
+        hash.update(readFileSync(file));
+      } catch {
+        hash.update('missing');
+      }
+      hash.update('\0');
+    }
+    return hash.digest('hex');
+  };
+  let lastWatched = watchedDigest();
+  const watcher = setInterval(() => {
+    if (!options.configFile || !proxy.currentGeneration.config.reload.watch) return;
+    const digest = watchedDigest();
+    if (digest === lastWatched) return;
+    lastWatched = digest;
+    const result = reload();
+    if (result.ok) lastWatched = watchedDigest();
+  }, config.reload.interval);
+  watcher.unref();
+
   let shuttingDown = false;
   const admin = createAdminServer({
     metrics,
@@ -193,6 +222,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       shuttingDown = true;
       svidSource.stop();
       clearInterval(prober);
+      clearInterval(watcher);
       logger.info({ deadline_ms: proxy.currentGeneration.config.limits.shutdownTimeout }, 'draining');
       await proxy.close(proxy.currentGeneration.config.limits.shutdownTimeout);
       await new Promise<void>((resolve) => {

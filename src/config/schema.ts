@@ -147,6 +147,8 @@ export const configSchema = z
       })
       .prefault({}),
     audit: z.strictObject({ file: nonEmpty.default('-') }).prefault({}),
+    // Reload by itself when the config or policy file changes (as a ConfigMap update does).
+    reload: z.strictObject({ watch: z.boolean().default(false), interval: duration.default(2_000) }).prefault({}),
     limits: z
       .strictObject({
         maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),

@@ -72,6 +72,31 @@ describe('process lifecycle', () => {
     }
   });
 
+  it('reload.watch picks up a changed config or policy file by itself; a broken one changes nothing', { timeout: 20_000 }, async () => {
+    const yaml = configYaml(pki, upstream.url, DEFAULT_ROUTES) + 'reload: { watch: true, interval: 100ms }\n';
+    const instance = await startProxy(pki, yaml);
+    const agent = clientAgent(pki.ca.bundlePem, client);
+    try {
+      expect((await get(agent, instance.proxyPort, '/status')).status).toBe(403);
+      pki.write('portcullis.yaml', yaml.replace('routes:\n', 'routes:\n  - name: status\n    match: { path: /status }\n    privileged: false\n'));
+      await expect.poll(async () => (await get(agent, instance.proxyPort, '/status')).status, { timeout: 5000, interval: 100 }).toBe(200);
+      const generation = instance.proxy.currentGeneration.id;
+      pki.write('portcullis.yaml', 'routes: [ broken');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(instance.proxy.currentGeneration.id).toBe(generation);
+      expect((await get(agent, instance.proxyPort, '/status')).status).toBe(200);
+      // A policy change alone is seen too.
+      pki.write('portcullis.yaml', yaml);
+      await expect.poll(() => instance.proxy.currentGeneration.id, { timeout: 5000, interval: 100 }).toBe(generation + 1);
+      pki.write('policy.yaml', 'rules:\n  - { id: changed, effect: deny, actions: [x] }\n');
+      await expect.poll(() => instance.proxy.currentGeneration.id, { timeout: 5000, interval: 100 }).toBe(generation + 2);
+    } finally {
+      await agent.close();
+      await instance.close();
+      pki.write('policy.yaml', 'rules: []\n');
+    }
+  });
+
   it('POST /admin/reload under continuous traffic loses no request', { timeout: 30_000 }, async () => {
     const instance = await startProxy(pki, configYaml(pki, upstream.url, DEFAULT_ROUTES));
     const agents = Array.from({ length: 4 }, () => clientAgent(pki.ca.bundlePem, client));
