@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { createAdminServer } from '../admin/admin-server.ts';
-import { FileSvidSource } from '../identity/svid-source.ts';
+import { FileSvidSource, type SvidSource } from '../identity/svid-source.ts';
+import { WorkloadApiSvidSource } from '../identity/workload-api-source.ts';
 import { DecisionCache } from '../decision/decision-cache.ts';
 import { DecisionPath } from '../decision/decision-path.ts';
 import { Revocations } from '../decision/revocations.ts';
@@ -28,6 +29,8 @@ export interface InstanceOptions {
   readonly logger?: Logger;
   /** How often SVID and bundle files are checked for changes. */
   readonly svidPollMs?: number;
+  /** How long to wait for the first SVID from the Workload API. */
+  readonly svidWaitMs?: number;
   /** The config file, for reloads. */
   readonly configFile?: string;
   readonly audit?: AuditLog;
@@ -38,7 +41,7 @@ export interface Instance {
   readonly admin: Server;
   readonly metrics: Metrics;
   readonly shared: SharedState;
-  readonly svidSource: FileSvidSource;
+  readonly svidSource: SvidSource;
   readonly proxyPort: number;
   readonly adminPort: number;
   reload(): { ok: true; generation: number } | { ok: false; error: string };
@@ -56,17 +59,39 @@ function listenAdmin(admin: Server, port: number, address: string): Promise<numb
   });
 }
 
-export async function startInstance(config: Config, options: InstanceOptions = {}): Promise<Instance> {
-  const logger = options.logger ?? createLogger();
-  const metrics = createMetrics();
+/** Files are polled; the Workload API streams. Either way the first good set is loaded here. */
+async function openSvidSource(config: Config, options: InstanceOptions): Promise<SvidSource> {
   const { identity } = config;
-  const svidSource = new FileSvidSource({
+  if (identity.source === 'workload-api') {
+    const source = new WorkloadApiSvidSource({ socket: identity.workloadApiSocket!, trustDomains: identity.trustDomains });
+    const ignoreUntilReady = () => undefined; // bad responses before the first good one are in lastProblem
+    source.on('error', ignoreUntilReady);
+    try {
+      await source.ready(options.svidWaitMs ?? 30_000);
+    } catch (error) {
+      source.stop();
+      throw error;
+    } finally {
+      source.off('error', ignoreUntilReady);
+    }
+    return source;
+  }
+  const source = new FileSvidSource({
     certFile: identity.certFile!,
     keyFile: identity.keyFile!,
     bundleFile: identity.bundleFile!,
     trustDomains: identity.trustDomains,
     bundles: identity.bundles,
   });
+  source.start(options.svidPollMs ?? 1000);
+  return source;
+}
+
+export async function startInstance(config: Config, options: InstanceOptions = {}): Promise<Instance> {
+  const logger = options.logger ?? createLogger();
+  const metrics = createMetrics();
+  const { identity } = config;
+  const svidSource = await openSvidSource(config, options);
   const shared: SharedState = {
     cache: new DecisionCache(config.cache.maxEntries, metrics),
     revocations: new Revocations(),
@@ -85,7 +110,6 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     metrics.svidReloads.inc({ result: 'error' });
     logger.warn({ detail: error.message }, 'SVID or bundle change refused; keeping the last good set');
   });
-  svidSource.start(options.svidPollMs ?? 1000);
 
   const decisionPath = () => proxy.currentGeneration.authorizer as DecisionPath;
   const reload: Instance['reload'] = () => {

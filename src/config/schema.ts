@@ -178,8 +178,10 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
         if (identity[key] === undefined) report(['identity', key], 'required when identity.source is "files"');
       }
     } else if (identity.source === 'workload-api') {
-      // Accepted by name (SPEC), refused until the Workload API client lands, rather than failing later.
-      report(['identity', 'source'], '"workload-api" is not supported in this version; use "files" (spiffe-helper or the SPIFFE CSI driver writes them)');
+      if (identity.workloadApiSocket === undefined) report(['identity', 'workloadApiSocket'], 'required when identity.source is "workload-api"');
+      else if (typeof identity.workloadApiSocket === 'string' && !/^unix:(\/\/)?\/./.test(identity.workloadApiSocket)) {
+        report(['identity', 'workloadApiSocket'], `expected "unix:///path/to/agent.sock", got ${JSON.stringify(identity.workloadApiSocket)}`);
+      }
     }
     const trustDomains = Array.isArray(identity.trustDomains) ? (identity.trustDomains as unknown[]) : undefined;
     for (const domain of Object.keys(loose(identity.bundles))) {

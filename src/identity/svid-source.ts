@@ -49,7 +49,7 @@ function certificates(pem: string, what: string): X509Certificate[] {
 }
 
 /** The contents of every file of a set, read once: what is checked is what was hashed. */
-interface FileContents {
+export interface FileContents {
   readonly cert: string;
   readonly key: string;
   readonly bundle: string;
@@ -72,7 +72,8 @@ export function loadIdentityFiles(files: SvidFiles, now = Date.now()): IdentityM
   return checkContents(files, readContents(files), now);
 }
 
-function checkContents(files: SvidFiles, contents: FileContents, now: number): IdentityMaterial {
+/** Checks one set (cert, key, bundles) as PEM text; `files` names its parts in error messages. */
+export function checkContents(files: SvidFiles, contents: FileContents, now: number): IdentityMaterial {
   const certPem = contents.cert;
   const keyPem = contents.key;
   const chain = certificates(certPem, `identity.certFile ${files.certFile}`);
@@ -137,12 +138,18 @@ export interface SvidSourceEvents {
   error: [IdentityLoadError];
 }
 
+/** Where this sidecar's SVID and bundles come from: files, or the SPIFFE Workload API. */
+export interface SvidSource extends EventEmitter<SvidSourceEvents> {
+  readonly material: IdentityMaterial;
+  stop(): void;
+}
+
 /**
  * Polls the files and emits `update` with each new good set, `error` for a bad one (once per
  * distinct content). Polling, not fs.watch: atomic renames and the CSI driver's symlink swaps
  * are both seen, and a poll that catches a half-written file simply tries again next time.
  */
-export class FileSvidSource extends EventEmitter<SvidSourceEvents> {
+export class FileSvidSource extends EventEmitter<SvidSourceEvents> implements SvidSource {
   private current: IdentityMaterial;
   private lastDigest: string;
   private timer: NodeJS.Timeout | undefined;

@@ -146,14 +146,22 @@ audit: { file: "-" }
     expect(config.cache.allowTtl).toBe(10_000);
   });
 
-  it('refuses a workload-api identity clearly (not supported in this version) instead of failing at start', () => {
-    const p = problemAt(`identity:
+  it('accepts a workload-api identity without files', () => {
+    const config = load(`identity:
   source: workload-api
   workloadApiSocket: unix:///run/spire/agent.sock
   trustDomains: [example.org]
   allow: ["spiffe://example.org/**"]
-${UPSTREAM}${PDP}`, 'identity.source');
-    expect(p.message).toMatch(/"workload-api" is not supported in this version; use "files"/);
+${UPSTREAM}${PDP}`);
+    expect(config.identity.certFile).toBeUndefined();
+    expect(config.identity.workloadApiSocket).toBe('unix:///run/spire/agent.sock');
+  });
+
+  it('requires a unix socket for the Workload API', () => {
+    const missing = problemAt(`identity:\n  source: workload-api\n  trustDomains: [example.org]\n  allow: ["spiffe://example.org/**"]\n${UPSTREAM}${PDP}`, 'identity.workloadApiSocket');
+    expect(missing.message).toBe('required when identity.source is "workload-api"');
+    const tcp = problemAt(`identity:\n  source: workload-api\n  workloadApiSocket: "tcp://127.0.0.1:1"\n  trustDomains: [example.org]\n  allow: ["spiffe://example.org/**"]\n${UPSTREAM}${PDP}`, 'identity.workloadApiSocket');
+    expect(tcp.message).toMatch(/expected "unix:\/\/\/path\/to\/agent.sock"/);
   });
 
   it('requires the identity files when identity.source is left to its default', () => {
