@@ -126,6 +126,19 @@ describe('forwarding to the service', () => {
     expect((await get(agent, proxy.proxyPort, '/healthz')).status).toBe(200);
   });
 
+  it.each([
+    ['Content-Length and Transfer-Encoding together', 'POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: localhost\r\n\r\n'],
+    ['two different Content-Length values', 'POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd'],
+    ['an obsolete folded header line', 'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b\r\n\r\n'],
+    ['a bare LF line ending', 'GET /orders/1 HTTP/1.1\nHost: localhost\n\n'],
+  ])('refuses request smuggling material: %s', async (_what, payload) => {
+    const before = upstream.received.length;
+    const { status, body } = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, payload));
+    expect(status).toBe(400);
+    expect(JSON.parse(body).reason).toBe('bad_request');
+    expect(upstream.received.length).toBe(before);
+  });
+
   it('streams a download from the service and serves many requests on one keep-alive connection', async () => {
     upstream.handler = (req, res) => {
       if (req.url !== '/orders/big') {
