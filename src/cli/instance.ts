@@ -90,7 +90,6 @@ async function openSvidSource(config: Config, options: InstanceOptions): Promise
 export async function startInstance(config: Config, options: InstanceOptions = {}): Promise<Instance> {
   const logger = options.logger ?? createLogger();
   const metrics = createMetrics();
-  const { identity } = config;
   const svidSource = await openSvidSource(config, options);
   const shared: SharedState = {
     cache: new DecisionCache(config.cache.maxEntries, metrics),
