@@ -2,7 +2,8 @@
 // normalisation → route → authorization (privileged routes only) → forward to the service.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/schema.ts';
@@ -16,6 +17,7 @@ import type { RouteMatch, RouteTable } from './routing/route-table.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
 import { acceptableRequestId, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
 import { classifyUpstreamError, type Upstream } from './forward/upstream.ts';
+import { openTunnel, upgradeHead } from './forward/upgrade-tunnel.ts';
 import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HistogramCell } from './telemetry/fast-histogram.ts';
@@ -96,6 +98,7 @@ export class Proxy {
       this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
       this.logger.debug({ code: error.code, detail: error.message }, 'TLS handshake failed');
     });
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.onClientError(error, socket));
     this.metrics.svidExpiry.set(options.identity.notAfter.getTime() / 1000);
   }
@@ -190,28 +193,47 @@ export class Proxy {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     if (this.draining) res.shouldKeepAlive = false;
+    this.admit(req, res, undefined);
+  }
+
+  /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */
+  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const upgrade = req.headers.upgrade ?? '';
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~/-]{1,64}$/.test(upgrade)) {
+      socket.end(rawDenialResponse(400, 'Bad Request', denial('bad_request')));
+      return;
+    }
+    this.admit(req, socket, head);
+  }
+
+  /**
+   * The checks every request passes, in order: peer allowed, path normalised, route found, and
+   * for a privileged route the decision. `to` is where the answer goes: our response for a
+   * request, the raw socket for an upgrade (with the bytes that came after its head).
+   */
+  private admit(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined): void {
     const generation = this.generation;
     const inboundId = req.headers['x-request-id'];
     const requestId = acceptableRequestId(inboundId) ? inboundId : randomUUID();
     const peer = (req.socket as IdentifiedSocket)[PEER];
     if (!peer || !peer.allowed) {
-      this.deny(res, UNROUTED, denial('peer_not_allowed'), requestId);
+      this.refuse(to, UNROUTED, denial('peer_not_allowed'), requestId);
       return;
     }
     const target = normaliseTarget(req.url ?? '', generation.config.routing);
     if (isBadPath(target)) {
       this.metrics.badRequests.inc({ reason: 'bad_path' });
-      this.deny(res, UNROUTED, denial('bad_path'), requestId);
+      this.refuse(to, UNROUTED, denial('bad_path'), requestId);
       return;
     }
     const match = generation.routes.match(req.method ?? '', target.path);
     if (!match) {
-      this.deny(res, UNROUTED, denial('no_route'), requestId);
+      this.refuse(to, UNROUTED, denial('no_route'), requestId);
       return;
     }
     const upstreamPath = target.query === '' ? target.path : target.path + target.query;
     if (!match.route.privileged) {
-      this.forward(req, res, generation, match, peer, upstreamPath, requestId, undefined);
+      this.pass(req, to, head, generation, match, peer, upstreamPath, requestId, undefined);
       return;
     }
     const verdict = generation.authorizer.authorize({
@@ -225,23 +247,50 @@ export class Proxy {
     });
     if (verdict instanceof Promise) {
       verdict.then(
-        (v) => this.afterVerdict(v, req, res, generation, match, peer, upstreamPath, requestId),
+        (v) => this.afterVerdict(v, req, to, head, generation, match, peer, upstreamPath, requestId),
         (error: unknown) => {
           this.logger.error({ err: error, request_id: requestId }, 'authorizer failed');
-          this.deny(res, match.route.name, denial('pdp_unavailable'), requestId);
+          this.refuse(to, match.route.name, denial('pdp_unavailable'), requestId);
         },
       );
     } else {
-      this.afterVerdict(verdict, req, res, generation, match, peer, upstreamPath, requestId);
+      this.afterVerdict(verdict, req, to, head, generation, match, peer, upstreamPath, requestId);
     }
   }
 
-  private afterVerdict(verdict: Verdict, req: IncomingMessage, res: ServerResponse, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string): void {
-    if (verdict.allow) this.forward(req, res, generation, match, peer, path, requestId, verdict.grantId);
-    else this.deny(res, match.route.name, verdict.denial, requestId);
+  private afterVerdict(verdict: Verdict, req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string): void {
+    if (verdict.allow) this.pass(req, to, head, generation, match, peer, path, requestId, verdict.grantId);
+    else this.refuse(to, match.route.name, verdict.denial, requestId);
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined): void {
+  private refuse(to: ServerResponse | Duplex, route: string, denied: Denial, requestId: string): void {
+    if (to instanceof ServerResponse) {
+      this.deny(to, route, denied, requestId);
+      return;
+    }
+    to.end(rawDenialResponse(denied.status, STATUS_CODES[denied.status] ?? 'Error', denied, requestId));
+    this.metrics.requests.cell(route, String(denied.status)).n++;
+  }
+
+  private pass(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined): void {
+    if (to instanceof ServerResponse) {
+      this.forward(req, to, generation, match, peer, path, requestId, grantId);
+      return;
+    }
+    const headers = this.serviceHeaders(req, generation, peer, requestId, grantId);
+    const route = match.route.name;
+    openTunnel(
+      { url: generation.config.upstream.url, connectTimeoutMs: generation.config.upstream.connectTimeout },
+      to,
+      upgradeHead(req.method ?? 'GET', path, headers, req.headers.upgrade ?? ''),
+      head ?? Buffer.alloc(0),
+      (reason) => this.refuse(to, route, denial(reason), requestId),
+    );
+    this.metrics.requests.cell(route, 'upgrade').n++;
+  }
+
+  /** The request headers for the service: the inbound ones filtered, plus SPEC's identity headers. */
+  private serviceHeaders(req: IncomingMessage, generation: Generation, peer: PeerIdentity, requestId: string, grantId: string | undefined): string[] {
     const headers = generation.headerFilter.filter(req.rawHeaders, req.headers.connection);
     headers.push(
       'x-forwarded-client-cert', xfcc(this.identity.id.uri, peer.svid.leafSha256Hex, peer.svid.id.uri),
@@ -250,6 +299,11 @@ export class Proxy {
       'x-forwarded-proto', 'https',
     );
     if (grantId !== undefined) headers.push('x-jit-grant-id', grantId);
+    return headers;
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined): void {
+    const headers = this.serviceHeaders(req, generation, peer, requestId, grantId);
     const started = performance.now();
     const route = match.route.name;
     generation.upstream.forward(

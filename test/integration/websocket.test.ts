@@ -1,0 +1,109 @@
+// WebSocket (HTTP Upgrade) through the proxy: admitted like any request (identity, path, route,
+// decision), forwarded with the SPEC identity headers and without spoofed ones, then tunnelled.
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { configYaml, createPki, DevCa, startProxy, type Issued, type Pki } from '../support/harness.ts';
+import type { Instance } from '../../src/cli/instance.ts';
+
+const ROUTES = `routes:
+  - name: live
+    match: { methods: [GET], path: "/live/**" }
+    privileged: false
+  - name: admin-feed
+    match: { methods: [GET], path: /admin-feed }
+    action: feed.read
+    resource: feed
+`;
+
+function open(url: string, ca: string, client: Issued, headers: Record<string, string> = {}): Promise<{ socket?: WebSocket; status?: number; body?: string; error?: Error }> {
+  return new Promise((resolve) => {
+    // ws passes TLS options through to tls.connect; its types list only some of them.
+    const tlsOptions = { ca, cert: client.certPem, key: client.keyPem, servername: 'localhost', headers };
+    const socket = new WebSocket(url, tlsOptions as WebSocket.ClientOptions);
+    socket.once('open', () => resolve({ socket }));
+    socket.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    socket.once('error', (error) => resolve({ error }));
+  });
+}
+
+describe('WebSocket through the proxy', () => {
+  let pki: Pki;
+  let proxy: Instance;
+  let client: Issued;
+  const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
+  const upstream = createServer((_req, res) => res.end('plain'));
+  const wss = new WebSocketServer({ server: upstream });
+
+  beforeAll(async () => {
+    wss.on('connection', (socket, req) => {
+      seen.push({ url: req.url ?? '', headers: req.headers });
+      socket.on('message', (data) => socket.send(`echo:${data.toString()}`));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    pki = await createPki();
+    pki.write('policy.yaml', 'rules: []\n');
+    const port = (upstream.address() as { port: number }).port;
+    proxy = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${port}`, ROUTES));
+    client = await pki.ca.svid('/ns/prod/sa/web');
+  });
+  afterAll(async () => {
+    await proxy.close();
+    wss.close();
+    upstream.closeAllConnections();
+    upstream.close();
+    pki.cleanup();
+  });
+
+  it('tunnels a WebSocket and the service sees who called, on the normalised path', async () => {
+    const { socket } = await open(`wss://localhost:${proxy.proxyPort}/live//./feed?x=1`, pki.ca.bundlePem, client, {
+      'x-forwarded-client-cert': 'URI=spiffe://example.org/ns/prod/sa/admin',
+      x_jit_grant_id: 'forged',
+    });
+    expect(socket).toBeDefined();
+    const reply = new Promise<string>((resolve) => socket!.once('message', (data) => resolve(data.toString())));
+    socket!.send('hello');
+    expect(await reply).toBe('echo:hello');
+    socket!.close();
+    const last = seen.at(-1)!;
+    expect(last.url).toBe('/live/feed?x=1');
+    expect(last.headers['x-forwarded-client-cert']).toMatch(/^By=spiffe:\/\/example\.org\/ns\/prod\/sa\/orders-api;Hash=[0-9a-f]{64};URI=spiffe:\/\/example\.org\/ns\/prod\/sa\/web$/);
+    expect(last.headers['x-forwarded-proto']).toBe('https');
+    expect(last.headers.x_jit_grant_id).toBeUndefined();
+    expect(last.headers.upgrade).toBe('websocket');
+  });
+
+  it('refuses an upgrade exactly as a request: no route, bad path, privileged without a grant, unknown peer', async () => {
+    const before = seen.length;
+    const noRoute = await open(`wss://localhost:${proxy.proxyPort}/elsewhere`, pki.ca.bundlePem, client);
+    expect([noRoute.status, JSON.parse(noRoute.body!).reason]).toEqual([403, 'no_route']);
+    const badPath = await open(`wss://localhost:${proxy.proxyPort}/live/a%2F..%2Fb`, pki.ca.bundlePem, client);
+    expect([badPath.status, JSON.parse(badPath.body!).reason]).toEqual([400, 'bad_path']);
+    const privileged = await open(`wss://localhost:${proxy.proxyPort}/admin-feed`, pki.ca.bundlePem, client);
+    expect([privileged.status, JSON.parse(privileged.body!).reason]).toEqual([403, 'policy_denied']);
+    const outsider = await open(`wss://localhost:${proxy.proxyPort}/live/feed`, pki.ca.bundlePem, await pki.ca.svid('/ns/dev/sa/other'));
+    expect([outsider.status, JSON.parse(outsider.body!).reason]).toEqual([403, 'peer_not_allowed']);
+    const forged = await open(`wss://localhost:${proxy.proxyPort}/live/feed`, pki.ca.bundlePem, await (await DevCa.create('example.org')).svid('/ns/prod/sa/web'));
+    expect(forged.error ?? forged.status).toBeDefined();
+    expect(forged.socket).toBeUndefined();
+    expect(seen.length).toBe(before);
+  });
+
+  it('answers 502 upstream_unavailable when the service cannot be reached', async () => {
+    const gone = createServer();
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
+    const port = (gone.address() as { port: number }).port;
+    await new Promise<void>((resolve) => gone.close(() => resolve()));
+    const down = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${port}`, ROUTES));
+    try {
+      const result = await open(`wss://localhost:${down.proxyPort}/live/feed`, pki.ca.bundlePem, client);
+      expect([result.status, JSON.parse(result.body!).reason]).toEqual([502, 'upstream_unavailable']);
+    } finally {
+      await down.close();
+    }
+  });
+});
