@@ -259,7 +259,7 @@ export class Proxy {
   }
 
   private afterVerdict(verdict: Verdict, req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string): void {
-    if (verdict.allow) this.pass(req, to, head, generation, match, peer, path, requestId, verdict.grantId);
+    if (verdict.allow) this.pass(req, to, head, generation, match, peer, path, requestId, verdict.grantId, verdict.grantExpMs);
     else this.refuse(to, match.route.name, verdict.denial, requestId);
   }
 
@@ -272,7 +272,7 @@ export class Proxy {
     this.metrics.requests.cell(route, String(denied.status)).n++;
   }
 
-  private pass(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined): void {
+  private pass(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined, grantExpMs?: number): void {
     if (to instanceof ServerResponse) {
       this.forward(req, to, generation, match, peer, path, requestId, grantId);
       return;
@@ -286,6 +286,15 @@ export class Proxy {
       head ?? Buffer.alloc(0),
       (reason) => this.refuse(to, route, denial(reason), requestId),
     );
+    if (grantExpMs !== undefined) {
+      // A tunnel opened on a grant closes when the grant expires: JIT access ends on time.
+      const expiry = setTimeout(() => {
+        this.metrics.grantExpired.inc();
+        to.destroy();
+      }, Math.max(0, grantExpMs - Date.now()));
+      expiry.unref();
+      to.once('close', () => clearTimeout(expiry));
+    }
     this.metrics.requests.cell(route, 'upgrade').n++;
   }
 

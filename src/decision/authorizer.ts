@@ -17,7 +17,10 @@ export interface RequestFacts {
   readonly http: PdpHttpFacts;
 }
 
-export type Verdict = { readonly allow: true; readonly grantId: string | undefined } | { readonly allow: false; readonly denial: Denial };
+/** An allow names the grant it rests on (its jti and exp), if any. */
+export type Verdict =
+  | { readonly allow: true; readonly grantId: string | undefined; readonly grantExpMs: number | undefined }
+  | { readonly allow: false; readonly denial: Denial };
 
 export interface Authorizer {
   authorize(facts: RequestFacts): Verdict | Promise<Verdict>;

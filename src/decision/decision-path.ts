@@ -40,7 +40,7 @@ interface PdpOutcome {
   readonly error: string | undefined;
 }
 
-const ALLOW_NO_GRANT: Verdict = Object.freeze({ allow: true, grantId: undefined });
+const ALLOW_NO_GRANT: Verdict = Object.freeze({ allow: true, grantId: undefined, grantExpMs: undefined });
 const DENIED = new Map<DenyReason, Verdict>();
 function deniedVerdict(reason: DenyReason): Verdict {
   let verdict = DENIED.get(reason);
@@ -219,7 +219,7 @@ export class DecisionPath implements Authorizer {
       pdp_detail: detail,
     });
     if (reason) return deniedVerdict(reason);
-    return grant ? { allow: true, grantId: grant.jti } : ALLOW_NO_GRANT;
+    return grant ? { allow: true, grantId: grant.jti, grantExpMs: grant.expMs } : ALLOW_NO_GRANT;
   }
 }
 

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { configYaml, createPki, DevCa, startProxy, type Issued, type Pki } from '../support/harness.ts';
 import type { Instance } from '../../src/cli/instance.ts';
+import { grantClaims, issuerKey, JIT_ISS, signToken, type IssuerKey } from './decision-support.ts';
 
 const ROUTES = `routes:
   - name: live
@@ -35,6 +36,7 @@ describe('WebSocket through the proxy', () => {
   let pki: Pki;
   let proxy: Instance;
   let client: Issued;
+  let jit: IssuerKey;
   const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
   const upstream = createServer((_req, res) => res.end('plain'));
   const wss = new WebSocketServer({ server: upstream });
@@ -46,9 +48,11 @@ describe('WebSocket through the proxy', () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     pki = await createPki();
-    pki.write('policy.yaml', 'rules: []\n');
+    pki.write('policy.yaml', 'rules:\n  - { id: feed, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/web"], actions: [feed.read] }\n');
+    jit = await issuerKey('jit');
+    pki.write('jit.json', jit.jwks);
     const port = (upstream.address() as { port: number }).port;
-    proxy = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${port}`, ROUTES));
+    proxy = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${port}`, `${ROUTES}grants: { issuers: [{ issuer: "${JIT_ISS}", jwksFile: jit.json }] }\n`));
     client = await pki.ca.svid('/ns/prod/sa/web');
   });
   afterAll(async () => {
@@ -83,7 +87,7 @@ describe('WebSocket through the proxy', () => {
     expect([noRoute.status, JSON.parse(noRoute.body!).reason]).toEqual([403, 'no_route']);
     const badPath = await open(`wss://localhost:${proxy.proxyPort}/live/a%2F..%2Fb`, pki.ca.bundlePem, client);
     expect([badPath.status, JSON.parse(badPath.body!).reason]).toEqual([400, 'bad_path']);
-    const privileged = await open(`wss://localhost:${proxy.proxyPort}/admin-feed`, pki.ca.bundlePem, client);
+    const privileged = await open(`wss://localhost:${proxy.proxyPort}/admin-feed`, pki.ca.bundlePem, await pki.ca.svid('/ns/prod/sa/other'));
     expect([privileged.status, JSON.parse(privileged.body!).reason]).toEqual([403, 'policy_denied']);
     const outsider = await open(`wss://localhost:${proxy.proxyPort}/live/feed`, pki.ca.bundlePem, await pki.ca.svid('/ns/dev/sa/other'));
     expect([outsider.status, JSON.parse(outsider.body!).reason]).toEqual([403, 'peer_not_allowed']);
@@ -91,6 +95,18 @@ describe('WebSocket through the proxy', () => {
     expect(forged.error ?? forged.status).toBeDefined();
     expect(forged.socket).toBeUndefined();
     expect(seen.length).toBe(before);
+  });
+
+  it('a WebSocket opened on a grant is closed by the proxy when the grant expires', { timeout: 10_000 }, async () => {
+    const expMs = Date.now() + 1500;
+    const grant = await signToken(grantClaims({ sub: 'spiffe://example.org/ns/prod/sa/web', scope: 'feed.read', iat: Math.floor(Date.now() / 1000), exp: expMs / 1000 }), { key: jit.key, kid: 'jit' });
+    const { socket, status, body } = await open(`wss://localhost:${proxy.proxyPort}/admin-feed`, pki.ca.bundlePem, client, { 'x-jit-grant': grant });
+    expect(socket, `${status} ${body}`).toBeDefined();
+    expect(seen.at(-1)!.headers['x-jit-grant-id']).toBeDefined();
+    expect(seen.at(-1)!.headers['x-jit-grant']).toBeUndefined();
+    const closedAt = await new Promise<number>((resolve) => socket!.once('close', () => resolve(Date.now())));
+    expect(closedAt).toBeGreaterThanOrEqual(expMs);
+    expect(closedAt - expMs).toBeLessThan(500);
   });
 
   it('answers 502 upstream_unavailable when the service cannot be reached', async () => {
