@@ -38,7 +38,9 @@ export interface Generation {
 const UNROUTED = 'none';
 
 const PEER = Symbol('portcullis.peer');
-type IdentifiedSocket = TLSSocket & { [PEER]?: PeerIdentity };
+const XFCC = Symbol('portcullis.xfcc');
+/** A connection carries its peer's identity and its XFCC value, both computed once per connection. */
+type IdentifiedSocket = TLSSocket & { [PEER]?: PeerIdentity; [XFCC]?: { readonly by: string; readonly value: string } };
 
 /**
  * Bounded reasons for handshake failures the TLS stack reports (metric label values). A chain
@@ -243,7 +245,9 @@ export class Proxy {
       method: req.method ?? '',
       headers: req.headers,
       requestId,
-      http: { path: upstreamPath, host: req.headers.host ?? '', headers: req.headers, peerAddress: req.socket.remoteAddress ?? '', peerPort: req.socket.remotePort ?? 0 },
+      path: upstreamPath,
+      peerAddress: req.socket.remoteAddress ?? '',
+      peerPort: req.socket.remotePort ?? 0,
     });
     if (verdict instanceof Promise) {
       verdict.then(
@@ -284,6 +288,7 @@ export class Proxy {
       to,
       upgradeHead(req.method ?? 'GET', path, headers, req.headers.upgrade ?? ''),
       head ?? Buffer.alloc(0),
+      (status) => this.metrics.requests.cell(route, status).n++,
       (reason) => this.refuse(to, route, denial(reason), requestId),
     );
     if (grantExpMs !== undefined) {
@@ -295,14 +300,21 @@ export class Proxy {
       expiry.unref();
       to.once('close', () => clearTimeout(expiry));
     }
-    this.metrics.requests.cell(route, 'upgrade').n++;
+  }
+
+  /** The connection's XFCC value, made on its first request (again only if our own ID changed). */
+  private xfccOf(socket: IdentifiedSocket, peer: PeerIdentity): string {
+    const by = this.identity.id.uri;
+    let memo = socket[XFCC];
+    if (memo === undefined || memo.by !== by) socket[XFCC] = memo = { by, value: xfcc(by, peer.svid.leafSha256Hex, peer.svid.id.uri) };
+    return memo.value;
   }
 
   /** The request headers for the service: the inbound ones filtered, plus SPEC's identity headers. */
   private serviceHeaders(req: IncomingMessage, generation: Generation, peer: PeerIdentity, requestId: string, grantId: string | undefined): string[] {
     const headers = generation.headerFilter.filter(req.rawHeaders, req.headers.connection);
     headers.push(
-      'x-forwarded-client-cert', xfcc(this.identity.id.uri, peer.svid.leafSha256Hex, peer.svid.id.uri),
+      'x-forwarded-client-cert', this.xfccOf(req.socket as IdentifiedSocket, peer),
       'x-request-id', requestId,
       'x-forwarded-for', req.socket.remoteAddress ?? '',
       'x-forwarded-proto', 'https',

@@ -61,7 +61,7 @@ const mint = (jti?: string) => mintGrant({ key: issuer.privateKey, kid: 'k1', is
 const grant = await mint();
 const posture = await mintPosture({ key: issuer.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: peer.svid.id.uri, trust: 'high', ttl: '14m' });
 const match = generation.routes.match('POST', '/orders/42/refund')!;
-const facts: RequestFacts = { peer, route: match.route, resource: match.resource, method: 'POST', headers: { 'x-jit-grant': grant, 'x-device-posture': posture }, requestId: 'r', http: { path: '/orders/42/refund', host: 'localhost', headers: {}, peerAddress: '127.0.0.1', peerPort: 1 } };
+const facts: RequestFacts = { peer, route: match.route, resource: match.resource, method: 'POST', headers: { 'x-jit-grant': grant, 'x-device-posture': posture }, requestId: 'r', path: '/orders/42/refund', peerAddress: '127.0.0.1', peerPort: 1 };
 // Warm: verify tokens and fill the decision.
 await generation.authorizer.authorize(facts);
 const hit = generation.authorizer.authorize(facts);

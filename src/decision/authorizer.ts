@@ -3,8 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PeerIdentity } from '../identity/peer-verifier.ts';
 import type { Route } from '../routing/route-table.ts';
-import type { PdpHttpFacts } from '../pdp/pdp.ts';
-import { denial, type Denial } from './denial.ts';
+import type { Denial } from './denial.ts';
 
 export interface RequestFacts {
   readonly peer: PeerIdentity;
@@ -13,8 +12,11 @@ export interface RequestFacts {
   readonly method: string;
   readonly headers: IncomingHttpHeaders;
   readonly requestId: string;
-  /** Path (normalised, plus query), host and peer address, for PDPs that look at the request. */
-  readonly http: PdpHttpFacts;
+  /** The normalised path plus the original query, and the peer's address: for PDPs that look at
+   * the request (ext-authz), read only when a PDP is asked. */
+  readonly path: string;
+  readonly peerAddress: string;
+  readonly peerPort: number;
 }
 
 /** An allow names the grant it rests on (its jti and exp), if any. */
@@ -25,8 +27,3 @@ export type Verdict =
 export interface Authorizer {
   authorize(facts: RequestFacts): Verdict | Promise<Verdict>;
 }
-
-/** Refuses every privileged request: what runs when no decision path is configured. */
-export const denyPrivileged: Authorizer = {
-  authorize: () => ({ allow: false, denial: denial('policy_denied') }),
-};

@@ -35,12 +35,10 @@ export class DecisionCache {
   private readonly lru: LRUCache<string, Entry> | undefined;
   private hits = 0;
   private misses = 0;
-  private readonly metrics: Metrics;
   private readonly hitCell: CounterCell;
   private readonly missCell: CounterCell;
 
   constructor(maxEntries: number, metrics: Metrics) {
-    this.metrics = metrics;
     this.hitCell = metrics.cacheHits.cell();
     this.missCell = metrics.cacheMisses.cell();
     this.lru =

@@ -85,12 +85,12 @@ export class DecisionPath implements Authorizer {
     const grantResult = grantToken === undefined ? undefined : this.o.grants.verify(grantToken, now);
     const postureResult = postureToken === undefined ? undefined : this.o.postures.verify(postureToken, now);
     if (grantResult instanceof Promise || postureResult instanceof Promise) {
-      return Promise.all([grantResult, postureResult]).then(([g, p]) => this.withTokens(facts, started, Date.now(), grantToken, g, p));
+      return Promise.all([grantResult, postureResult]).then(([g, p]) => this.withTokens(facts, started, Date.now(), g, p));
     }
-    return this.withTokens(facts, started, now, grantToken, grantResult, postureResult);
+    return this.withTokens(facts, started, now, grantResult, postureResult);
   }
 
-  private withTokens(facts: RequestFacts, started: number, now: number, grantToken: string | undefined, grantResult: TokenResult<Grant> | undefined, postureResult: TokenResult<PostureAssertion> | undefined): Verdict | Promise<Verdict> {
+  private withTokens(facts: RequestFacts, started: number, now: number, grantResult: TokenResult<Grant> | undefined, postureResult: TokenResult<PostureAssertion> | undefined): Verdict | Promise<Verdict> {
     let grant: Grant | undefined;
     if (grantResult) {
       if (isRefused(grantResult)) {
@@ -161,7 +161,8 @@ export class DecisionPath implements Authorizer {
       intent,
       requestId: facts.requestId,
       nowMs: now,
-      http: facts.http,
+      // Built only here, on a miss: a cache hit never needs it.
+      http: { path: facts.path, host: facts.headers.host ?? '', headers: facts.headers, peerAddress: facts.peerAddress, peerPort: facts.peerPort },
     };
     const started = performance.now();
     let result: PdpResult;

@@ -23,7 +23,7 @@ export function upgradeHead(method: string, path: string, headers: readonly stri
  * Opens the service connection and joins it to the client's. `onFailure` runs if the service
  * cannot be reached before anything was relayed (the caller answers 502/504).
  */
-export function openTunnel(target: TunnelTarget, client: Duplex, head: string, firstBytes: Buffer, onFailure: (reason: 'upstream_unavailable' | 'upstream_timeout') => void): void {
+export function openTunnel(target: TunnelTarget, client: Duplex, head: string, firstBytes: Buffer, onStatus: (status: string) => void, onFailure: (reason: 'upstream_unavailable' | 'upstream_timeout') => void): void {
   const service: Socket = target.url.startsWith('unix:')
     ? connect(target.url.slice('unix:'.length))
     : connect(Number(new URL(target.url).port || 80), new URL(target.url).hostname);
@@ -38,6 +38,8 @@ export function openTunnel(target: TunnelTarget, client: Duplex, head: string, f
     service.setNoDelay(true);
     service.write(head);
     if (firstBytes.length > 0) service.write(firstBytes);
+    // The service's status line (101, or a refusal), for the requests metric; bytes pass untouched.
+    service.once('data', (chunk: Buffer) => onStatus(/^HTTP\/1\.[01] (\d{3})/.exec(chunk.toString('latin1', 0, 12))?.[1] ?? 'invalid'));
     service.pipe(client);
     client.pipe(service);
   });

@@ -101,7 +101,7 @@ export interface JwksServer {
 
 export async function serveJwks(jwks: string): Promise<JwksServer> {
   let hits = 0;
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer((_req, res) => {
     hits++;
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(jwks);

@@ -78,6 +78,10 @@ describe('forwarding to the service', () => {
     expect((kept.json().headers as Record<string, string>)['x-request-id']).toBe('abc-123');
     const made = await get(agent, proxy.proxyPort, '/orders/1');
     expect((made.json().headers as Record<string, string>)['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    // Two requests on one keep-alive connection carry the same, correct XFCC (made once per connection).
+    const xfccOf = (r: typeof kept) => (r.json().headers as Record<string, string>)['x-forwarded-client-cert'];
+    expect(xfccOf(made)).toBe(xfccOf(kept));
+    expect(xfccOf(made)).toBe(`By=spiffe://example.org/ns/prod/sa/orders-api;Hash=${createHash('sha256').update(Buffer.from(client.cert.rawData)).digest('hex')};URI=spiffe://example.org/ns/prod/sa/web`);
   });
 
   it('forwards the normalised path the policy saw, with the query unchanged', async () => {

@@ -1,6 +1,7 @@
 // Remote PDPs through the proxy: AuthZEN, OPA and ext_authz decide real requests; faults give
 // 503 pdp_unavailable within the timeout and are never cached; the proxy recovers by itself;
 // a PDP's max-age caps the cache; /readyz follows PDP health.
+import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from 'undici';
@@ -155,10 +156,8 @@ describe('remote PDPs through the proxy', () => {
       const started = Date.now();
       expect((await refund(instance, String(id))).status).toBe(503);
       expect(Date.now() - started).toBeLessThan(700);
-      const again = await startJsonPdp((_b, _r, res) => json(res, 200, { decision: true }));
-      await again.close();
       // Rebind the original port so the configured URL works again.
-      const revived = await (await import('node:http')).createServer((req, res) => {
+      const revived = createServer((req, res) => {
         req.resume();
         req.on('end', () => json(res, 200, { decision: true }));
       });
