@@ -15,8 +15,8 @@ import type { IdentityMaterial } from './identity/svid-source.ts';
 import { SvidError } from './identity/x509-svid.ts';
 import type { RouteMatch, RouteTable } from './routing/route-table.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
-import { acceptableRequestId, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
-import { classifyUpstreamError, type Upstream } from './forward/upstream.ts';
+import { acceptableRequestId, hasRepeatedHost, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
+import type { Upstream } from './forward/upstream.ts';
 import { openTunnel, upgradeHead } from './forward/upgrade-tunnel.ts';
 import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
 import type { Metrics } from './telemetry/metrics.ts';
@@ -222,6 +222,11 @@ export class Proxy {
       this.refuse(to, UNROUTED, denial('peer_not_allowed'), requestId);
       return;
     }
+    if (hasRepeatedHost(req.rawHeaders)) {
+      this.metrics.badRequests.inc({ reason: 'malformed' });
+      this.refuse(to, UNROUTED, denial('bad_request'), requestId);
+      return;
+    }
     const target = normaliseTarget(req.url ?? '', generation.config.routing);
     if (isBadPath(target)) {
       this.metrics.badRequests.inc({ reason: 'bad_path' });
@@ -336,10 +341,9 @@ export class Proxy {
         this.metrics.upstreamDuration.observe(this.upstreamCell, (performance.now() - started) / 1000);
         this.metrics.requests.cell(route, String(status)).n++;
       },
-      (error) => {
+      (reason, error) => {
         if (res.destroyed) return;
-        const reason = classifyUpstreamError(error);
-        this.logger.warn({ request_id: requestId, route, reason, code: (error as NodeJS.ErrnoException).code }, 'upstream request failed');
+        this.logger.warn({ request_id: requestId, route, reason, code: error.code, detail: error.message }, 'upstream request failed');
         this.deny(res, route, denial(reason), requestId);
       },
     );

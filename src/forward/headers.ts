@@ -38,6 +38,19 @@ export class RequestHeaderFilter {
   }
 }
 
+/** More than one Host field: RFC 9112 3.2 says 400 (Node keeps the first and drops the rest silently). */
+export function hasRepeatedHost(rawHeaders: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}
+
 /** Envoy's XFCC element: `By=<own ID>;Hash=<hex SHA-256 of the peer leaf>;URI=<peer ID>`. */
 export function xfcc(ownId: string, peerLeafSha256Hex: string, peerId: string): string {
   return `By=${ownId};Hash=${peerLeafSha256Hex};URI=${peerId}`;

@@ -1,10 +1,11 @@
-// Forwarding to the service over an undici keep-alive pool (TCP or unix socket). Bodies stream
-// both ways: the inbound request is the upstream body, and the upstream response is written
-// straight into our response (undici's `stream`, no intermediate Readable).
+// Forwarding to the service: the inbound request goes out on our keep-alive pool
+// (upstream-pool.ts) and the service's answer streams back into our response, with backpressure
+// both ways.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { isResponseHopByHop } from './headers.ts';
-import type { DenyReason } from '../decision/denial.ts';
+import { UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
+
+export { UpstreamError, type UpstreamFailure } from './upstream-pool.ts';
 
 export interface UpstreamOptions {
   /** `http://host:port` or `unix:/path/to.sock`. */
@@ -14,43 +15,26 @@ export interface UpstreamOptions {
   readonly connections: number;
 }
 
-export type UpstreamFailure = Extract<DenyReason, 'upstream_unavailable' | 'upstream_timeout'>;
-
-export function classifyUpstreamError(error: unknown): UpstreamFailure {
-  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError || error instanceof undiciErrors.ConnectTimeoutError) {
-    return 'upstream_timeout';
-  }
-  return 'upstream_unavailable';
-}
-
 export class Upstream {
-  readonly pool: Pool;
+  private readonly pool: UpstreamPool;
 
   constructor(options: UpstreamOptions) {
-    const common = {
-      connections: options.connections,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      connectTimeout: options.connectTimeoutMs,
-      keepAliveTimeout: 30_000,
-      pipelining: 1,
-    };
-    this.pool = options.url.startsWith('unix:')
-      ? new Pool('http://localhost', { ...common, socketPath: options.url.slice('unix:'.length) })
-      : new Pool(options.url, common);
+    this.pool = new UpstreamPool(options);
   }
 
   /**
    * Sends the request and streams the answer into `res`. `onFailure` is called only when nothing
-   * was written yet (the caller then answers 502/504); after that a failure just ends the response.
-   * A client that goes away aborts the upstream request.
+   * was written yet (the caller then answers 502/504); after that a failure just cuts the response.
+   * A client that goes away aborts the upstream exchange.
    */
-  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], onHeaders: (status: number) => void, onFailure: (error: Error) => void): void {
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-    this.pool.dispatch(
-      { method: req.method as Dispatcher.HttpMethod, path, headers, body: hasBody ? req : null },
-      new ResponseRelay(res, onHeaders, onFailure),
-    );
+  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
+    const length = req.headers['content-length'];
+    const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
+    const hasBody = chunked || (length !== undefined && length !== '0');
+    const relay = new ResponseRelay(res, onHeaders, onFailure);
+    const call = new UpstreamCall(req.method ?? 'GET', path, headers, hasBody ? req : null, chunked, relay);
+    relay.call = call;
+    this.pool.dispatch(call);
   }
 
   close(): Promise<void> {
@@ -58,19 +42,28 @@ export class Upstream {
   }
 }
 
-/**
- * Relays one upstream response into our response with undici's lowest-level handler API: no
- * intermediate stream, no AbortController; backpressure by pausing the upstream read while our
- * client's socket drains.
- */
-class ResponseRelay implements Dispatcher.DispatchHandler {
+/** Field names the service's `Connection` header declares hop-by-hop (beyond the fixed ones). */
+function connectionListed(headers: string[]): Set<string> | undefined {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] !== 'connection') continue;
+    for (const token of headers[i + 1]!.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '' && name !== 'close' && name !== 'keep-alive') (listed ??= new Set()).add(name);
+    }
+  }
+  return listed;
+}
+
+/** Relays one answer from the service into our response; pauses the service while our client drains. */
+class ResponseRelay implements UpstreamExchange {
+  call: UpstreamCall | undefined;
   private readonly res: ServerResponse;
   private readonly reportStatus: (status: number) => void;
-  private readonly reportFailure: (error: Error) => void;
-  private controller: Dispatcher.DispatchController | undefined;
+  private readonly reportFailure: (reason: UpstreamFailure, error: UpstreamError) => void;
   private done = false;
 
-  constructor(res: ServerResponse, onHeaders: (status: number) => void, onFailure: (error: Error) => void) {
+  constructor(res: ServerResponse, onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void) {
     this.res = res;
     this.reportStatus = onHeaders;
     this.reportFailure = onFailure;
@@ -78,47 +71,40 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   private readonly onClientClose = (): void => {
-    if (!this.done) this.controller?.abort(new Error('client went away'));
+    if (!this.done) this.call?.abort();
   };
 
   private readonly onDrain = (): void => {
-    this.controller?.resume();
+    this.call?.resume();
   };
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.res.destroyed) controller.abort(new Error('client went away'));
-  }
-
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    this.reportStatus(statusCode);
+  onHead(status: number, headers: string[]): void {
+    this.reportStatus(status);
+    const listed = connectionListed(headers);
     const out: string[] = [];
-    for (const name in headers) {
-      if (isResponseHopByHop(name)) continue;
-      const value = headers[name];
-      if (Array.isArray(value)) for (const v of value) out.push(name, v);
-      else if (value !== undefined) out.push(name, value);
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      if (!isResponseHopByHop(name) && (listed === undefined || !listed.has(name))) out.push(name, headers[i + 1]!);
     }
-    this.res.writeHead(statusCode, out);
+    this.res.writeHead(status, out);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.res.write(chunk)) {
-      controller.pause();
-      this.res.once('drain', this.onDrain);
-    }
+  onData(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', this.onDrain);
+    return false;
   }
 
-  onResponseEnd(): void {
+  onEnd(last: Buffer | undefined): void {
     this.done = true;
     this.res.off('close', this.onClientClose);
-    this.res.end();
+    this.res.end(last);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+  onError(error: UpstreamError, responseStarted: boolean): void {
     this.done = true;
     this.res.off('close', this.onClientClose);
-    if (this.res.headersSent) this.res.destroy(error);
-    else this.reportFailure(error);
+    if (responseStarted || this.res.headersSent) this.res.destroy(error);
+    else this.reportFailure(error.reason, error);
   }
 }

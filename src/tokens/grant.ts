@@ -23,6 +23,7 @@ export interface Grant {
 }
 
 const MAX_SCOPE_ENTRIES = 64;
+const JTI = /^[\x21-\x7e]{1,256}$/;
 
 function optionalString(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined;
@@ -33,6 +34,8 @@ function optionalString(value: unknown, name: string): string | undefined {
 /** Shapes verified claims into a Grant, or throws with what is wrong (→ grant_invalid). */
 export function shapeGrant(claims: JWTPayload): Grant {
   if (typeof claims.jti !== 'string' || claims.jti === '') throw new Error('jti is required');
+  // The jti is forwarded as x-jit-grant-id and written to the audit log: printable ASCII only.
+  if (!JTI.test(claims.jti)) throw new Error('jti must be 1 to 256 printable ASCII characters');
   if (typeof claims.sub !== 'string') throw new Error('sub is required');
   if (typeof claims.iat !== 'number') throw new Error('iat is required');
   if (typeof claims.scope !== 'string' || claims.scope.trim() === '') throw new Error('scope is required');

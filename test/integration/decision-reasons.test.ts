@@ -200,6 +200,8 @@ describe('the decision path, reason by reason', () => {
         delete claims.jti;
         return signToken(claims, { key: jit.key, kid: jit.kid });
       }],
+      ['a jti that would split the service\'s request head', async () => grant({ jti: 'g-1\r\nX-Admin: true' })],
+      ['a jti with spaces or beyond printable ASCII', async () => grant({ jti: 'grant one é' })],
       ['empty scope', async () => grant({ scope: ' ' })],
       ['nbf in the future (beyond clockSkew)', async () => grant({ nbf: Math.floor(Date.now() / 1000) + 60 })],
       ['oversized (> limits.maxTokenBytes), yet genuinely signed', async () => grant({ justification: 'x'.repeat(9000) })],

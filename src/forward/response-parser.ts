@@ -1,0 +1,280 @@
+// A strict, incremental HTTP/1.1 response parser for the service's answers. The service is on the
+// other side of our own keep-alive connections, so a framing mistake here would hand one client's
+// bytes to the next client: anything ambiguous (Content-Length with Transfer-Encoding, differing
+// lengths, obs-fold, bare CR or LF, a bad chunk size, an unknown transfer coding) is an error and
+// the connection is dropped, never reused.
+
+export class ResponseParseError extends Error {
+  override readonly name = 'ResponseParseError';
+}
+
+export interface ResponseEvents {
+  /** A final (non-1xx) response head. Header names are lowercased; values as sent. */
+  onHead(status: number, headers: string[]): void;
+  onBody(chunk: Buffer): void;
+  onComplete(): void;
+}
+
+/** The longest response head (status line and headers) accepted, and the longest trailer section. */
+export const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_INTERIM_RESPONSES = 16;
+const MAX_CHUNK_LINE = 4096;
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Field values: visible ASCII, obs-text, space and tab; no other control characters (RFC 9110 5.5).
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+const BARE_CR_OR_LF = /[^\r]\n|^\n|\r(?!\n)/;
+const DIGITS = /^\d{1,15}$/;
+const HEX = /^[0-9a-fA-F]{1,12}$/;
+
+const State = { Head: 0, Body: 1, UntilClose: 2, ChunkSize: 3, ChunkData: 4, ChunkDataEnd: 5, Trailers: 6, Done: 7 } as const;
+type State = (typeof State)[keyof typeof State];
+
+export class ResponseParser {
+  private readonly events: ResponseEvents;
+  private state: State = State.Head;
+  /** Bytes of an unfinished head, chunk-size line or trailer section. */
+  private pending: Buffer | undefined;
+  private remaining = 0;
+  private interim = 0;
+  private trailerBytes = 0;
+  private noBody = false;
+  /** The connection may carry another exchange after this response. */
+  keepAlive = true;
+
+  constructor(events: ResponseEvents) {
+    this.events = events;
+  }
+
+  /** Expects the answer to a request with this method (a HEAD answer has no body). */
+  reset(method: string): void {
+    this.state = State.Head;
+    this.pending = undefined;
+    this.remaining = 0;
+    this.interim = 0;
+    this.trailerBytes = 0;
+    this.noBody = method === 'HEAD';
+    this.keepAlive = true;
+  }
+
+  get done(): boolean {
+    return this.state === State.Done;
+  }
+
+  get awaitingHead(): boolean {
+    return this.state === State.Head;
+  }
+
+  /** The body runs until the connection closes (no length given). */
+  get readsUntilClose(): boolean {
+    return this.state === State.UntilClose;
+  }
+
+  /** The connection closed: completes a body that runs until close; anything else was cut short. */
+  finish(): void {
+    if (this.state === State.UntilClose) {
+      this.state = State.Done;
+      this.events.onComplete();
+      return;
+    }
+    if (this.state !== State.Done) throw new ResponseParseError('connection closed before the response was complete');
+  }
+
+  /**
+   * Consumes bytes; returns how many belong to this response. Fewer than `data.length` means the
+   * response completed and more bytes followed it (the caller must not reuse the connection).
+   */
+  execute(data: Buffer): number {
+    let offset = 0;
+    while (offset < data.length) {
+      switch (this.state) {
+        case State.Head:
+          offset = this.readHead(data, offset);
+          break;
+        case State.Body: {
+          const take = Math.min(this.remaining, data.length - offset);
+          this.remaining -= take;
+          const chunk = take === data.length ? data : data.subarray(offset, offset + take);
+          offset += take;
+          if (this.remaining === 0) this.state = State.Done;
+          this.events.onBody(chunk);
+          if (this.state === State.Done) this.events.onComplete();
+          break;
+        }
+        case State.UntilClose:
+          this.events.onBody(offset === 0 ? data : data.subarray(offset));
+          offset = data.length;
+          break;
+        case State.ChunkSize:
+          offset = this.readChunkSize(data, offset);
+          break;
+        case State.ChunkData: {
+          const take = Math.min(this.remaining, data.length - offset);
+          this.remaining -= take;
+          const chunk = data.subarray(offset, offset + take);
+          offset += take;
+          if (this.remaining === 0) {
+            this.state = State.ChunkDataEnd;
+            this.remaining = 2;
+          }
+          this.events.onBody(chunk);
+          break;
+        }
+        case State.ChunkDataEnd:
+          // The CRLF after a chunk's data, possibly split across reads.
+          while (this.remaining > 0 && offset < data.length) {
+            const expected = this.remaining === 2 ? 0x0d : 0x0a;
+            if (data[offset] !== expected) throw new ResponseParseError('chunk data not followed by CRLF');
+            offset++;
+            this.remaining--;
+          }
+          if (this.remaining === 0) this.state = State.ChunkSize;
+          break;
+        case State.Trailers:
+          offset = this.readTrailers(data, offset);
+          break;
+        case State.Done:
+          return offset;
+      }
+    }
+    return offset;
+  }
+
+  /** Joins an unfinished head, line or section with the new bytes. */
+  private gather(data: Buffer, offset: number): Buffer {
+    const rest = offset === 0 ? data : data.subarray(offset);
+    return this.pending === undefined ? rest : Buffer.concat([this.pending, rest]);
+  }
+
+  private readHead(data: Buffer, offset: number): number {
+    const buf = this.gather(data, offset);
+    const carried = this.pending?.length ?? 0;
+    const end = buf.indexOf('\r\n\r\n', Math.max(0, carried - 3));
+    if (end === -1) {
+      if (buf.length > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
+      this.pending = Buffer.from(buf);
+      return data.length;
+    }
+    if (end + 4 > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
+    this.pending = undefined;
+    const consumed = offset + (end + 4 - carried);
+    this.parseHead(buf.toString('latin1', 0, end));
+    return consumed;
+  }
+
+  private parseHead(text: string): void {
+    if (BARE_CR_OR_LF.test(text)) throw new ResponseParseError('bare CR or LF in the response head');
+    const lines = text.split('\r\n');
+    const statusLine = STATUS_LINE.exec(lines[0]!);
+    if (statusLine === null) throw new ResponseParseError('malformed status line');
+    const status = Number(statusLine[2]);
+    if (statusLine[1] === '0') this.keepAlive = false;
+    const headers: string[] = [];
+    let contentLength = -1;
+    let chunked = false;
+    let transferEncoding = false;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new ResponseParseError('malformed header line');
+      const rawName = line.slice(0, colon);
+      if (!TOKEN.test(rawName)) throw new ResponseParseError('malformed header name');
+      const value = line.slice(colon + 1).trim();
+      if (BAD_VALUE.test(value)) throw new ResponseParseError('control character in a header value');
+      const name = rawName.toLowerCase();
+      if (name === 'content-length') {
+        if (!DIGITS.test(value)) throw new ResponseParseError('malformed Content-Length');
+        const length = Number(value);
+        if (contentLength !== -1 && contentLength !== length) throw new ResponseParseError('conflicting Content-Length values');
+        contentLength = length;
+      } else if (name === 'transfer-encoding') {
+        if (transferEncoding || value.toLowerCase() !== 'chunked') throw new ResponseParseError('unsupported Transfer-Encoding');
+        transferEncoding = chunked = true;
+      } else if (name === 'connection') {
+        if (/(?:^|,)\s*close\s*(?:,|$)/i.test(value)) this.keepAlive = false;
+      }
+      headers.push(name, value);
+    }
+    if (status < 200) {
+      // Interim answers (100 Continue, 103 Early Hints) are read and dropped; 101 was never asked for.
+      if (status === 101) throw new ResponseParseError('unexpected 101 Switching Protocols');
+      if (++this.interim > MAX_INTERIM_RESPONSES) throw new ResponseParseError('too many interim responses');
+      return;
+    }
+    if (chunked && contentLength !== -1) throw new ResponseParseError('both Content-Length and Transfer-Encoding');
+    this.events.onHead(status, headers);
+    if (this.noBody || status === 204 || status === 304) {
+      this.state = State.Done;
+      this.events.onComplete();
+    } else if (chunked) {
+      this.state = State.ChunkSize;
+    } else if (contentLength >= 0) {
+      this.remaining = contentLength;
+      this.state = contentLength === 0 ? State.Done : State.Body;
+      if (contentLength === 0) this.events.onComplete();
+    } else {
+      this.keepAlive = false;
+      this.state = State.UntilClose;
+    }
+  }
+
+  private readChunkSize(data: Buffer, offset: number): number {
+    const buf = this.gather(data, offset);
+    const carried = this.pending?.length ?? 0;
+    const end = buf.indexOf('\r\n');
+    if (end === -1) {
+      if (buf.length > MAX_CHUNK_LINE) throw new ResponseParseError('chunk size line too long');
+      if (buf.includes(0x0a)) throw new ResponseParseError('bare LF in a chunk size line');
+      this.pending = Buffer.from(buf);
+      return data.length;
+    }
+    if (end > MAX_CHUNK_LINE) throw new ResponseParseError('chunk size line too long');
+    this.pending = undefined;
+    const line = buf.toString('latin1', 0, end);
+    const semicolon = line.indexOf(';');
+    const sizeText = semicolon === -1 ? line : line.slice(0, semicolon).trimEnd();
+    if (!HEX.test(sizeText)) throw new ResponseParseError('malformed chunk size');
+    if (semicolon !== -1 && BAD_VALUE.test(line.slice(semicolon))) throw new ResponseParseError('control character in a chunk extension');
+    const size = parseInt(sizeText, 16);
+    if (size === 0) {
+      this.state = State.Trailers;
+      this.trailerBytes = 0;
+    } else {
+      this.state = State.ChunkData;
+      this.remaining = size;
+    }
+    return offset + (end + 2 - carried);
+  }
+
+  /** Trailer fields are read and dropped (we never forward trailers); an empty line ends the message. */
+  private readTrailers(data: Buffer, offset: number): number {
+    const buf = this.gather(data, offset);
+    const carried = this.pending?.length ?? 0;
+    let start = 0;
+    for (;;) {
+      const end = buf.indexOf('\r\n', start);
+      if (end === -1) {
+        if (this.trailerBytes + buf.length - start > MAX_HEAD_BYTES) throw new ResponseParseError('trailer section too large');
+        if (buf.includes(0x0a, start)) throw new ResponseParseError('bare LF in the trailer section');
+        this.pending = Buffer.from(buf.subarray(start));
+        return data.length;
+      }
+      const line = buf.toString('latin1', start, end);
+      this.trailerBytes += end + 2 - start;
+      if (this.trailerBytes > MAX_HEAD_BYTES) throw new ResponseParseError('trailer section too large');
+      start = end + 2;
+      if (line === '') {
+        this.pending = undefined;
+        this.state = State.Done;
+        this.events.onComplete();
+        return offset + (start - carried);
+      }
+      const colon = line.indexOf(':');
+      if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || BAD_VALUE.test(line.slice(colon + 1)) || line.includes('\r')) {
+        throw new ResponseParseError('malformed trailer line');
+      }
+    }
+  }
+}

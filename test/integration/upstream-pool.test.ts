@@ -1,0 +1,369 @@
+// Our HTTP/1.1 client for the service, against real servers on loopback: Node's own http server
+// for well-behaved answers, and raw TCP servers that send exactly the bytes a test needs
+// (smuggled second answers, garbage, a close right after a request arrives).
+import { createHash } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UpstreamCall, UpstreamPool, type UpstreamError } from '../../src/forward/upstream-pool.ts';
+
+interface Outcome {
+  status?: number;
+  headers?: string[];
+  body: Buffer;
+  error?: UpstreamError;
+  responseStarted?: boolean;
+}
+
+interface Options {
+  method?: string;
+  headers?: string[];
+  body?: Readable;
+  chunked?: boolean;
+  /** Called with the call once sent; e.g. to abort it. */
+  onCall?: (call: UpstreamCall) => void;
+  /** Make onData report backpressure on every n-th chunk, resuming shortly after. */
+  pauseEvery?: number;
+}
+
+function exchange(pool: UpstreamPool, path: string, options: Options = {}): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let seen = 0;
+    const outcome: Outcome = { body: Buffer.alloc(0) };
+    const call = new UpstreamCall(options.method ?? 'GET', path, options.headers ?? [], options.body ?? null, options.chunked ?? false, {
+      onHead(status, headers) {
+        outcome.status = status;
+        outcome.headers = headers;
+      },
+      onData(chunk) {
+        chunks.push(Buffer.from(chunk));
+        if (options.pauseEvery && ++seen % options.pauseEvery === 0) {
+          setTimeout(() => call.resume(), 2);
+          return false;
+        }
+        return true;
+      },
+      onEnd(last) {
+        if (last) chunks.push(Buffer.from(last));
+        outcome.body = Buffer.concat(chunks);
+        resolve(outcome);
+      },
+      onError(error, responseStarted) {
+        outcome.error = error;
+        outcome.responseStarted = responseStarted;
+        outcome.body = Buffer.concat(chunks);
+        resolve(outcome);
+      },
+    });
+    pool.dispatch(call);
+    options.onCall?.(call);
+  });
+}
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function httpServer(handler: (req: IncomingMessage, res: ServerResponse) => void, options: { keepAliveTimeout?: number } = {}): Promise<{ server: Server; url: string; connections: () => number }> {
+  const server = createHttpServer({ keepAliveTimeout: options.keepAliveTimeout ?? 5000 }, handler);
+  let connections = 0;
+  server.on('connection', () => connections++);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, connections: () => connections };
+}
+
+/** A TCP server that answers the n-th request line it sees (counted over all connections) with `answer(n, socket)`. */
+async function rawServer(answer: (n: number, socket: Socket, request: string) => void): Promise<{ server: TcpServer; url: string; connections: () => number }> {
+  let requests = 0;
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      for (let end = text.indexOf('\r\n\r\n'); end !== -1; end = text.indexOf('\r\n\r\n')) {
+        const request = text.slice(0, end);
+        text = text.slice(end + 4);
+        answer(++requests, socket, request);
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, connections: () => connections };
+}
+
+function pool(url: string, options: Partial<{ timeoutMs: number; connectTimeoutMs: number; connections: number; idleTimeoutMs: number }> = {}): UpstreamPool {
+  const made = new UpstreamPool({ url, timeoutMs: 2000, connectTimeoutMs: 1000, connections: 8, ...options });
+  cleanups.push(() => made.close());
+  return made;
+}
+
+describe('UpstreamPool: exchanges', () => {
+  it('keeps one connection alive across sequential requests, sends the headers given and adds Host if missing', async () => {
+    const seen: string[][] = [];
+    const service = await httpServer((req, res) => {
+      seen.push(req.rawHeaders);
+      res.end(`you asked for ${req.url}`);
+    });
+    const upstream = pool(service.url);
+    for (let i = 0; i < 20; i++) {
+      const r = await exchange(upstream, `/items/${i}?q=1`, { headers: ['x-request-id', `r${i}`] });
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toBe(`you asked for /items/${i}?q=1`);
+    }
+    expect(service.connections()).toBe(1);
+    expect(seen[0]).toEqual(['x-request-id', 'r0', 'host', service.url.slice('http://'.length)]);
+    const withHost = await exchange(upstream, '/h', { headers: ['Host', 'orders.internal'] });
+    expect(withHost.status).toBe(200);
+    expect(seen.at(-1)).toEqual(['Host', 'orders.internal']);
+  });
+
+  it('opens no more than `connections` sockets and queues the rest', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    const service = await httpServer((req, res) => {
+      peak = Math.max(peak, ++inFlight);
+      setTimeout(() => {
+        inFlight--;
+        res.end(req.url);
+      }, 20);
+    });
+    const upstream = pool(service.url, { connections: 2 });
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => exchange(upstream, `/${i}`)));
+    expect(results.map((r) => r.body.toString())).toEqual(Array.from({ length: 12 }, (_, i) => `/${i}`));
+    expect(peak).toBe(2);
+    expect(service.connections()).toBe(2);
+  });
+
+  it('streams an 8 MiB chunked download intact while the consumer pauses it', async () => {
+    const block = Buffer.alloc(64 * 1024, 7);
+    const service = await httpServer((_req, res) => {
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < 128) {
+          sent++;
+          if (!res.write(block)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+    });
+    const r = await exchange(pool(service.url), '/big', { pauseEvery: 3 });
+    expect(r.error).toBeUndefined();
+    expect(r.headers).toContain('transfer-encoding');
+    expect(r.body.length).toBe(8 * 1024 * 1024);
+    expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(Buffer.concat(Array.from({ length: 128 }, () => block))).digest('hex'));
+  });
+
+  it('sends a body with its Content-Length, or chunk-framed when it has none', async () => {
+    const service = await httpServer((req, res) => {
+      const hash = createHash('sha256');
+      req.on('data', (chunk: Buffer) => hash.update(chunk));
+      req.on('end', () => res.end(`${req.headers['content-length'] ?? '-'} ${req.headers['transfer-encoding'] ?? '-'} ${hash.digest('hex')}`));
+    });
+    const upstream = pool(service.url);
+    const payload = Buffer.alloc(300_000, 'a');
+    const expected = createHash('sha256').update(payload).digest('hex');
+    const sized = await exchange(upstream, '/up', { method: 'POST', headers: ['content-length', String(payload.length)], body: Readable.from([payload.subarray(0, 1000), payload.subarray(1000)]) });
+    expect(sized.body.toString()).toBe(`300000 - ${expected}`);
+    const chunked = await exchange(upstream, '/up', { method: 'POST', chunked: true, body: Readable.from([Buffer.alloc(0), payload.subarray(0, 5), payload.subarray(5)]) });
+    expect(chunked.body.toString()).toBe(`- chunked ${expected}`);
+    expect(service.connections()).toBe(1);
+  });
+
+  it('relays HEAD, 204 and 304 answers without waiting for a body, and keeps the connection', async () => {
+    const service = await httpServer((req, res) => {
+      if (req.url === '/204') res.writeHead(204).end();
+      else if (req.url === '/304') res.writeHead(304, { etag: '"x"' }).end();
+      else res.writeHead(200, { 'content-length': 10 }).end(req.method === 'HEAD' ? undefined : '0123456789');
+    });
+    const upstream = pool(service.url);
+    expect(await exchange(upstream, '/head', { method: 'HEAD' })).toMatchObject({ status: 200, body: Buffer.alloc(0) });
+    expect(await exchange(upstream, '/204')).toMatchObject({ status: 204 });
+    expect(await exchange(upstream, '/304')).toMatchObject({ status: 304 });
+    expect((await exchange(upstream, '/get')).body.toString()).toBe('0123456789');
+    expect(service.connections()).toBe(1);
+  });
+
+  it('skips 103 Early Hints and delivers the final answer', async () => {
+    const service = await httpServer((_req, res) => {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload' });
+      res.end('final');
+    });
+    expect(await exchange(pool(service.url), '/')).toMatchObject({ status: 200, body: Buffer.from('final') });
+  });
+
+  it('reads a body that runs until close, and then opens a new connection', async () => {
+    const service = await rawServer((n, socket) => {
+      socket.end(`HTTP/1.1 200 OK\r\nX-N: ${n}\r\n\r\nuntil close ${n}`);
+    });
+    const upstream = pool(service.url);
+    expect((await exchange(upstream, '/a')).body.toString()).toBe('until close 1');
+    expect((await exchange(upstream, '/b')).body.toString()).toBe('until close 2');
+    expect(service.connections()).toBe(2);
+  });
+});
+
+describe('UpstreamPool: a service out of step never reaches the next exchange', () => {
+  it('drops the connection when bytes follow a complete answer (a smuggled second answer)', async () => {
+    const service = await rawServer((n, socket) => {
+      if (n === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil');
+      else socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh`);
+    });
+    const upstream = pool(service.url);
+    expect((await exchange(upstream, '/1')).body.toString()).toBe('ok');
+    expect((await exchange(upstream, '/2')).body.toString()).toBe('fresh');
+    expect(service.connections()).toBe(2);
+  });
+
+  it('drops an idle connection that receives bytes nobody asked for', async () => {
+    const service = await rawServer((n, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n${n}!`);
+      if (n === 1) setTimeout(() => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil'), 20);
+    });
+    const upstream = pool(service.url);
+    expect((await exchange(upstream, '/1')).body.toString()).toBe('1!');
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await exchange(upstream, '/2')).body.toString()).toBe('2!');
+    expect(service.connections()).toBe(2);
+  });
+
+  it('answers a malformed or ambiguous answer with upstream_unavailable and never reuses that connection', async () => {
+    const service = await rawServer((n, socket) => {
+      if (n === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+      else if (n === 2) socket.write('garbage\r\n\r\n');
+      else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    const upstream = pool(service.url);
+    const first = await exchange(upstream, '/1');
+    expect(first.error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_BAD_RESPONSE' });
+    expect(first.responseStarted).toBe(false);
+    expect((await exchange(upstream, '/2')).error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_BAD_RESPONSE' });
+    expect((await exchange(upstream, '/3')).body.toString()).toBe('ok');
+    expect(service.connections()).toBe(3);
+  });
+
+  it('reports a body cut short after the head as a failure with the response started', async () => {
+    const service = await rawServer((_n, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial');
+      setTimeout(() => socket.destroy(), 20);
+    });
+    const r = await exchange(pool(service.url), '/');
+    expect(r.error).toMatchObject({ reason: 'upstream_unavailable' });
+    expect(r.responseStarted).toBe(true);
+    expect(r.body.toString()).toBe('partial');
+  });
+
+  it('refuses to send a header value that would split the request head', async () => {
+    const service = await rawServer((_n, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    const r = await exchange(pool(service.url), '/', { headers: ['x-jit-grant-id', 'a\r\nX-Admin: 1'] });
+    expect(r.error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_INVALID_HEADER' });
+    expect(service.connections()).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('UpstreamPool: failures and limits', () => {
+  it('sends a bodiless request again, once, when a kept-alive connection closes as it is sent; never one with a body', async () => {
+    const service = await rawServer((n, socket) => {
+      // The first request on each connection is answered; a second one on the same connection finds it closing.
+      if (n % 2 === 0) socket.destroy();
+      else socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${n % 10}`);
+    });
+    const upstream = pool(service.url, { idleTimeoutMs: 60_000 });
+    expect((await exchange(upstream, '/1')).body.toString()).toBe('1');
+    // Sent on the kept connection (request 2: closed), then again on a new one (request 3).
+    expect((await exchange(upstream, '/2')).body.toString()).toBe('3');
+    const posted = await exchange(upstream, '/3', { method: 'POST', headers: ['content-length', '2'], body: Readable.from([Buffer.from('hi')]) });
+    expect(posted.error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_CONNECTION_CLOSED' });
+  });
+
+  it('answers upstream_timeout when the service is silent past the timeout, and upstream_unavailable when nothing listens', async () => {
+    const silent = await rawServer(() => undefined);
+    const started = Date.now();
+    const slow = await exchange(pool(silent.url, { timeoutMs: 200 }), '/');
+    expect(slow.error).toMatchObject({ reason: 'upstream_timeout' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    expect(Date.now() - started).toBeLessThan(1500);
+    const gone = await rawServer(() => undefined);
+    const url = gone.url;
+    await new Promise((resolve) => gone.server.close(resolve));
+    expect((await exchange(pool(url), '/')).error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_CONNECT_FAILED' });
+  });
+
+  it('closes the connection when the caller aborts mid-answer', async () => {
+    let closed = false;
+    const service = await httpServer((_req, res) => {
+      res.write('first part');
+      res.on('close', () => (closed = true));
+    });
+    let call: UpstreamCall | undefined;
+    const pending = exchange(pool(service.url), '/', { onCall: (c) => (call = c) });
+    await new Promise((r) => setTimeout(r, 100));
+    call!.abort();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(closed).toBe(true);
+    // An aborted exchange reports nothing further to its caller.
+    const settled = await Promise.race([pending.then(() => 'settled'), new Promise((r) => setTimeout(() => r('silent'), 100))]);
+    expect(settled).toBe('silent');
+  });
+
+  it('does not reuse a connection whose answer came before the request body was sent', async () => {
+    const service = await rawServer((_n, socket) => socket.write('HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig'));
+    const upstream = pool(service.url);
+    const endless = new Readable({ read() {} });
+    endless.push(Buffer.alloc(1000));
+    const r = await exchange(upstream, '/up', { method: 'POST', headers: ['content-length', '1000000'], body: endless });
+    expect(r.status).toBe(413);
+    expect((await exchange(upstream, '/next')).status).toBe(413);
+    expect(service.connections()).toBe(2);
+    endless.destroy();
+  });
+
+  it('honours the service\'s Keep-Alive timeout hint (less a second) for idle connections', async () => {
+    const service = await rawServer((_n, socket) => socket.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 0\r\n\r\n'));
+    const upstream = pool(service.url, { idleTimeoutMs: 60_000 });
+    await exchange(upstream, '/');
+    await new Promise((r) => setTimeout(r, 400));
+    await exchange(upstream, '/');
+    expect(service.connections()).toBe(2);
+  });
+
+  it('close() lets the exchange in flight finish, then refuses new ones', async () => {
+    const service = await httpServer((_req, res) => setTimeout(() => res.end('late'), 150));
+    const upstream = new UpstreamPool({ url: service.url, timeoutMs: 2000, connectTimeoutMs: 1000, connections: 4 });
+    const inFlight = exchange(upstream, '/');
+    await new Promise((r) => setTimeout(r, 30));
+    const closed = upstream.close();
+    expect((await inFlight).body.toString()).toBe('late');
+    await closed;
+    expect((await exchange(upstream, '/')).error).toMatchObject({ code: 'ERR_POOL_CLOSED' });
+  });
+
+  it('talks to a service on a unix socket', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = `${mkdtempSync(`${tmpdir()}/pool-`)}/s.sock`;
+    const server = createHttpServer((req, res) => res.end(`unix ${req.headers.host}`));
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    expect((await exchange(pool(`unix:${path}`), '/')).body.toString()).toBe('unix localhost');
+  });
+});
