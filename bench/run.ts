@@ -2,7 +2,11 @@
 // the cases round by round; medians per case; a table with ratios to direct and to nginx.
 // Servers are pinned to CPU 0 and the load generator to CPU 1 (when there are 2+ cores).
 // Flags: --quick (a smoke run: tiny load, one round; used by npm test), --rounds N,
-// --duration MS, --connections N, --cases a,b,c.
+// --duration MS, --connections N, --cases a,b,c, --reference (adds minimal Node proxies as
+// yardsticks), --profile CASE (V8 CPU profile of that Portcullis), --perf (Portcullis writes
+// /tmp/perf-PID.map for `perf record`). Each sample reports the CPU time per request of the
+// case's own processes and of the service, read from /proc: unlike req/s, it does not depend
+// on how the scheduler shares CPU 0.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -27,6 +31,8 @@ const { values: flags } = parseArgs({
     out: { type: 'string' },
     profile: { type: 'string' },
     dist: { type: 'boolean', default: false },
+    reference: { type: 'boolean', default: false },
+    perf: { type: 'boolean', default: false },
   },
 });
 // `--dist` (what `npm run bench` uses, after building) measures the compiled JavaScript, as
@@ -78,13 +84,13 @@ function firstJsonLine(child: ChildProcess, what: string, stream: 'stdout' | 'st
   });
 }
 
-async function startServer(options: Record<string, unknown>): Promise<number> {
+async function startServer(options: Record<string, unknown>): Promise<{ port: number; pid: number }> {
   const child = run(0, process.execPath, [join(HERE, 'load/servers.ts'), JSON.stringify(options)]);
-  return (await firstJsonLine(child, `server ${String(options.kind)}`)).port as number;
+  return { port: (await firstJsonLine(child, `server ${String(options.kind)}`)).port as number, pid: child.pid! };
 }
 
 function startPortcullis(configFile: string, profile: boolean): ChildProcess {
-  const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+  const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : flags.perf ? ['--perf-basic-prof'] : [];
   const child = run(0, process.execPath, [...cpuProf, MAIN, 'run', '--config', configFile], { PORTCULLIS_LOG_LEVEL: 'warn' });
   if (profile) profiled.push(child);
   child.stdout!.resume();
@@ -107,6 +113,9 @@ function rssMiB(pid: number | undefined): number {
 }
 
 interface Sample {
+  requests: number;
+  /** CPU seconds each watched process used while the sample was recorded. */
+  cpu: Record<string, number>;
   rps: number;
   p50: number;
   p99: number;
@@ -114,8 +123,8 @@ interface Sample {
   non2xx: number;
 }
 
-async function load(port: number, path: string, headers: Record<string, string>, method: string, files: { ca: string; cert: string; key: string }): Promise<Sample> {
-  const child = run(1, process.execPath, [join(HERE, 'load/loadgen.ts'), JSON.stringify({ port, path, headers, method, ...files, connections: CONNECTIONS, durationMs: DURATION_MS, warmupMs: WARMUP_MS })]);
+async function load(port: number, path: string, headers: Record<string, string>, method: string, files: { ca: string; cert: string; key: string }, watchPids: number[]): Promise<Sample> {
+  const child = run(1, process.execPath, [join(HERE, 'load/loadgen.ts'), JSON.stringify({ port, path, headers, method, ...files, connections: CONNECTIONS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, watchPids })]);
   return (await firstJsonLine(child, 'load generator', 'stdout', () => true, DURATION_MS + WARMUP_MS + 30_000)) as unknown as Sample;
 }
 
@@ -146,6 +155,10 @@ async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
   }
 }
 
+function fixed(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : '–';
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -172,9 +185,10 @@ async function main(): Promise<void> {
   const posture = await mintPosture({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', trust: 'high', ttl: '14m' });
   const tokenHeaders = { 'x-jit-grant': grant, 'x-device-posture': posture };
 
-  const upstreamPort = await startServer({ kind: 'upstream', port: 0 });
-  const directPort = await startServer({ kind: 'upstream-tls', port: 0, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca });
-  const authzenPort = await startServer({ kind: 'authzen', port: 0 });
+  const { port: upstreamPort, pid: upstreamPid } = await startServer({ kind: 'upstream', port: 0 });
+  const directServer = await startServer({ kind: 'upstream-tls', port: 0, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca });
+  const authzen = await startServer({ kind: 'authzen', port: 0 });
+  const authzenPort = authzen.port;
 
   const portcullisConfig = async (name: string, extra: { maxEntries?: number; pdp?: string }) => {
     const port = await freePort();
@@ -194,17 +208,19 @@ audit: { file: ${name}-audit.log }
 `);
     const child = startPortcullis(file, flags.profile === name);
     await waitForPort(port);
-    pids.set(port, child.pid);
-    return port;
+    return { port, pid: child.pid! };
   };
 
-  const pids = new Map<number, number | undefined>();
   interface Case {
     name: string;
     port: number;
     path: string;
     method: string;
     headers: Record<string, string>;
+    /** The processes that do the case's proxying and authorization (their CPU is reported per request). */
+    pids: number[];
+    /** Portcullis's own process, whose RSS is reported. */
+    portcullisPid?: number;
   }
   const wanted = flags.cases ? new Set(flags.cases.split(',')) : undefined;
   const cases: Case[] = [];
@@ -213,11 +229,24 @@ audit: { file: ${name}-audit.log }
     const made = await make();
     if (made) cases.push({ name, ...made });
   };
-  await add('direct', async () => ({ port: directPort, path: '/open', method: 'GET', headers: {} }));
-  await add('open', async () => ({ port: await portcullisConfig('open', {}), path: '/open', method: 'GET', headers: {} }));
-  await add('cached', async () => ({ port: await portcullisConfig('cached', {}), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
-  await add('uncached', async () => ({ port: await portcullisConfig('uncached', { maxEntries: 0 }), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
-  await add('remote', async () => ({ port: await portcullisConfig('remote', { pdp: `{ kind: authzen, url: "http://127.0.0.1:${authzenPort}", timeout: 250ms }` }), path: '/orders/42/refund', method: 'POST', headers: tokenHeaders }));
+  const portcullis = async (name: string, extra: { maxEntries?: number; pdp?: string }, path: string, method: string, headers: Record<string, string>, alsoWatch: number[] = []) => {
+    const { port, pid } = await portcullisConfig(name, extra);
+    return { port, path, method, headers, pids: [pid, ...alsoWatch], portcullisPid: pid };
+  };
+  await add('direct', async () => ({ port: directServer.port, path: '/open', method: 'GET', headers: {}, pids: [directServer.pid] }));
+  await add('open', () => portcullis('open', {}, '/open', 'GET', {}));
+  await add('cached', () => portcullis('cached', {}, '/orders/42/refund', 'POST', tokenHeaders));
+  await add('uncached', () => portcullis('uncached', { maxEntries: 0 }, '/orders/42/refund', 'POST', tokenHeaders));
+  await add('remote', () => portcullis('remote', { pdp: `{ kind: authzen, url: "http://127.0.0.1:${authzenPort}", timeout: 250ms }` }, '/orders/42/refund', 'POST', tokenHeaders, [authzen.pid]));
+  // Yardsticks (--reference, or named in --cases): minimal Node proxies with no authorization at all.
+  for (const kind of ['node-undici', 'node-raw-client', 'node-raw']) {
+    if (!flags.reference && !wanted?.has(kind)) continue;
+    await add(kind, async () => {
+      const child = run(0, process.execPath, [join(HERE, 'load/reference-proxies.ts'), JSON.stringify({ kind, port: 0, upstreamPort, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca })]);
+      const { port } = (await firstJsonLine(child, kind)) as { port: number };
+      return { port, path: '/open', method: 'GET', headers: {}, pids: [child.pid!] };
+    });
+  }
   const notes: string[] = [];
   let nginx = findNginx();
   const wantsNginx = !wanted || wanted.has('nginx') || wanted.has('nginx+auth_request');
@@ -234,14 +263,16 @@ audit: { file: ${name}-audit.log }
     for (const [name, auth] of [['nginx', false], ['nginx+auth_request', true]] as const) {
       await add(name, async () => {
         const port = await freePort();
-        const authPort = auth ? await startServer({ kind: 'auth', port: 0 }) : 0;
+        const authService = auth ? await startServer({ kind: 'auth', port: 0 }) : undefined;
+        const authPort = authService?.port ?? 0;
         const prefix = join(dir, `${name.replace('+', '-')}-nginx`);
         mkdirSync(prefix, { recursive: true });
         const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: auth ? authPort : undefined, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca }));
         const child = run(0, nginx!, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
         child.stderr!.resume();
         await waitForPort(port);
-        return { port, path: '/open', method: 'GET', headers: {} };
+        // nginx's master forks the worker that does the work: the loadgen counts the master's children too.
+        return { port, path: '/open', method: 'GET', headers: {}, pids: [child.pid!, ...(authService ? [authService.pid] : [])] };
       });
     }
   }
@@ -252,16 +283,20 @@ audit: { file: ${name}-audit.log }
     // Alternate the order each round so no case always runs first (or hottest).
     const order = round % 2 === 0 ? cases : [...cases].reverse();
     for (const c of order) {
-      const sample = await load(c.port, c.path, c.headers, c.method, files);
+      const sample = await load(c.port, c.path, c.headers, c.method, files, c.name === 'direct' ? c.pids : [...c.pids, upstreamPid]);
       samples.get(c.name)!.push(sample);
       // The proxy's RSS right after its load: the largest seen per case is reported.
-      peakRss.set(c.name, Math.max(peakRss.get(c.name) ?? 0, rssMiB(pids.get(c.port))));
+      peakRss.set(c.name, Math.max(peakRss.get(c.name) ?? 0, rssMiB(c.portcullisPid)));
       if (!quick) process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name}: ${sample.rps.toFixed(0)} req/s, p99 ${sample.p99.toFixed(2)} ms${sample.non2xx || sample.errors ? `, ${sample.non2xx} non-2xx, ${sample.errors} errors` : ''}\n`);
     }
   }
   const summary = cases.map((c) => {
     const list = samples.get(c.name)!;
-    return { name: c.name, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50)), p99: median(list.map((s) => s.p99)), non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0) };
+    // CPU per request: the case's own processes (the proxy, and its auth service if any), and the service behind it.
+    const perRequest = (s: Sample, pids: number[]) => (pids.reduce((sum, pid) => sum + (s.cpu[pid] ?? 0), 0) / s.requests) * 1e6;
+    const proxyUs = median(list.map((s) => perRequest(s, c.pids)));
+    const upstreamUs = c.name === 'direct' ? NaN : median(list.map((s) => perRequest(s, [upstreamPid])));
+    return { name: c.name, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50)), p99: median(list.map((s) => s.p99)), proxyUs, upstreamUs, non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0) };
   });
   const direct = summary.find((s) => s.name === 'direct');
   const nginxRow = summary.find((s) => s.name === 'nginx');
@@ -271,9 +306,9 @@ audit: { file: ${name}-audit.log }
     `machine: ${machine}`,
     `method: ${CONNECTIONS} keep-alive mTLS connections, closed loop, ${DURATION_MS} ms per sample after ${WARMUP_MS} ms warm-up, ${ROUNDS} rounds alternating cases; medians`,
     '',
-    '| case | req/s | p50 ms | p99 ms | / direct | / nginx | errors | Portcullis RSS MiB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
-    ...summary.map((s) => `| ${s.name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${s.non2xx} | ${Number.isFinite(peakRss.get(s.name) ?? NaN) ? peakRss.get(s.name)!.toFixed(0) : '–'} |`),
+    '| case | req/s | p50 ms | p99 ms | / direct | / nginx | CPU µs/req | service CPU µs/req | errors | Portcullis RSS MiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...summary.map((s) => `| ${s.name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${fixed(s.proxyUs, 1)} | ${fixed(s.upstreamUs, 1)} | ${s.non2xx} | ${fixed(peakRss.get(s.name) ?? NaN, 0)} |`),
     ...notes.map((n) => `note: ${n}`),
   ];
   const table = lines.join('\n') + '\n';

@@ -17,6 +17,8 @@ interface Options {
   connections: number;
   durationMs: number;
   warmupMs?: number;
+  /** Processes whose CPU time (with their direct children's) is reported for the recorded window. */
+  watchPids?: number[];
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as Options;
@@ -92,17 +94,36 @@ function worker(): Promise<void> {
   });
 }
 
+/** User + system CPU seconds of a process and its direct children (Linux /proc), or 0. */
+function cpuSeconds(pid: number): number {
+  const ticks = 100; // USER_HZ: 100 on every Linux architecture that matters
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    let total = (Number(fields[11]) + Number(fields[12])) / ticks;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    for (const child of children ? children.split(' ') : []) total += cpuSeconds(Number(child));
+    return total;
+  } catch {
+    return 0;
+  }
+}
+const cpuAt = () => Object.fromEntries((options.watchPids ?? []).map((pid) => [pid, cpuSeconds(pid)]));
+
 const workers = Array.from({ length: options.connections }, worker);
 setTimeout(() => {
   recording = true;
   const started = process.hrtime.bigint();
+  const cpuStart = cpuAt();
   setTimeout(() => {
     running = false;
     recording = false;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const cpuEnd = cpuAt();
+    const cpu = Object.fromEntries(Object.entries(cpuEnd).map(([pid, end]) => [pid, end - (cpuStart[pid] ?? 0)]));
     latencies.sort((a, b) => a - b);
     const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-    process.stdout.write(JSON.stringify({ requests: completed, rps: completed / seconds, p50: pick(0.5), p99: pick(0.99), errors, non2xx }) + '\n');
+    process.stdout.write(JSON.stringify({ requests: completed, cpu, rps: completed / seconds, p50: pick(0.5), p99: pick(0.99), errors, non2xx }) + '\n');
     void Promise.race([Promise.all(workers), new Promise((r) => setTimeout(r, 1000))]).then(() => process.exit(0));
   }, options.durationMs);
 }, options.warmupMs ?? 1000);

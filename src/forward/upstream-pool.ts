@@ -102,6 +102,7 @@ class UpstreamConnection implements ResponseEvents {
   idleTimeoutMs: number;
   /** When the connection last made progress (performance.now()); the pool's sweep times it out. */
   lastActivity: number;
+  private keepAliveSeen: string | undefined;
   /** Body bytes parsed in this read, delivered after it: with the end when they are the last. */
   private held: Buffer | undefined;
   private detachBody: (() => void) | undefined;
@@ -202,10 +203,12 @@ class UpstreamConnection implements ResponseEvents {
   onHead(status: number, headers: string[]): void {
     this.headSeen = true;
     for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i] === 'keep-alive') {
-        const hint = KEEP_ALIVE_HINT.exec(headers[i + 1]!);
+      if (headers[i] === 'keep-alive' && headers[i + 1] !== this.keepAliveSeen) {
+        // Usually the same value on every answer: parsed only when it changes.
+        this.keepAliveSeen = headers[i + 1]!;
+        const hint = KEEP_ALIVE_HINT.exec(this.keepAliveSeen);
         // Leave a second's margin so we never send on a connection the service is about to close.
-        if (hint) this.idleTimeoutMs = Math.min(this.pool.idleTimeoutMs, Math.max(100, Number(hint[1]) * 1000 - 1000));
+        this.idleTimeoutMs = hint ? Math.min(this.pool.idleTimeoutMs, Math.max(100, Number(hint[1]) * 1000 - 1000)) : this.pool.idleTimeoutMs;
       }
     }
     const call = this.call!;

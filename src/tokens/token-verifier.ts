@@ -139,7 +139,9 @@ export class TokenVerifier<T> {
       const result: VerifiedToken<T> = { value, expMs: payload.exp * 1000, ref: (nextRef++).toString(36) };
       // `exp` is never stretched by clock skew: the tolerance applied to nbf/iat only.
       if (Date.now() >= result.expMs) return expired(value);
-      this.verified.set(keyOf(token), { token, result }, { ttl: Math.max(1, result.expMs - Date.now()) });
+      // No LRU ttl: cached() compares exp itself on every hit (an LRU ttl would read the clock
+      // again per lookup); an expired entry is refused as expired until the LRU evicts it.
+      this.verified.set(keyOf(token), { token, result });
       return result;
     } catch (error) {
       if (error instanceof errors.JWTExpired) return EXPIRED;
