@@ -287,7 +287,7 @@ audit: { file: ${name}-audit.log }
       samples.get(c.name)!.push(sample);
       // The proxy's RSS right after its load: the largest seen per case is reported.
       peakRss.set(c.name, Math.max(peakRss.get(c.name) ?? 0, rssMiB(c.portcullisPid)));
-      if (!quick) process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name}: ${sample.rps.toFixed(0)} req/s, p99 ${sample.p99.toFixed(2)} ms${sample.non2xx || sample.errors ? `, ${sample.non2xx} non-2xx, ${sample.errors} errors` : ''}\n`);
+      if (!quick) process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name}: ${fixed(sample.rps, 0)} req/s, p99 ${fixed(sample.p99 ?? NaN, 2)} ms${sample.non2xx || sample.errors ? `, ${sample.non2xx} non-2xx, ${sample.errors} errors` : ''}\n`);
     }
   }
   const summary = cases.map((c) => {
@@ -296,7 +296,7 @@ audit: { file: ${name}-audit.log }
     const perRequest = (s: Sample, pids: number[]) => (pids.reduce((sum, pid) => sum + (s.cpu[pid] ?? 0), 0) / s.requests) * 1e6;
     const proxyUs = median(list.map((s) => perRequest(s, c.pids)));
     const upstreamUs = c.name === 'direct' ? NaN : median(list.map((s) => perRequest(s, [upstreamPid])));
-    return { name: c.name, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50)), p99: median(list.map((s) => s.p99)), proxyUs, upstreamUs, non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0) };
+    return { name: c.name, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50 ?? NaN)), p99: median(list.map((s) => s.p99 ?? NaN)), proxyUs, upstreamUs, non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0) };
   });
   const direct = summary.find((s) => s.name === 'direct');
   const nginxRow = summary.find((s) => s.name === 'nginx');
@@ -308,7 +308,7 @@ audit: { file: ${name}-audit.log }
     '',
     '| case | req/s | p50 ms | p99 ms | / direct | / nginx | CPU µs/req | service CPU µs/req | errors | Portcullis RSS MiB |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...summary.map((s) => `| ${s.name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${fixed(s.proxyUs, 1)} | ${fixed(s.upstreamUs, 1)} | ${s.non2xx} | ${fixed(peakRss.get(s.name) ?? NaN, 0)} |`),
+    ...summary.map((s) => `| ${s.name} | ${fixed(s.rps, 0)} | ${fixed(s.p50, 2)} | ${fixed(s.p99, 2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${fixed(s.proxyUs, 1)} | ${fixed(s.upstreamUs, 1)} | ${s.non2xx} | ${fixed(peakRss.get(s.name) ?? NaN, 0)} |`),
     ...notes.map((n) => `note: ${n}`),
   ];
   const table = lines.join('\n') + '\n';

@@ -75,6 +75,8 @@ export class Proxy {
   private readonly logger: Logger;
   private draining = false;
   private readonly upstreamCell: HistogramCell;
+  /** Open tunnels (WebSocket…) admitted on a grant: a revocation closes them. */
+  private readonly grantTunnels = new Set<{ readonly jti: string; readonly sub: string; readonly socket: Duplex }>();
 
   constructor(options: ProxyOptions) {
     this.generation = options.generation;
@@ -296,15 +298,36 @@ export class Proxy {
       (status) => this.metrics.requests.cell(route, status).n++,
       (reason) => this.refuse(to, route, denial(reason), requestId),
     );
-    if (grantExpMs !== undefined) {
-      // A tunnel opened on a grant closes when the grant expires: JIT access ends on time.
+    if (grantId !== undefined && grantExpMs !== undefined) {
+      // A tunnel opened on a grant closes when the grant expires or is revoked: JIT access ends on time.
       const expiry = setTimeout(() => {
         this.metrics.grantExpired.inc();
         to.destroy();
       }, Math.max(0, grantExpMs - Date.now()));
       expiry.unref();
-      to.once('close', () => clearTimeout(expiry));
+      const tunnel = { jti: grantId, sub: peer.svid.id.uri, socket: to };
+      this.grantTunnels.add(tunnel);
+      to.once('close', () => {
+        clearTimeout(expiry);
+        this.grantTunnels.delete(tunnel);
+      });
     }
+  }
+
+  /**
+   * Revocation reaches tunnels already open: those opened on grant `jti`, or on any grant of
+   * `sub` (a grant's sub is always its peer), close now. Returns how many were closed.
+   */
+  closeTunnels(revoked: { readonly jti?: string; readonly sub?: string }): number {
+    let closed = 0;
+    for (const tunnel of this.grantTunnels) {
+      if ((revoked.jti !== undefined && tunnel.jti === revoked.jti) || (revoked.sub !== undefined && tunnel.sub === revoked.sub)) {
+        this.grantTunnels.delete(tunnel);
+        tunnel.socket.destroy();
+        closed++;
+      }
+    }
+    return closed;
   }
 
   /** The connection's XFCC value, made on its first request (again only if our own ID changed). */

@@ -39,6 +39,12 @@ class RawConnection {
     this.socket = connect(options.upstreamPort, '127.0.0.1');
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // The service closes connections idle past its keep-alive timeout (between bench rounds).
+    this.socket.on('close', () => {
+      const at = idle.indexOf(this);
+      if (at !== -1) idle.splice(at, 1);
+    });
+    this.socket.on('error', () => undefined);
   }
 
   private onData(chunk: Buffer): void {

@@ -186,9 +186,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
         const { jti, sub } = (body ?? {}) as { jti?: unknown; sub?: unknown };
         if (typeof jti === 'string' && jti !== '') {
           const purged = decisionPath().revokeGrant(jti);
+          const closed = proxy.closeTunnels({ jti });
           metrics.revocations.inc();
-          logger.info({ jti, purged }, 'grant revoked');
-          return [200, { revoked: { jti }, purged_decisions: purged }];
+          logger.info({ jti, purged, closed_tunnels: closed }, 'grant revoked');
+          return [200, { revoked: { jti }, purged_decisions: purged, closed_tunnels: closed }];
         }
         if (typeof sub === 'string') {
           try {
@@ -197,9 +198,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
             return [400, { error: `sub: ${(error as Error).message}` }];
           }
           const purged = decisionPath().revokeSubject(sub);
+          const closed = proxy.closeTunnels({ sub });
           metrics.revocations.inc();
-          logger.info({ sub, purged }, 'grants of subject revoked');
-          return [200, { revoked: { sub }, purged_decisions: purged }];
+          logger.info({ sub, purged, closed_tunnels: closed }, 'grants of subject revoked');
+          return [200, { revoked: { sub }, purged_decisions: purged, closed_tunnels: closed }];
         }
         return [400, { error: 'expected {"jti": "..."} or {"sub": "spiffe://..."}' }];
       },

@@ -111,6 +111,33 @@ describe('WebSocket through the proxy', () => {
     expect(closedAt - expMs).toBeLessThan(500);
   });
 
+  it('a revocation closes tunnels already open on that grant (by jti) or on any grant of that peer (by sub), and no others', { timeout: 10_000 }, async () => {
+    const revoke = async (body: Record<string, string>) => {
+      const response = await fetch(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`, { method: 'POST', body: JSON.stringify(body) });
+      return (await response.json()) as Record<string, unknown>;
+    };
+    const longGrant = (jti: string, sub = 'spiffe://example.org/ns/prod/sa/web') =>
+      signToken(grantClaims({ sub, scope: 'feed.read', jti, iat: Math.floor(Date.now() / 1000) - 1, exp: Math.floor(Date.now() / 1000) + 120 }), { key: jit.key, kid: 'jit' });
+    const openOn = async (grant: string) => {
+      const { socket, status, body } = await open(`wss://localhost:${proxy.proxyPort}/admin-feed`, pki.ca.bundlePem, client, { 'x-jit-grant': grant });
+      expect(socket, `${status} ${body}`).toBeDefined();
+      const closed = new Promise<number>((resolve) => socket!.once('close', () => resolve(Date.now())));
+      return { socket: socket!, closed };
+    };
+    const revokedOne = await openOn(await longGrant('ws-revoke-1'));
+    const other = await openOn(await longGrant('ws-revoke-2'));
+    const before = Date.now();
+    expect(await revoke({ jti: 'ws-revoke-1' })).toMatchObject({ revoked: { jti: 'ws-revoke-1' }, closed_tunnels: 1 });
+    expect((await revokedOne.closed) - before).toBeLessThan(1000);
+    // The other grant's tunnel still carries messages.
+    const echoed = new Promise<string>((resolve) => other.socket.once('message', (data) => resolve(data.toString())));
+    other.socket.send('still here');
+    expect(await echoed).toBe('echo:still here');
+    // Revoking the peer's grants by sub closes it too.
+    expect(await revoke({ sub: 'spiffe://example.org/ns/prod/sa/web' })).toMatchObject({ closed_tunnels: 1 });
+    expect((await other.closed) - before).toBeLessThan(2000);
+  });
+
   it('answers 502 upstream_unavailable when the service cannot be reached', async () => {
     const gone = createServer();
     await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
