@@ -15,7 +15,7 @@ import type { IdentityMaterial } from './identity/svid-source.ts';
 import { SvidError } from './identity/x509-svid.ts';
 import type { RouteMatch, RouteTable } from './routing/route-table.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
-import { acceptableRequestId, hasRepeatedHost, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
+import { acceptableRequestId, badFraming, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
 import type { Upstream } from './forward/upstream.ts';
 import { openTunnel, upgradeHead } from './forward/upgrade-tunnel.ts';
 import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
@@ -224,7 +224,7 @@ export class Proxy {
       this.refuse(to, UNROUTED, denial('peer_not_allowed'), requestId);
       return;
     }
-    if (hasRepeatedHost(req.rawHeaders)) {
+    if (badFraming(req.rawHeaders)) {
       this.metrics.badRequests.inc({ reason: 'malformed' });
       this.refuse(to, UNROUTED, denial('bad_request'), requestId);
       return;

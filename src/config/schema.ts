@@ -101,7 +101,8 @@ export const configSchema = z
       workloadApiSocket: nonEmpty.optional(),
     }),
     upstream: z.strictObject({
-      url: z.string().refine((u) => /^https?:\/\/[^/]+\/?$/.test(u) || /^unix:\/.+/.test(u), 'expected "http://host:port" or "unix:/path/to.sock"'),
+      // The service runs beside the sidecar: plain HTTP on loopback or a unix socket (TLS to it is not supported).
+      url: z.string().refine((u) => /^http:\/\/[^/]+\/?$/.test(u) || /^unix:\/.+/.test(u), 'expected "http://host:port" or "unix:/path/to.sock" (TLS to the service is not supported)'),
       timeout: duration.default(30_000),
       connectTimeout: duration.default(5_000),
       connections: z.number().int().min(1).max(10_000).default(128),

@@ -1,8 +1,10 @@
 // SPEC "To the service": which inbound headers never reach the service, and what is added.
 // Names are compared lowercased with `_` read as `-`, so `x_forwarded_client_cert` is caught too.
 
-// RFC 9110 7.6.1 hop-by-hop fields, plus `expect` (answered here) and `host` (set below).
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'expect'];
+// RFC 9110 7.6.1 hop-by-hop fields, plus `expect` (answered here) and `content-length`: the
+// framing toward the service is written by our client from what was actually read, so no
+// forwarded header (nor a `Connection: content-length` trick) can decide where a request ends.
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'content-length', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'expect'];
 const IDENTITY = ['x-forwarded-client-cert', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-jit-grant-id', 'x-request-id'];
 
 export interface HeaderRules {
@@ -38,14 +40,20 @@ export class RequestHeaderFilter {
   }
 }
 
-/** More than one Host field: RFC 9112 3.2 says 400 (Node keeps the first and drops the rest silently). */
-export function hasRepeatedHost(rawHeaders: readonly string[]): boolean {
-  let seen = false;
+/**
+ * Framing a proxy must refuse (RFC 9112): more than one Host field (3.2; Node keeps the first and
+ * drops the rest silently), or a Transfer-Encoding other than exactly `chunked` (6.1; we could not
+ * forward another coding faithfully, and Node's parser would have decoded only the chunking).
+ */
+export function badFraming(rawHeaders: readonly string[]): boolean {
+  let hosts = 0;
+  let codings = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     if (name.length === 4 && name.toLowerCase() === 'host') {
-      if (seen) return true;
-      seen = true;
+      if (++hosts > 1) return true;
+    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      if (++codings > 1 || rawHeaders[i + 1]!.trim().toLowerCase() !== 'chunked') return true;
     }
   }
   return false;

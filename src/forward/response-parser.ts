@@ -19,6 +19,8 @@ export interface ResponseEvents {
 export const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_INTERIM_RESPONSES = 16;
 const HEAD_END = Buffer.from('\r\n\r\n');
+const CRLF = Buffer.from('\r\n');
+const EMPTY = Buffer.alloc(0);
 const MAX_CHUNK_LINE = 4096;
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -41,11 +43,12 @@ type State = (typeof State)[keyof typeof State];
 export class ResponseParser {
   private readonly events: ResponseEvents;
   private state: State = State.Head;
-  /** Bytes of an unfinished head, chunk-size line or trailer section. */
-  private pending: Buffer | undefined;
+  /** Bytes of an unfinished head, chunk-size line or trailer section, and the last few of them. */
+  private gathered: Buffer[] = [];
+  private gatheredLength = 0;
+  private tail: Buffer = EMPTY;
   private remaining = 0;
   private interim = 0;
-  private trailerBytes = 0;
   private noBody = false;
   /** The connection may carry another exchange after this response. */
   keepAlive = true;
@@ -57,10 +60,11 @@ export class ResponseParser {
   /** Expects the answer to a request with this method (a HEAD answer has no body). */
   reset(method: string): void {
     this.state = State.Head;
-    this.pending = undefined;
+    this.gathered = [];
+    this.gatheredLength = 0;
+    this.tail = EMPTY;
     this.remaining = 0;
     this.interim = 0;
-    this.trailerBytes = 0;
     this.noBody = method === 'HEAD';
     this.keepAlive = true;
   }
@@ -148,26 +152,50 @@ export class ResponseParser {
     return offset;
   }
 
-  /** Joins an unfinished head, line or section with the new bytes. */
-  private gather(data: Buffer, offset: number): Buffer {
+  /**
+   * Gathers bytes up to `delimiter`, across reads. Returns the gathered bytes (any seed first;
+   * `buf[at]` is where the delimiter starts) and how many bytes of `data` were used, delimiter
+   * included; or undefined when it has not
+   * arrived yet (all of `data` is kept). Pieces are joined once, when the delimiter is found, so a
+   * service sending its head a byte at a time costs linear, not quadratic, work.
+   */
+  private until(data: Buffer, offset: number, delimiter: Buffer, max: number, what: string): { buf: Buffer; at: number; used: number } | undefined {
     const rest = offset === 0 ? data : data.subarray(offset);
-    return this.pending === undefined ? rest : Buffer.concat([this.pending, rest]);
+    const carried = this.gatheredLength;
+    let at = -1;
+    if (carried > 0) {
+      // The delimiter may straddle the seam between what was gathered and the new bytes.
+      const seam = Buffer.concat([this.tail, rest.subarray(0, delimiter.length - 1)]);
+      const found = seam.indexOf(delimiter);
+      if (found !== -1) at = carried - this.tail.length + found;
+    }
+    if (at === -1) {
+      const found = rest.indexOf(delimiter);
+      if (found !== -1) at = carried + found;
+    }
+    if (at === -1) {
+      if (carried + rest.length > max) throw new ResponseParseError(`${what} too large`);
+      const copy = Buffer.from(rest);
+      this.gathered.push(copy);
+      this.gatheredLength += copy.length;
+      const joined = Buffer.concat([this.tail, copy]);
+      this.tail = joined.subarray(Math.max(0, joined.length - (delimiter.length - 1)));
+      return undefined;
+    }
+    if (at > max) throw new ResponseParseError(`${what} too large`);
+    const buf = carried === 0 ? rest : Buffer.concat([...this.gathered, rest]);
+    this.gathered = [];
+    this.gatheredLength = 0;
+    this.tail = EMPTY;
+    return { buf, at, used: at + delimiter.length - carried };
   }
 
   private readHead(data: Buffer, offset: number): number {
-    const buf = this.gather(data, offset);
-    const carried = this.pending?.length ?? 0;
-    const end = buf.indexOf(HEAD_END, Math.max(0, carried - 3));
-    if (end === -1) {
-      if (buf.length > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
-      this.pending = Buffer.from(buf);
-      return data.length;
-    }
-    if (end + 4 > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
-    this.pending = undefined;
-    const consumed = offset + (end + 4 - carried);
-    this.parseHead(buf, end + 2);
-    return consumed;
+    const found = this.until(data, offset, HEAD_END, MAX_HEAD_BYTES - 4, 'response head');
+    if (found === undefined) return data.length;
+    // The head's lines, each with its CRLF (the delimiter's first half ends the last one).
+    this.parseHead(found.buf, found.at + 2);
+    return offset + found.used;
   }
 
   /**
@@ -249,60 +277,41 @@ export class ResponseParser {
   }
 
   private readChunkSize(data: Buffer, offset: number): number {
-    const buf = this.gather(data, offset);
-    const carried = this.pending?.length ?? 0;
-    const end = buf.indexOf('\r\n');
-    if (end === -1) {
-      if (buf.length > MAX_CHUNK_LINE) throw new ResponseParseError('chunk size line too long');
-      if (buf.includes(0x0a)) throw new ResponseParseError('bare LF in a chunk size line');
-      this.pending = Buffer.from(buf);
-      return data.length;
-    }
-    if (end > MAX_CHUNK_LINE) throw new ResponseParseError('chunk size line too long');
-    this.pending = undefined;
-    const line = buf.toString('latin1', 0, end);
+    const found = this.until(data, offset, CRLF, MAX_CHUNK_LINE, 'chunk size line');
+    if (found === undefined) return data.length;
+    const line = found.buf.toString('latin1', 0, found.at);
     const semicolon = line.indexOf(';');
     const sizeText = semicolon === -1 ? line : line.slice(0, semicolon).trimEnd();
     if (!HEX.test(sizeText)) throw new ResponseParseError('malformed chunk size');
     if (semicolon !== -1 && BAD_VALUE.test(line.slice(semicolon))) throw new ResponseParseError('control character in a chunk extension');
     const size = parseInt(sizeText, 16);
     if (size === 0) {
+      // The trailer section ends at an empty line: seeded with the CRLF just read, its end is
+      // always a CRLF CRLF, with or without trailer fields.
       this.state = State.Trailers;
-      this.trailerBytes = 0;
+      this.gathered = [CRLF];
+      this.gatheredLength = CRLF.length;
+      this.tail = CRLF;
     } else {
       this.state = State.ChunkData;
       this.remaining = size;
     }
-    return offset + (end + 2 - carried);
+    return offset + found.used;
   }
 
-  /** Trailer fields are read and dropped (we never forward trailers); an empty line ends the message. */
+  /** Trailer fields are checked and dropped (we never forward trailers); an empty line ends the message. */
   private readTrailers(data: Buffer, offset: number): number {
-    const buf = this.gather(data, offset);
-    const carried = this.pending?.length ?? 0;
-    let start = 0;
-    for (;;) {
-      const end = buf.indexOf('\r\n', start);
-      if (end === -1) {
-        if (this.trailerBytes + buf.length - start > MAX_HEAD_BYTES) throw new ResponseParseError('trailer section too large');
-        if (buf.includes(0x0a, start)) throw new ResponseParseError('bare LF in the trailer section');
-        this.pending = Buffer.from(buf.subarray(start));
-        return data.length;
-      }
-      const line = buf.toString('latin1', start, end);
-      this.trailerBytes += end + 2 - start;
-      if (this.trailerBytes > MAX_HEAD_BYTES) throw new ResponseParseError('trailer section too large');
-      start = end + 2;
-      if (line === '') {
-        this.pending = undefined;
-        this.state = State.Done;
-        this.events.onComplete();
-        return offset + (start - carried);
-      }
-      const colon = line.indexOf(':');
-      if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || BAD_VALUE.test(line.slice(colon + 1)) || line.includes('\r')) {
-        throw new ResponseParseError('malformed trailer line');
+    const found = this.until(data, offset, HEAD_END, MAX_HEAD_BYTES, 'trailer section');
+    if (found === undefined) return data.length;
+    const text = found.buf.toString('latin1', CRLF.length, found.at);
+    if (text !== '') {
+      for (const line of text.split('\r\n')) {
+        const colon = line.indexOf(':');
+        if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || BAD_VALUE.test(line.slice(colon + 1))) throw new ResponseParseError('malformed trailer line');
       }
     }
+    this.state = State.Done;
+    this.events.onComplete();
+    return offset + found.used;
   }
 }

@@ -45,30 +45,41 @@ export interface UpstreamPoolOptions {
   readonly idleTimeoutMs?: number;
 }
 
-// Only CR, LF and NUL could split a head; other values were checked by Node's parser on the way in.
-const HEAD_BREAKING = /[\r\n\0]/;
+// What may be written into a request head. The head is written as latin1, so a character above
+// U+00FF would lose its high byte (U+010D would become CR): those are refused too.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const BAD_TARGET = /[^\x21-\x7e\x80-\xff]/;
+/** Methods a request may be sent again for (RFC 9110 9.2.2 idempotent methods). */
+const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** A client that reads nothing holds the service's answer at most this long (like nginx's send_timeout). */
+const CLIENT_STALL_MS = 60_000;
 const KEEP_ALIVE_HINT = /timeout=(\d+)/i;
 
 /** One request to the service; lives until its answer ends or fails. */
 export class UpstreamCall {
   readonly method: string;
   readonly path: string;
+  /** Without any Content-Length or Transfer-Encoding: the pool writes the framing itself. */
   readonly headers: readonly string[];
-  /** The inbound body, or null; with `chunked` it has no length and is sent chunk-framed. */
+  /** The inbound body, or null when there is none. */
   readonly body: Readable | null;
-  readonly chunked: boolean;
+  /** The body's length, `CHUNKED` when unknown (sent chunk-framed), undefined when there is no body. */
+  readonly bodyLength: number | undefined;
   readonly exchange: UpstreamExchange;
   connection: UpstreamConnection | undefined;
+  /** While waiting for a connection: the pool it waits in and since when. */
+  queuedIn: UpstreamPool | undefined;
   queuedAt = 0;
   aborted = false;
   retried = false;
 
-  constructor(method: string, path: string, headers: readonly string[], body: Readable | null, chunked: boolean, exchange: UpstreamExchange) {
+  constructor(method: string, path: string, headers: readonly string[], body: Readable | null, bodyLength: number | undefined, exchange: UpstreamExchange) {
     this.method = method;
     this.path = path;
     this.headers = headers;
     this.body = body;
-    this.chunked = chunked;
+    this.bodyLength = bodyLength;
     this.exchange = exchange;
   }
 
@@ -76,13 +87,37 @@ export class UpstreamCall {
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
+    this.queuedIn?.unqueue(this);
     this.connection?.socket.destroy();
   }
 
   /** The caller's client drained: read more of the service's body. */
   resume(): void {
-    this.connection?.socket.resume();
+    this.connection?.resumeReading();
   }
+}
+
+/** `bodyLength` of a body of unknown length, sent with chunked framing. */
+export const CHUNKED = -1;
+
+/** The request head for the service, or undefined if any part of it could not be sent safely. */
+function requestHead(call: UpstreamCall, defaultHost: string): string | undefined {
+  if (!TOKEN.test(call.method) || call.path === '' || BAD_TARGET.test(call.path)) return undefined;
+  let head = call.method + ' ' + call.path + ' HTTP/1.1\r\n';
+  let hasHost = false;
+  const headers = call.headers;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const value = headers[i + 1]!;
+    if (!TOKEN.test(name) || BAD_VALUE.test(value)) return undefined;
+    if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
+    head += name + ': ' + value + '\r\n';
+  }
+  if (!hasHost) head += 'host: ' + defaultHost + '\r\n';
+  // The framing is ours alone: the caller's headers never carry Content-Length or Transfer-Encoding.
+  if (call.bodyLength === CHUNKED) head += 'transfer-encoding: chunked\r\n';
+  else if (call.bodyLength !== undefined) head += 'content-length: ' + call.bodyLength + '\r\n';
+  return head + '\r\n';
 }
 
 class UpstreamConnection implements ResponseEvents {
@@ -98,6 +133,12 @@ class UpstreamConnection implements ResponseEvents {
   private completed = false;
   private bodySent = true;
   private timedOut = false;
+  /** The service ended the connection cleanly (FIN); an answer read until close needs that. */
+  private endedCleanly = false;
+  private errored = false;
+  /** Reading paused because our client is not keeping up. */
+  private paused = false;
+  private readonly connectStartedAt: number;
   /** Kept idle this long (the service's Keep-Alive hint can shorten it). */
   idleTimeoutMs: number;
   /** When the connection last made progress (performance.now()); the pool's sweep times it out. */
@@ -112,7 +153,7 @@ class UpstreamConnection implements ResponseEvents {
     this.socket = socket;
     this.parser = new ResponseParser(this);
     this.idleTimeoutMs = pool.idleTimeoutMs;
-    this.lastActivity = performance.now();
+    this.lastActivity = this.connectStartedAt = performance.now();
     socket.setNoDelay(true);
     socket.on('connect', () => {
       this.connected = true;
@@ -120,43 +161,43 @@ class UpstreamConnection implements ResponseEvents {
     });
     socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
     socket.on('drain', () => {
-      this.lastActivity = performance.now();
+      this.touch();
       this.call?.body?.resume();
     });
-    socket.on('error', () => undefined); // 'close' follows and decides
+    socket.on('end', () => (this.endedCleanly = true));
+    socket.on('error', () => (this.errored = true)); // 'close' follows and decides
     socket.on('close', () => this.onSocketClose());
+  }
+
+  /** Progress on a connected socket (before it connects, only the connect timeout counts). */
+  private touch(): void {
+    if (this.connected) this.lastActivity = performance.now();
+  }
+
+  resumeReading(): void {
+    this.paused = false;
+    this.lastActivity = performance.now();
+    this.socket.resume();
   }
 
   send(call: UpstreamCall): void {
     this.call = call;
     call.connection = this;
-    this.headSeen = this.bytesSeen = this.completed = this.timedOut = false;
+    this.headSeen = this.bytesSeen = this.completed = this.timedOut = this.paused = false;
     this.parser.reset(call.method);
-    this.lastActivity = performance.now();
-    let head = call.method + ' ' + call.path + ' HTTP/1.1\r\n';
-    let hasHost = false;
-    const headers = call.headers;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      const value = headers[i + 1]!;
-      if (HEAD_BREAKING.test(value) || HEAD_BREAKING.test(name)) {
-        this.fail(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', `header ${JSON.stringify(name)} has a character that can't be sent`));
-        this.socket.destroy();
-        return;
-      }
-      if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
-      head += name + ': ' + value + '\r\n';
+    this.touch();
+    const head = requestHead(call, this.pool.hostHeader);
+    if (head === undefined) {
+      this.fail(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request has a method, target or header that cannot be sent'));
+      this.socket.destroy();
+      return;
     }
-    if (!hasHost) head += 'host: ' + this.pool.hostHeader + '\r\n';
-    if (call.chunked) head += 'transfer-encoding: chunked\r\n';
-    head += '\r\n';
+    this.socket.write(head, 'latin1');
     if (call.body === null) {
       this.bodySent = true;
-      this.socket.write(head, 'latin1');
     } else {
       this.bodySent = false;
-      this.socket.write(head, 'latin1');
-      this.streamBody(call.body, call.chunked);
+      this.streamBody(call.body, call.bodyLength === CHUNKED);
     }
   }
 
@@ -174,7 +215,7 @@ class UpstreamConnection implements ResponseEvents {
       } else {
         ok = socket.write(chunk);
       }
-      this.lastActivity = performance.now();
+      this.touch();
       if (!ok) body.pause();
     };
     const onEnd = (): void => {
@@ -222,13 +263,23 @@ class UpstreamConnection implements ResponseEvents {
 
   private deliver(chunk: Buffer): void {
     const call = this.call!;
-    if (!call.aborted && !call.exchange.onData(chunk)) this.socket.pause();
+    if (!call.aborted && !call.exchange.onData(chunk)) {
+      this.paused = true;
+      this.socket.pause();
+    }
   }
 
-  /** Called by the pool's sweep: a connect, answer or idle period that ran past its limit ends here. */
+  /**
+   * Called by the pool's sweep: a connect, answer or idle period that ran past its limit ends
+   * here. While our client is not reading, the service is not to blame: a longer limit applies.
+   */
   expireIfStale(now: number): void {
-    const limit = !this.connected ? this.pool.connectTimeoutMs : this.call ? this.pool.timeoutMs : this.idleTimeoutMs;
-    if (now - this.lastActivity < limit) return;
+    if (!this.connected) {
+      if (now - this.connectStartedAt < this.pool.connectTimeoutMs) return;
+    } else {
+      const limit = this.call === undefined ? this.idleTimeoutMs : this.paused ? Math.max(CLIENT_STALL_MS, this.pool.timeoutMs) : this.pool.timeoutMs;
+      if (now - this.lastActivity < limit) return;
+    }
     this.timedOut = true;
     this.socket.destroy();
   }
@@ -272,6 +323,7 @@ class UpstreamConnection implements ResponseEvents {
     }
     if (!call.aborted) call.exchange.onEnd(last);
     if (reusable) {
+      this.paused = false;
       this.socket.resume();
       this.pool.release(this);
     } else {
@@ -283,7 +335,8 @@ class UpstreamConnection implements ResponseEvents {
     this.pool.remove(this);
     const call = this.call;
     if (call === undefined) return;
-    if (call.aborted || (this.parser.readsUntilClose && !this.timedOut)) {
+    // An answer without a length ends with the connection, but only a clean end (FIN), not a reset.
+    if (call.aborted || (this.parser.readsUntilClose && this.endedCleanly && !this.errored && !this.timedOut)) {
       this.call = undefined;
       call.connection = undefined;
       this.detachBody?.();
@@ -292,9 +345,9 @@ class UpstreamConnection implements ResponseEvents {
       call.exchange.onEnd(undefined);
       return;
     }
-    // A kept-alive connection the service closed just as we sent: nothing was answered, so a
-    // request without a body is safely sent again, once, on a new connection.
-    if (this.wasReused && !this.bytesSeen && !this.timedOut && call.body === null && !call.retried) {
+    // A kept-alive connection the service closed just as we sent: nothing was answered, so an
+    // idempotent request without a body is sent again, once, on a new connection.
+    if (this.wasReused && !this.bytesSeen && !this.timedOut && call.body === null && !call.retried && RETRYABLE.has(call.method)) {
       this.call = undefined;
       call.connection = undefined;
       call.retried = true;
@@ -304,7 +357,7 @@ class UpstreamConnection implements ResponseEvents {
     this.fail(
       this.timedOut
         ? new UpstreamError('upstream_timeout', this.connected ? 'ERR_UPSTREAM_TIMEOUT' : 'ERR_CONNECT_TIMEOUT', this.connected ? 'the service did not answer in time' : 'connecting to the service timed out')
-        : new UpstreamError('upstream_unavailable', this.connected ? 'ERR_CONNECTION_CLOSED' : 'ERR_CONNECT_FAILED', this.connected ? 'the service closed the connection mid-exchange' : 'could not connect to the service'),
+        : new UpstreamError('upstream_unavailable', this.connected ? 'ERR_CONNECTION_CLOSED' : 'ERR_CONNECT_FAILED', this.connected ? 'the service closed or reset the connection mid-exchange' : 'could not connect to the service'),
     );
   }
 
@@ -336,6 +389,9 @@ export class UpstreamPool {
   private readonly queue: UpstreamCall[] = [];
   private readonly connections = new Set<UpstreamConnection>();
   private onAllClosed: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+  /** Requests waiting for a connection, at most; beyond that they fail at once (502). */
+  private readonly maxQueued: number;
   /** One timer for every connection's connect, answer and idle limits (a timer per socket costs per request). */
   private sweep: NodeJS.Timeout | undefined;
   private readonly sweepEveryMs: number;
@@ -345,12 +401,15 @@ export class UpstreamPool {
     this.connectTimeoutMs = options.connectTimeoutMs;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 4_000;
     this.maxConnections = Math.max(1, options.connections);
+    this.maxQueued = Math.max(1024, 16 * this.maxConnections);
     this.sweepEveryMs = Math.min(1000, Math.max(10, Math.min(this.timeoutMs, this.connectTimeoutMs) / 8));
     if (options.url.startsWith('unix:')) {
       this.target = { path: options.url.slice('unix:'.length) };
       this.hostHeader = 'localhost';
     } else {
       const url = new URL(options.url);
+      // The service runs beside the sidecar (SPEC: http://host:port or a unix socket); never send in the clear what was meant for TLS.
+      if (url.protocol !== 'http:') throw new Error(`upstream URL must be http://host:port or unix:/path, not ${url.protocol}`);
       this.target = { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) };
       this.hostHeader = url.host;
     }
@@ -367,71 +426,87 @@ export class UpstreamPool {
       connection.send(call);
     } else if (this.connections.size < this.maxConnections) {
       this.newConnection().send(call);
+    } else if (this.queue.length >= this.maxQueued) {
+      call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_QUEUE_FULL', 'too many requests are waiting for a connection to the service'), false);
     } else {
       call.queuedAt = performance.now();
+      call.queuedIn = this;
       this.queue.push(call);
+      this.ensureSweep();
     }
+  }
+
+  /** An aborted call leaves the queue at once (it must not hold its request until a connection frees). */
+  unqueue(call: UpstreamCall): void {
+    const at = this.queue.indexOf(call);
+    if (at !== -1) this.queue.splice(at, 1);
+    call.queuedIn = undefined;
+    this.stopSweepIfIdle();
   }
 
   private newConnection(): UpstreamConnection {
     const connection = new UpstreamConnection(this, connect(this.target as { host: string; port: number }));
     this.connections.add(connection);
-    if (this.sweep === undefined) {
-      this.sweep = setInterval(() => {
-        const now = performance.now();
-        for (const c of this.connections) c.expireIfStale(now);
-      }, this.sweepEveryMs);
-      this.sweep.unref();
-    }
+    this.ensureSweep();
     return connection;
   }
 
-  /** The next queued call still worth sending; one that waited past the timeout fails as a timeout. */
-  private nextQueued(): UpstreamCall | undefined {
-    for (;;) {
-      const call = this.queue.shift();
-      if (call === undefined || !call.aborted) {
-        if (call !== undefined && performance.now() - call.queuedAt > this.timeoutMs) {
-          call.exchange.onError(new UpstreamError('upstream_timeout', 'ERR_QUEUE_TIMEOUT', 'no connection to the service came free in time'), false);
-          continue;
-        }
-        return call;
-      }
+  private ensureSweep(): void {
+    if (this.sweep !== undefined) return;
+    this.sweep = setInterval(() => {
+      const now = performance.now();
+      for (const c of this.connections) c.expireIfStale(now);
+      // The queue is in arrival order: whoever waited past the timeout is at its head.
+      while (this.queue.length > 0 && now - this.queue[0]!.queuedAt > this.timeoutMs) this.failQueued(this.queue.shift()!);
+      this.stopSweepIfIdle();
+    }, this.sweepEveryMs);
+    this.sweep.unref();
+  }
+
+  private stopSweepIfIdle(): void {
+    if (this.sweep !== undefined && this.connections.size === 0 && this.queue.length === 0) {
+      clearInterval(this.sweep);
+      this.sweep = undefined;
     }
+  }
+
+  private failQueued(call: UpstreamCall): void {
+    call.queuedIn = undefined;
+    call.exchange.onError(new UpstreamError('upstream_timeout', 'ERR_QUEUE_TIMEOUT', 'no connection to the service came free in time'), false);
+  }
+
+  private nextQueued(): UpstreamCall | undefined {
+    const call = this.queue.shift();
+    if (call !== undefined) call.queuedIn = undefined;
+    return call;
   }
 
   release(connection: UpstreamConnection): void {
     connection.markIdle();
-    const next = this.queue.length > 0 ? this.nextQueued() : undefined;
+    const next = this.nextQueued();
     if (next !== undefined) connection.send(next);
     else this.idle.push(connection);
   }
 
   remove(connection: UpstreamConnection): void {
     this.connections.delete(connection);
-    if (this.connections.size === 0 && this.sweep !== undefined) {
-      clearInterval(this.sweep);
-      this.sweep = undefined;
-    }
     const at = this.idle.indexOf(connection);
     if (at !== -1) this.idle.splice(at, 1);
-    if (this.queue.length > 0 && !this.closed) {
-      const next = this.nextQueued();
-      if (next !== undefined) this.newConnection().send(next);
-    }
+    if (this.queue.length > 0 && !this.closed) this.newConnection().send(this.nextQueued()!);
+    this.stopSweepIfIdle();
     if (this.closed && this.connections.size === 0) this.onAllClosed?.();
   }
 
   /** Closes idle connections now and busy ones when their exchange ends; resolves when all are gone. */
   close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
     this.closed = true;
     for (const call of this.queue.splice(0)) {
-      if (!call.aborted) call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_POOL_CLOSED', 'the upstream pool is closed'), false);
+      call.queuedIn = undefined;
+      call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_POOL_CLOSED', 'the upstream pool is closed'), false);
     }
     for (const connection of this.idle.splice(0)) connection.socket.destroy();
-    if (this.connections.size === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.onAllClosed = resolve;
-    });
+    this.closing = this.connections.size === 0 ? Promise.resolve() : new Promise((resolve) => (this.onAllClosed = resolve));
+    return this.closing;
   }
 }

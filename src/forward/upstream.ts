@@ -3,7 +3,7 @@
 // both ways.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isResponseHopByHop } from './headers.ts';
-import { UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
+import { CHUNKED, UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
 
 export { UpstreamError, type UpstreamFailure } from './upstream-pool.ts';
 
@@ -28,11 +28,11 @@ export class Upstream {
    * A client that goes away aborts the upstream exchange.
    */
   forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
-    const length = req.headers['content-length'];
-    const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
-    const hasBody = chunked || (length !== undefined && length !== '0');
+    // The framing comes from what Node's parser read (it refused CL with TE, and bad lengths), never
+    // from forwarded headers: `headers` carries no Content-Length or Transfer-Encoding at all.
+    const length = req.headers['transfer-encoding'] !== undefined ? CHUNKED : req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
     const relay = new ResponseRelay(res, onHeaders, onFailure);
-    const call = new UpstreamCall(req.method ?? 'GET', path, headers, hasBody ? req : null, chunked, relay);
+    const call = new UpstreamCall(req.method ?? 'GET', path, headers, length === undefined || length === 0 ? null : req, length, relay);
     relay.call = call;
     this.pool.dispatch(call);
   }
@@ -62,6 +62,7 @@ class ResponseRelay implements UpstreamExchange {
   private readonly reportStatus: (status: number) => void;
   private readonly reportFailure: (reason: UpstreamFailure, error: UpstreamError) => void;
   private done = false;
+  private waitingDrain = false;
 
   constructor(res: ServerResponse, onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void) {
     this.res = res;
@@ -75,6 +76,7 @@ class ResponseRelay implements UpstreamExchange {
   };
 
   private readonly onDrain = (): void => {
+    this.waitingDrain = false;
     this.call?.resume();
   };
 
@@ -91,7 +93,10 @@ class ResponseRelay implements UpstreamExchange {
 
   onData(chunk: Buffer): boolean {
     if (this.res.write(chunk)) return true;
-    this.res.once('drain', this.onDrain);
+    if (!this.waitingDrain) {
+      this.waitingDrain = true;
+      this.res.once('drain', this.onDrain);
+    }
     return false;
   }
 

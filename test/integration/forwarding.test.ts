@@ -136,12 +136,28 @@ describe('forwarding to the service', () => {
     ['an obsolete folded header line', 'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b\r\n\r\n'],
     ['a bare LF line ending', 'GET /orders/1 HTTP/1.1\nHost: localhost\n\n'],
     ['two Host headers (RFC 9112 3.2)', 'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nhost: admin.internal\r\n\r\n'],
+    ['a transfer coding other than chunked', 'POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'],
+    ['Transfer-Encoding twice', 'POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
   ])('refuses request smuggling material: %s', async (_what, payload) => {
     const before = upstream.received.length;
     const { status, body } = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, payload));
     expect(status).toBe(400);
     expect(JSON.parse(body).reason).toBe('bad_request');
     expect(upstream.received.length).toBe(before);
+  });
+
+  it('`Connection: content-length` cannot unframe a body: the service gets one request, with the body as its body', async () => {
+    const smuggled = 'GET /admin HTTP/1.1\r\nHost: localhost\r\nx-forwarded-client-cert: By=x;URI=spiffe://example.org/ns/prod/sa/admin\r\n\r\n';
+    for (const connection of ['close, content-length', 'Content-Length, close', 'host, content-length, close']) {
+      const before = upstream.received.length;
+      const raw = await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, `POST /upload HTTP/1.1\r\nHost: localhost\r\nConnection: ${connection}\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`);
+      expect(parseRaw(raw).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 50));
+      const got = upstream.received.slice(before);
+      expect(got.map((r) => `${r.method} ${r.url}`)).toEqual(['POST /upload']);
+      expect(got[0]!.headers['content-length']).toBe(String(smuggled.length));
+      expect(JSON.parse(parseRaw(raw).body).bytes).toBe(smuggled.length);
+    }
   });
 
   it('streams a download from the service and serves many requests on one keep-alive connection', async () => {

@@ -6,7 +6,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UpstreamCall, UpstreamPool, type UpstreamError } from '../../src/forward/upstream-pool.ts';
+import { CHUNKED, UpstreamCall, UpstreamPool, type UpstreamError } from '../../src/forward/upstream-pool.ts';
 
 interface Outcome {
   status?: number;
@@ -20,7 +20,8 @@ interface Options {
   method?: string;
   headers?: string[];
   body?: Readable;
-  chunked?: boolean;
+  /** The body's length, or CHUNKED. */
+  bodyLength?: number;
   /** Called with the call once sent; e.g. to abort it. */
   onCall?: (call: UpstreamCall) => void;
   /** Make onData report backpressure on every n-th chunk, resuming shortly after. */
@@ -32,7 +33,7 @@ function exchange(pool: UpstreamPool, path: string, options: Options = {}): Prom
     const chunks: Buffer[] = [];
     let seen = 0;
     const outcome: Outcome = { body: Buffer.alloc(0) };
-    const call = new UpstreamCall(options.method ?? 'GET', path, options.headers ?? [], options.body ?? null, options.chunked ?? false, {
+    const call = new UpstreamCall(options.method ?? 'GET', path, options.headers ?? [], options.body ?? null, options.bodyLength, {
       onHead(status, headers) {
         outcome.status = status;
         outcome.headers = headers;
@@ -182,10 +183,13 @@ describe('UpstreamPool: exchanges', () => {
     const upstream = pool(service.url);
     const payload = Buffer.alloc(300_000, 'a');
     const expected = createHash('sha256').update(payload).digest('hex');
-    const sized = await exchange(upstream, '/up', { method: 'POST', headers: ['content-length', String(payload.length)], body: Readable.from([payload.subarray(0, 1000), payload.subarray(1000)]) });
+    const sized = await exchange(upstream, '/up', { method: 'POST', bodyLength: payload.length, body: Readable.from([payload.subarray(0, 1000), payload.subarray(1000)]) });
     expect(sized.body.toString()).toBe(`300000 - ${expected}`);
-    const chunked = await exchange(upstream, '/up', { method: 'POST', chunked: true, body: Readable.from([Buffer.alloc(0), payload.subarray(0, 5), payload.subarray(5)]) });
+    const chunked = await exchange(upstream, '/up', { method: 'POST', bodyLength: CHUNKED, body: Readable.from([Buffer.alloc(0), payload.subarray(0, 5), payload.subarray(5)]) });
     expect(chunked.body.toString()).toBe(`- chunked ${expected}`);
+    // An empty POST still says so: Content-Length: 0.
+    const empty = await exchange(upstream, '/up', { method: 'POST', bodyLength: 0 });
+    expect(empty.body.toString()).toBe(`0 - ${createHash('sha256').digest('hex')}`);
     expect(service.connections()).toBe(1);
   });
 
@@ -272,11 +276,41 @@ describe('UpstreamPool: a service out of step never reaches the next exchange', 
     expect(r.body.toString()).toBe('partial');
   });
 
-  it('refuses to send a header value that would split the request head', async () => {
-    const service = await rawServer((_n, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
-    const r = await exchange(pool(service.url), '/', { headers: ['x-jit-grant-id', 'a\r\nX-Admin: 1'] });
-    expect(r.error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_INVALID_HEADER' });
-    expect(service.connections()).toBeLessThanOrEqual(1);
+  it('refuses to send anything that could split or bend the request head', async () => {
+    const received: string[] = [];
+    const service = await rawServer((_n, socket, request) => {
+      received.push(request);
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    });
+    const upstream = pool(service.url);
+    const attempts: [string, Options][] = [
+      ['/', { headers: ['x-jit-grant-id', 'a\r\nX-Admin: 1'] }],
+      // Written as latin1, U+010D U+010A would become CR LF.
+      ['/', { headers: ['x-note', 'a\u010d\u010ax-forwarded-client-cert: forged'] }],
+      ['/', { headers: ['x bad name', '1'] }],
+      ['/', { headers: ['x-a', 'tab\tok', 'x-b', 'nul\u0000'] }],
+      ['/', { method: 'GET /admin HTTP/1.1\r\nx:' }],
+      ['/a b', {}],
+      ['/a\r\nx: 1', {}],
+    ];
+    for (const [path, options] of attempts) {
+      expect((await exchange(upstream, path, options)).error, JSON.stringify([path, options])).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_INVALID_HEADER' });
+    }
+    expect(received).toEqual([]);
+    // Tabs inside values and latin1 text are fine.
+    expect((await exchange(upstream, '/ok', { headers: ['x-a', 'tab\tok', 'x-b', 'caf\u00e9'] })).status).toBe(200);
+    expect(received).toHaveLength(1);
+  });
+
+  it('frames the body itself: no Content-Length or Transfer-Encoding comes from the caller\'s headers', async () => {
+    const received: string[] = [];
+    const service = await rawServer((_n, socket, request) => {
+      received.push(request);
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    });
+    await exchange(pool(service.url), '/up', { method: 'PUT', bodyLength: 3, body: Readable.from([Buffer.from('abc')]) });
+    expect(received[0]).toMatch(/\r\ncontent-length: 3$/);
+    expect(received[0]).not.toMatch(/transfer-encoding/i);
   });
 });
 
@@ -291,8 +325,12 @@ describe('UpstreamPool: failures and limits', () => {
     expect((await exchange(upstream, '/1')).body.toString()).toBe('1');
     // Sent on the kept connection (request 2: closed), then again on a new one (request 3).
     expect((await exchange(upstream, '/2')).body.toString()).toBe('3');
-    const posted = await exchange(upstream, '/3', { method: 'POST', headers: ['content-length', '2'], body: Readable.from([Buffer.from('hi')]) });
+    const posted = await exchange(upstream, '/3', { method: 'POST', bodyLength: 2, body: Readable.from([Buffer.from('hi')]) });
     expect(posted.error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_CONNECTION_CLOSED' });
+    // Nor one that is not idempotent, even without a body: the service may have acted on it.
+    expect((await exchange(upstream, '/4')).body.toString()).toBe('5');
+    const emptyPost = await exchange(upstream, '/5', { method: 'POST', bodyLength: 0 });
+    expect(emptyPost.error).toMatchObject({ code: 'ERR_CONNECTION_CLOSED' });
   });
 
   it('answers upstream_timeout when the service is silent past the timeout, and upstream_unavailable when nothing listens', async () => {
@@ -330,7 +368,7 @@ describe('UpstreamPool: failures and limits', () => {
     const upstream = pool(service.url);
     const endless = new Readable({ read() {} });
     endless.push(Buffer.alloc(1000));
-    const r = await exchange(upstream, '/up', { method: 'POST', headers: ['content-length', '1000000'], body: endless });
+    const r = await exchange(upstream, '/up', { method: 'POST', bodyLength: 1_000_000, body: endless });
     expect(r.status).toBe(413);
     expect((await exchange(upstream, '/next')).status).toBe(413);
     expect(service.connections()).toBe(2);
@@ -346,15 +384,81 @@ describe('UpstreamPool: failures and limits', () => {
     expect(service.connections()).toBe(2);
   });
 
-  it('close() lets the exchange in flight finish, then refuses new ones', async () => {
+  it('close() lets the exchange in flight finish, then refuses new ones; closing twice resolves both', async () => {
     const service = await httpServer((_req, res) => setTimeout(() => res.end('late'), 150));
     const upstream = new UpstreamPool({ url: service.url, timeoutMs: 2000, connectTimeoutMs: 1000, connections: 4 });
     const inFlight = exchange(upstream, '/');
     await new Promise((r) => setTimeout(r, 30));
     const closed = upstream.close();
+    const closedAgain = upstream.close();
     expect((await inFlight).body.toString()).toBe('late');
-    await closed;
+    await Promise.all([closed, closedAgain]);
     expect((await exchange(upstream, '/')).error).toMatchObject({ code: 'ERR_POOL_CLOSED' });
+  });
+
+  it('reports an answer read until close that ends in a reset as a failure, not as complete', async () => {
+    const service = await rawServer((_n, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\n\r\n{"items":[1,2,');
+      setTimeout(() => socket.resetAndDestroy(), 30);
+    });
+    const r = await exchange(pool(service.url), '/');
+    expect(r.error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_CONNECTION_CLOSED' });
+    expect(r.responseStarted).toBe(true);
+  });
+
+  it('does not blame the service for a client that reads slowly: the answer completes past upstream.timeout', async () => {
+    const block = Buffer.alloc(64 * 1024, 1);
+    const service = await httpServer((_req, res) => {
+      for (let i = 0; i < 16; i++) res.write(block);
+      res.end();
+    });
+    const chunks: number[] = [];
+    const r = await new Promise<Outcome>((resolve) => {
+      const call = new UpstreamCall('GET', '/', [], null, undefined, {
+        onHead() {},
+        onData(chunk) {
+          chunks.push(chunk.length);
+          // Stall well past the 150 ms timeout, once.
+          if (chunks.length === 1) {
+            setTimeout(() => call.resume(), 500);
+            return false;
+          }
+          return true;
+        },
+        onEnd(last) {
+          if (last) chunks.push(last.length);
+          resolve({ body: Buffer.alloc(0) });
+        },
+        onError(error) {
+          resolve({ body: Buffer.alloc(0), error });
+        },
+      });
+      pool(service.url, { timeoutMs: 150 }).dispatch(call);
+    });
+    expect(r.error).toBeUndefined();
+    expect(chunks.reduce((a, b) => a + b, 0)).toBe(16 * block.length);
+  });
+
+  it('times out a queued request while every connection stays busy, and drops aborted ones from the queue at once', async () => {
+    const service = await httpServer((_req, res) => {
+      res.write('streaming');
+      setTimeout(() => res.end(), 1500);
+    });
+    const upstream = pool(service.url, { connections: 1, timeoutMs: 300 });
+    const busy = exchange(upstream, '/busy');
+    const calls: UpstreamCall[] = [];
+    for (let i = 0; i < 50; i++) void exchange(upstream, `/aborted-${i}`, { onCall: (c) => calls.push(c) });
+    for (const call of calls) call.abort();
+    expect(calls.every((call) => call.queuedIn === undefined)).toBe(true);
+    const started = Date.now();
+    const queued = await exchange(upstream, '/queued');
+    expect(queued.error).toMatchObject({ reason: 'upstream_timeout', code: 'ERR_QUEUE_TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(1200);
+    expect((await busy).body.toString()).toBe('streaming');
+  });
+
+  it('refuses an https:// upstream rather than send in the clear what was meant for TLS', () => {
+    expect(() => new UpstreamPool({ url: 'https://127.0.0.1:8443', timeoutMs: 1000, connectTimeoutMs: 1000, connections: 1 })).toThrow(/http:\/\/host:port/);
   });
 
   it('talks to a service on a unix socket', async () => {

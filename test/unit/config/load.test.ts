@@ -338,6 +338,8 @@ describe('loadConfig: schema problems name the key path and line', () => {
 
   it('a bad upstream url is refused', () => {
     problemAt(MINIMAL.replace('http://127.0.0.1:8080', 'ftp://x'), 'upstream.url');
+    // https would promise TLS to the service, which the forwarder does not speak: refused, never sent in the clear.
+    expect(problemAt(MINIMAL.replace('http://127.0.0.1:8080', 'https://orders.internal:8443'), 'upstream.url').message).toMatch(/TLS to the service is not supported/);
     problemAt(MINIMAL.replace('http://127.0.0.1:8080', 'http://127.0.0.1:8080/prefix'), 'upstream.url');
   });
 
