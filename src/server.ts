@@ -94,6 +94,8 @@ export class Proxy {
         headersTimeout: limits.headersTimeout,
         keepAliveTimeout: limits.idleTimeout,
         requestTimeout: 0,
+        // admit() refuses a missing or repeated Host with the SPEC's 400 (Node's own 400 has no body).
+        requireHostHeader: false,
       },
       (req, res) => this.handle(req, res),
     );
@@ -182,9 +184,16 @@ export class Proxy {
       return;
     }
     const tooLarge = code === 'HPE_HEADER_OVERFLOW';
-    this.metrics.badRequests.inc({ reason: tooLarge ? 'headers_too_large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed' });
+    // A request target the HTTP parser refuses (raw bytes above 0x7f, controls) is a bad path, like those our own parser refuses.
+    const badTarget = code === 'HPE_INVALID_URL';
+    this.metrics.badRequests.inc({ reason: tooLarge ? 'headers_too_large' : badTarget ? 'bad_path' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed' });
     if (socket.writable) {
-      socket.end(tooLarge ? rawDenialResponse(431, 'Request Header Fields Too Large', denial('bad_request')) : rawDenialResponse(400, 'Bad Request', denial('bad_request')));
+      const requestId = randomUUID();
+      socket.end(
+        tooLarge
+          ? rawDenialResponse(431, 'Request Header Fields Too Large', { ...denial('bad_request'), status: 431, error: 'the request headers are too large' }, requestId)
+          : rawDenialResponse(400, 'Bad Request', denial(badTarget ? 'bad_path' : 'bad_request'), requestId),
+      );
     } else {
       socket.destroy();
     }
@@ -224,7 +233,7 @@ export class Proxy {
       this.refuse(to, UNROUTED, denial('peer_not_allowed'), requestId);
       return;
     }
-    if (badFraming(req.rawHeaders)) {
+    if (badFraming(req.rawHeaders, req.httpVersion)) {
       this.metrics.badRequests.inc({ reason: 'malformed' });
       this.refuse(to, UNROUTED, denial('bad_request'), requestId);
       return;

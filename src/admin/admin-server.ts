@@ -32,7 +32,11 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
     chunks.push(chunk);
   }
   if (size === 0) return {};
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new Error('the body is not valid JSON');
+  }
 }
 
 export function createAdminServer(hooks: AdminHooks): Server {
@@ -55,7 +59,14 @@ export function createAdminServer(hooks: AdminHooks): Server {
       return reason === undefined ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready', reason });
     }
     const handler = hooks.routes?.[key];
-    if (!handler) return json(res, 404, { error: `no admin endpoint ${key}` });
+    if (!handler) {
+      const allowed = [...Object.keys(hooks.routes ?? {}), 'GET /metrics', 'GET /healthz', 'GET /readyz'].filter((k) => k.endsWith(` ${path}`)).map((k) => k.split(' ')[0]!);
+      if (allowed.length > 0) {
+        res.setHeader('allow', allowed.join(', '));
+        return json(res, 405, { error: `${path} accepts ${allowed.join(', ')}` });
+      }
+      return json(res, 404, { error: `no admin endpoint ${key}` });
+    }
     // Revoke, flush and reload change what the proxy enforces: only from this host (or a
     // `kubectl port-forward`), even when the listener is exposed for scraping.
     if (req.method !== 'GET' && !isLoopbackAddress(req.socket.remoteAddress)) {

@@ -173,7 +173,8 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
 
   const base = `https://localhost:${proxyPort}`;
   // `-w` shows the status after the body; curl keeps the last -w, so loops below can set their own.
-  const as = (who: string) => `curl -sS -w '\\n→ HTTP %{http_code}\\n' --cacert ${dir}/bundle.pem --cert ${dir}/${who}.pem --key ${dir}/${who}_key.pem`;
+  const client = (who: string) => `--cacert ${dir}/bundle.pem --cert ${dir}/${who}.pem --key ${dir}/${who}_key.pem`;
+  const as = (who: string) => `curl -sS -w '\\n→ HTTP %{http_code}\\n' ${client(who)}`;
   const instructions = [
     '',
     `Portcullis demo is running. Files (dev CA, SVIDs, config, policy): ${dir}`,
@@ -187,10 +188,10 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     'Denied, 403 peer_not_allowed: a valid SVID of the trust domain, but not in identity.allow:',
     `  ${as('scraper')} ${base}/orders/42`,
     '',
-    'Refused at the handshake (curl says "Connection reset by peer"): a certificate claiming spiffe://example.org from a CA that is not its bundle:',
+    'Refused at the handshake, so no HTTP status (curl reports "Connection reset by peer" or "Empty reply from server"): a certificate claiming spiffe://example.org from a CA that is not its bundle:',
     `  ${as('forged')} ${base}/orders/42`,
     '',
-    'Refused at the handshake (curl says "alert certificate required" or "Connection reset by peer"): no client certificate at all:',
+    'Refused at the handshake, so no HTTP status (curl reports "Connection reset by peer" or "Empty reply from server"): no client certificate at all:',
     `  curl -sS -w '\\n→ HTTP %{http_code}\\n' --cacert ${dir}/bundle.pem ${base}/orders/42`,
     '',
     'Denied, 400 bad_path: a path trick (an encoded "/") is refused, never decoded into another route:',
@@ -227,11 +228,11 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     '',
     'Revoked, 403 grant_revoked: allowed, then revoked on the admin API, then refused on the very next request:',
     `  ${as('support-bot')} -X POST -H @${dir}/grant-revocable.header -H @${dir}/posture.header ${base}/orders/7/refund`,
-    `  curl -sS -X POST http://127.0.0.1:${adminPort}/admin/revoke -d '{"jti":"demo-revocable-grant"}'`,
+    `  curl -sS -w '\\n→ HTTP %{http_code}\\n' -X POST http://127.0.0.1:${adminPort}/admin/revoke -d '{"jti":"demo-revocable-grant"}'`,
     `  ${as('support-bot')} -X POST -H @${dir}/grant-revocable.header -H @${dir}/posture.header ${base}/orders/7/refund`,
     '',
-    'A grant expiring while you watch: a fresh 5-second grant, used once a second (200 … then 401 grant_expired):',
-    `  G=$(${dir}/mint-grant.sh 5s); for i in 1 2 3 4 5 6 7; do ${as('support-bot')} -o /dev/null -w "%{http_code} " -X POST -H "x-jit-grant: $G" -H @${dir}/posture.header ${base}/orders/42/refund; sleep 1; done; echo`,
+    'A grant expiring while you watch: a fresh 5-second grant, used once a second; prints one status per call (200 … then 401, reason grant_expired):',
+    `  G=$(${dir}/mint-grant.sh 5s); for i in 1 2 3 4 5 6 7; do curl -sS ${client('support-bot')} -o /dev/null -w "%{http_code} " -X POST -H "x-jit-grant: $G" -H @${dir}/posture.header ${base}/orders/42/refund; sleep 1; done; echo`,
     '',
     `Decisions land in the audit log: tail -f ${dir}/audit.log   (cache hits and misses: curl -s http://127.0.0.1:${adminPort}/admin/cache)`,
     'The pre-minted grants live 15 minutes; run `npm start` again for fresh ones.',

@@ -183,27 +183,35 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     notReadyReason: () => (shuttingDown ? 'shutting down' : pdpHealth()),
     routes: {
       'POST /admin/revoke': (body) => {
+        // {"jti"}, {"sub"}, or both (both are revoked): never a silently ignored field.
         const { jti, sub } = (body ?? {}) as { jti?: unknown; sub?: unknown };
-        if (typeof jti === 'string' && jti !== '') {
-          const purged = decisionPath().revokeGrant(jti);
-          const closed = proxy.closeTunnels({ jti });
-          metrics.revocations.inc();
-          logger.info({ jti, purged, closed_tunnels: closed }, 'grant revoked');
-          return [200, { revoked: { jti }, purged_decisions: purged, closed_tunnels: closed }];
-        }
-        if (typeof sub === 'string') {
+        if (jti !== undefined && (typeof jti !== 'string' || jti === '')) return [400, { error: 'jti: expected a non-empty string' }];
+        if (sub !== undefined) {
+          if (typeof sub !== 'string') return [400, { error: 'sub: expected a SPIFFE ID string' }];
           try {
             parseSpiffeId(sub);
           } catch (error) {
             return [400, { error: `sub: ${(error as Error).message}` }];
           }
-          const purged = decisionPath().revokeSubject(sub);
-          const closed = proxy.closeTunnels({ sub });
-          metrics.revocations.inc();
-          logger.info({ sub, purged, closed_tunnels: closed }, 'grants of subject revoked');
-          return [200, { revoked: { sub }, purged_decisions: purged, closed_tunnels: closed }];
         }
-        return [400, { error: 'expected {"jti": "..."} or {"sub": "spiffe://..."}' }];
+        if (jti === undefined && sub === undefined) return [400, { error: 'expected {"jti": "..."} or {"sub": "spiffe://..."}' }];
+        let purged = 0;
+        let closed = 0;
+        if (typeof jti === 'string') {
+          purged += decisionPath().revokeGrant(jti);
+          closed += proxy.closeTunnels({ jti });
+          metrics.revocations.inc();
+          logger.info({ jti }, 'grant revoked');
+        }
+        if (typeof sub === 'string') {
+          purged += decisionPath().revokeSubject(sub);
+          closed += proxy.closeTunnels({ sub });
+          metrics.revocations.inc();
+          logger.info({ sub }, 'grants of subject revoked');
+        }
+        logger.info({ purged, closed_tunnels: closed }, 'revocation applied');
+        const revoked = { ...(typeof jti === 'string' ? { jti } : {}), ...(typeof sub === 'string' ? { sub } : {}) };
+        return [200, { revoked, purged_decisions: purged, closed_tunnels: closed }];
       },
       'POST /admin/cache/flush': () => {
         const flushed = shared.cache.flush();

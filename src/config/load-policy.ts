@@ -1,6 +1,6 @@
 // Loading the embedded PDP's policy file: YAML, validated, problems naming rule ids and keys.
 import { readFileSync } from 'node:fs';
-import { ConfigError, keyPath, lineOf, parseYamlFile, type ConfigProblem } from './load.ts';
+import { ConfigError, issueMessage, keyPath, lineOf, parseYamlFile, type ConfigProblem } from './load.ts';
 import { EmbeddedPdp, policySchema } from '../pdp/embedded-policy.ts';
 
 export function loadPolicy(file: string): EmbeddedPdp {
@@ -23,7 +23,7 @@ export function loadPolicy(file: string): EmbeddedPdp {
           const id = rules?.[path[1]]?.id;
           if (typeof id === 'string') key = key.replace(`rules[${path[1]}]`, `rules[${path[1]}] (id "${id}")`);
         }
-        const message = issue.code === 'unrecognized_keys' ? 'unknown key' : issue.code === 'invalid_type' && issue.input === undefined ? 'required' : issue.message;
+        const message = issueMessage(issue);
         return { file, key, line: lineOf(parsed.doc, parsed.lines, path), message };
       }),
     );

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument, type Document } from 'yaml';
+import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
 
 export interface ConfigProblem {
@@ -22,9 +23,34 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly problems: readonly ConfigProblem[];
   constructor(problems: readonly ConfigProblem[]) {
-    super(problems.map(formatProblem).join('\n'));
-    this.problems = problems;
+    // In file order, as an editor would walk them (problems without a line keep their place at the end).
+    const sorted = [...problems].sort((a, b) => (a.file === b.file ? (a.line ?? Infinity) - (b.line ?? Infinity) : 0));
+    super(sorted.map(formatProblem).join('\n'));
+    this.problems = sorted;
   }
+}
+
+/** A value as a message quotes it: short, and saying what kind of thing it is. */
+function describeInput(input: unknown): string {
+  if (typeof input === 'string') return JSON.stringify(input.length > 60 ? `${input.slice(0, 57)}...` : input);
+  if (Array.isArray(input)) return 'a list';
+  if (input === null) return 'null';
+  if (typeof input === 'object') return 'a mapping';
+  return String(input);
+}
+
+/** One line for a schema issue, in our words: what was expected and what was found. */
+export function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? `s ${issue.keys.join(', ')}` : ''}`;
+  if ((issue.code === 'invalid_type' || issue.code === 'invalid_value') && issue.input === undefined) return 'required';
+  // The schema's own messages (durations, ports, fail-closed rules) already say it best; zod's
+  // defaults ("Invalid input: …") are rephrased.
+  if (!/^Invalid (input|option)/.test(issue.message)) return issue.message;
+  if (issue.code === 'invalid_type') return `expected ${issue.expected}, got ${describeInput(issue.input)}`;
+  if (issue.code === 'invalid_value') {
+    return issue.input === undefined ? 'required' : `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describeInput(issue.input)}`;
+  }
+  return issue.message;
 }
 
 export function keyPath(path: readonly PropertyKey[]): string {
@@ -84,12 +110,8 @@ export function loadConfig(file: string): Config {
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {
-        let message = issue.message;
-        if (issue.code === 'unrecognized_keys') {
-          return { file, key: keyPath([...issue.path, issue.keys[0] ?? '']), line: lineOf(parsed.doc, parsed.lines, [...issue.path, issue.keys[0] ?? '']), message: `unknown key${issue.keys.length > 1 ? `s ${issue.keys.join(', ')}` : ''}` };
-        }
-        if (issue.code === 'invalid_type' && issue.input === undefined) message = 'required';
-        return { file, key: keyPath(issue.path), line: lineOf(parsed.doc, parsed.lines, issue.path), message };
+        const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
+        return { file, key: keyPath(path), line: lineOf(parsed.doc, parsed.lines, path), message: issueMessage(issue) };
       }),
     );
   }

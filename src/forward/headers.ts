@@ -41,11 +41,12 @@ export class RequestHeaderFilter {
 }
 
 /**
- * Framing a proxy must refuse (RFC 9112): more than one Host field (3.2; Node keeps the first and
- * drops the rest silently), or a Transfer-Encoding other than exactly `chunked` (6.1; we could not
- * forward another coding faithfully, and Node's parser would have decoded only the chunking).
+ * Framing a proxy must refuse (RFC 9112): no Host field, or more than one (3.2; Node keeps the
+ * first and drops the rest silently), or a Transfer-Encoding other than exactly `chunked` (6.1; we
+ * could not forward another coding faithfully, and Node's parser decoded only the chunking).
+ * HTTP/1.0 requests may omit Host.
  */
-export function badFraming(rawHeaders: readonly string[]): boolean {
+export function badFraming(rawHeaders: readonly string[], httpVersion: string): boolean {
   let hosts = 0;
   let codings = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -56,7 +57,7 @@ export function badFraming(rawHeaders: readonly string[]): boolean {
       if (++codings > 1 || rawHeaders[i + 1]!.trim().toLowerCase() !== 'chunked') return true;
     }
   }
-  return false;
+  return hosts === 0 && httpVersion !== '1.0';
 }
 
 /** Envoy's XFCC element: `By=<own ID>;Hash=<hex SHA-256 of the peer leaf>;URI=<peer ID>`. */

@@ -63,7 +63,9 @@ export function createAuditLog(file: string, onDrop: () => void = () => undefine
       writeBatch();
       return new Promise((resolve) => {
         if (out.writableLength === 0) resolve();
-        else out.once('drain', () => resolve());
+        // 'drain' comes only after a write that returned false; an empty write's callback runs
+        // once everything written before it is out, whichever way those writes went.
+        else out.write('', () => resolve());
       });
     },
   };

@@ -1,6 +1,7 @@
 // The command line as a user runs it: check, svid inspect, and the demo's printed curl lines.
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { x509 } from '../../src/cli/dev-pki.ts';
 import { configYaml, createPki, DEFAULT_ROUTES, DevCa, type Pki } from '../support/harness.ts';
@@ -174,8 +175,16 @@ describe('portcullis demo', () => {
       expect(seen[0]).toBe('200');
       expect(seen.at(-1)).toBe('401');
       expect(seen.indexOf('401')).toBeGreaterThanOrEqual(4);
+      // Ctrl-C right after privileged requests (audit lines still being written): the demo stops
+      // promptly and removes its folder, private keys included.
+      const demoDir = /--cacert (\S+)\/bundle\.pem/.exec(commands[0]!)![1]!;
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      await exec('bash', ['-c', `${commands[6]} >/dev/null; kill -INT ${child.pid}`]);
+      const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 5000))]);
+      expect(code).not.toBe('still running');
+      expect(existsSync(demoDir)).toBe(false);
     } finally {
-      child.kill('SIGINT');
+      child.kill('SIGKILL');
     }
   });
 });

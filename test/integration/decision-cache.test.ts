@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Agent } from 'undici';
+import { request, type Agent } from 'undici';
 import { mintPosture } from '../../src/cli/mint.ts';
 import { buildGeneration } from '../../src/generation.ts';
 import { loadPolicy } from '../../src/config/load-policy.ts';
@@ -258,6 +258,27 @@ describe('the decision cache', () => {
       const fresh = await grant({ sub: SUPPORT_WEB_ID });
       expect((await call(asSupportWeb, '/orders/5/refund', { grant: fresh, posture: p })).status).toBe(200);
       expect(await call(asSupportWeb, '/orders/6/refund', { grant: g, posture: p })).toEqual({ status: 403, reason: 'grant_revoked' });
+    });
+
+    it('jti and sub together revoke both; a bad body or method is refused with a clear message', async () => {
+      const jti = newJti('both');
+      const [g, p] = [await grant({ jti }), await posture()];
+      const [gw, pw] = [await grant({ sub: SUPPORT_WEB_ID }), await posture(SUPPORT_WEB_ID)];
+      expect((await call(asSupport, '/orders/8/refund', { grant: g, posture: p })).status).toBe(200);
+      expect((await call(asSupportWeb, '/orders/8/refund', { grant: gw, posture: pw })).status).toBe(200);
+      const both = await admin(proxy, 'POST', '/admin/revoke', { jti, sub: SUPPORT_WEB_ID });
+      expect(both).toMatchObject({ status: 200, json: { revoked: { jti, sub: SUPPORT_WEB_ID }, closed_tunnels: 0 } });
+      // At least these two requests' decisions (earlier tests may have left more of that peer's).
+      expect(both.json.purged_decisions).toBeGreaterThanOrEqual(2);
+      expect(await call(asSupport, '/orders/8/refund', { grant: g, posture: p })).toEqual({ status: 403, reason: 'grant_revoked' });
+      expect(await call(asSupportWeb, '/orders/8/refund', { grant: gw, posture: pw })).toEqual({ status: 403, reason: 'grant_revoked' });
+      expect(await admin(proxy, 'POST', '/admin/revoke', { jti: 42 })).toEqual({ status: 400, json: { error: 'jti: expected a non-empty string' } });
+      expect(await admin(proxy, 'POST', '/admin/revoke', { jti: 'x', sub: 'not-spiffe' })).toMatchObject({ status: 400, json: { error: expect.stringMatching(/^sub: /) } });
+      expect(await admin(proxy, 'POST', '/admin/revoke', { jtI: 'x' })).toMatchObject({ status: 400 });
+      const notJson = await request(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`, { method: 'POST', body: 'not json' });
+      expect([notJson.statusCode, await notJson.body.json()]).toEqual([400, { error: 'the body is not valid JSON' }]);
+      const wrongMethod = await request(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`);
+      expect([wrongMethod.statusCode, wrongMethod.headers.allow, await wrongMethod.body.json()]).toEqual([405, 'POST', { error: '/admin/revoke accepts POST' }]);
     });
 
     it('a revocation that lands while the PDP is deciding refuses that request too, and caches nothing', async () => {

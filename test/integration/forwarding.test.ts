@@ -122,8 +122,16 @@ describe('forwarding to the service', () => {
     const malformed = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GARBAGE\x01 / HTTP/9\r\n\r\n'));
     expect(malformed.status).toBe(400);
     expect(JSON.parse(malformed.body).reason).toBe('bad_request');
+    expect(JSON.parse(malformed.body).request_id).toMatch(/^[0-9a-f-]{36}$/);
     const big = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, `GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`));
     expect(big.status).toBe(431);
+    expect(JSON.parse(big.body)).toMatchObject({ reason: 'bad_request', error: 'the request headers are too large' });
+    // Raw bytes above 0x7f in the target never reach our path parser: Node's refuses them, and it is still a bad path.
+    const raw8bit = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GET /orders/\u00e9 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
+    expect([raw8bit.status, JSON.parse(raw8bit.body).reason]).toEqual([400, 'bad_path']);
+    // No Host at all: the SPEC's 400, not Node's bare one.
+    const noHost = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GET /orders/1 HTTP/1.1\r\nConnection: close\r\n\r\n'));
+    expect([noHost.status, JSON.parse(noHost.body).reason]).toEqual([400, 'bad_request']);
     const metrics = await metricsText(proxy);
     expect(metricValue(metrics, 'portcullis_bad_requests_total{reason="headers_too_large"}')).toBeGreaterThanOrEqual(1);
     expect(metricValue(metrics, 'portcullis_bad_requests_total{reason="malformed"}')).toBeGreaterThanOrEqual(1);

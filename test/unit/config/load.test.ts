@@ -432,9 +432,20 @@ describe('loadConfig: cross-field rules', () => {
       'admin.address: "0.0.0.0" is not loopback; set admin.allowNonLoopback: true to expose the admin API',
       'cache.allowTtl: expected a duration like "30s", got "soon"',
       'routes[0].action: required for a privileged route',
-      'routes[1].match.path: Invalid input: expected string, received number',
+      'routes[1].match.path: expected string, got 5',
       'routes[1].name: duplicate route name "r"',
     ]);
+  });
+
+  it('says what was expected and what was found, in file order, for wrong types and enum values', () => {
+    const { list } = problems(`${MINIMAL}cache: { maxEntries: lots }\nroutes:\n  - name: r\n    match: { path: /a }\n    sensitivity: extreme\n    action: a.b\n`);
+    expect(list.map((p) => `${p.key}: ${p.message}`)).toEqual([
+      'cache.maxEntries: expected number, got "lots"',
+      'routes[0].sensitivity: expected one of "low", "medium", "high", "critical", got "extreme"',
+    ]);
+    const lines = list.map((p) => p.line!);
+    expect(lines).toEqual([...lines].sort((a, b) => a - b));
+    expect(list.map((p) => p.message).join('\n')).not.toMatch(/Invalid (input|option)/);
   });
 
   it('an empty required file path is one problem, not also "required"', () => {
