@@ -2,6 +2,7 @@
 // (upstream-pool.ts) and the service's answer streams back into our response, with backpressure
 // both ways.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { isResponseHopByHop } from './headers.ts';
 import { CHUNKED, UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
 
@@ -34,12 +35,33 @@ export class Upstream {
     const relay = new ResponseRelay(res, onHeaders, onFailure);
     const call = new UpstreamCall(req.method ?? 'GET', path, headers, length === undefined || length === 0 ? null : req, length, relay);
     relay.call = call;
+    const socket = res.socket as WatchedSocket | null;
+    if (socket === null || socket.destroyed) {
+      // The client left before we could send: nothing to forward.
+      return;
+    }
+    // One 'close' listener per client connection (not one per request) aborts the exchanges
+    // relaying into it when the client goes away (usually one; more when requests are pipelined).
+    const relays = socket[RELAYS];
+    if (relays === undefined) {
+      socket[RELAYS] = [relay];
+      socket.once('close', onClientSocketClose);
+    } else {
+      relays.push(relay);
+    }
     this.pool.dispatch(call);
   }
 
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+const RELAYS = Symbol('portcullis.relays');
+type WatchedSocket = Socket & { [RELAYS]?: ResponseRelay[] };
+
+function onClientSocketClose(this: WatchedSocket): void {
+  for (const relay of this[RELAYS]!.splice(0)) relay.clientGone();
 }
 
 /** Field names the service's `Connection` header declares hop-by-hop (beyond the fixed ones). */
@@ -68,17 +90,21 @@ class ResponseRelay implements UpstreamExchange {
     this.res = res;
     this.reportStatus = onHeaders;
     this.reportFailure = onFailure;
-    res.once('close', this.onClientClose);
   }
 
-  private readonly onClientClose = (): void => {
+  clientGone(): void {
     if (!this.done) this.call?.abort();
-  };
+  }
 
-  private readonly onDrain = (): void => {
-    this.waitingDrain = false;
-    this.call?.resume();
-  };
+  /** This exchange no longer relays into its client's connection. */
+  private finished(): void {
+    this.done = true;
+    const relays = (this.res.socket as WatchedSocket | null)?.[RELAYS];
+    const at = relays === undefined ? -1 : relays.indexOf(this);
+    if (at !== -1) relays!.splice(at, 1);
+  }
+
+  private onDrain: (() => void) | undefined;
 
   onHead(status: number, headers: string[]): void {
     this.reportStatus(status);
@@ -95,20 +121,22 @@ class ResponseRelay implements UpstreamExchange {
     if (this.res.write(chunk)) return true;
     if (!this.waitingDrain) {
       this.waitingDrain = true;
+      this.onDrain ??= () => {
+        this.waitingDrain = false;
+        this.call?.resume();
+      };
       this.res.once('drain', this.onDrain);
     }
     return false;
   }
 
   onEnd(last: Buffer | undefined): void {
-    this.done = true;
-    this.res.off('close', this.onClientClose);
+    this.finished();
     this.res.end(last);
   }
 
   onError(error: UpstreamError, responseStarted: boolean): void {
-    this.done = true;
-    this.res.off('close', this.onClientClose);
+    this.finished();
     if (responseStarted || this.res.headersSent) this.res.destroy(error);
     else this.reportFailure(error.reason, error);
   }

@@ -197,6 +197,30 @@ describe('forwarding to the service', () => {
     }
   });
 
+  it('with pipelined requests, a client that goes away aborts the one in flight and the next is never sent', async () => {
+    const closed = Promise.withResolvers<string>();
+    upstream.handler = (req, res) => {
+      res.on('close', () => closed.resolve(req.url ?? ''));
+      req.resume();
+    };
+    try {
+      const before = upstream.received.length;
+      const { connect } = await import('node:tls');
+      const socket = connect({ port: proxy.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      socket.write('GET /orders/slow-1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /orders/slow-2 HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      for (let i = 0; i < 40 && upstream.received.length === before; i++) await new Promise((r) => setTimeout(r, 25));
+      socket.destroy();
+      const aborted = await Promise.race([closed.promise, new Promise<string>((resolve) => setTimeout(() => resolve('not aborted'), 2000))]);
+      expect(aborted).toBe('/orders/slow-1');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(upstream.received.slice(before).map((r) => r.url)).toEqual(['/orders/slow-1']);
+    } finally {
+      upstream.handler = (await import('../support/harness.ts')).echoHandler;
+    }
+  });
+
   it('aborts the upstream request when the client goes away', async () => {
     let upstreamClosed!: () => void;
     const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
