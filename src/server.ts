@@ -187,7 +187,9 @@ export class Proxy {
     // A request target the HTTP parser refuses (raw bytes above 0x7f, controls) is a bad path, like those our own parser refuses.
     const badTarget = code === 'HPE_INVALID_URL';
     this.metrics.badRequests.inc({ reason: tooLarge ? 'headers_too_large' : badTarget ? 'bad_path' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed' });
-    if (socket.writable) {
+    // An answer still going out on this connection (a pipelined request was malformed) must not
+    // get our 400 spliced into it, nor answer the wrong request: cut the connection instead.
+    if (socket.writable && (socket as Socket & { _httpMessage?: unknown })._httpMessage == null) {
       const requestId = randomUUID();
       socket.end(
         tooLarge
@@ -212,8 +214,12 @@ export class Proxy {
   /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const upgrade = req.headers.upgrade ?? '';
-    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~/-]{1,64}$/.test(upgrade)) {
-      socket.end(rawDenialResponse(400, 'Bad Request', denial('bad_request')));
+    const length = req.headers['content-length'];
+    // An upgrade request with a body has no honest reading: its bytes would reach the service
+    // unframed, ahead of the new protocol. Refused, like a malformed upgrade token.
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~/-]{1,64}$/.test(upgrade) || req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+      this.metrics.badRequests.inc({ reason: 'malformed' });
+      socket.end(rawDenialResponse(400, 'Bad Request', denial('bad_request'), randomUUID()));
       return;
     }
     this.admit(req, socket, head);
@@ -300,7 +306,7 @@ export class Proxy {
     const headers = this.serviceHeaders(req, generation, peer, requestId, grantId);
     const route = match.route.name;
     openTunnel(
-      { url: generation.config.upstream.url, connectTimeoutMs: generation.config.upstream.connectTimeout },
+      { url: generation.config.upstream.url, connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
       to,
       upgradeHead(req.method ?? 'GET', path, headers, req.headers.upgrade ?? ''),
       head ?? Buffer.alloc(0),

@@ -174,7 +174,8 @@ export class ResponseParser {
       if (found !== -1) at = carried + found;
     }
     if (at === -1) {
-      if (carried + rest.length > max) throw new ResponseParseError(`${what} too large`);
+      // Up to (delimiter length - 1) of these bytes may yet turn out to start the delimiter.
+      if (carried + rest.length - (delimiter.length - 1) > max) throw new ResponseParseError(`${what} too large`);
       const copy = Buffer.from(rest);
       this.gathered.push(copy);
       this.gatheredLength += copy.length;

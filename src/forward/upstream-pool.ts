@@ -68,6 +68,8 @@ export class UpstreamCall {
   readonly bodyLength: number | undefined;
   readonly exchange: UpstreamExchange;
   connection: UpstreamConnection | undefined;
+  /** The request head, made once when dispatched (a retry sends the same). */
+  head: string | undefined;
   /** While waiting for a connection: the pool it waits in and since when. */
   queuedIn: UpstreamPool | undefined;
   queuedAt = 0;
@@ -186,13 +188,7 @@ class UpstreamConnection implements ResponseEvents {
     this.headSeen = this.bytesSeen = this.completed = this.timedOut = this.paused = false;
     this.parser.reset(call.method);
     this.touch();
-    const head = requestHead(call, this.pool.hostHeader);
-    if (head === undefined) {
-      this.fail(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request has a method, target or header that cannot be sent'));
-      this.socket.destroy();
-      return;
-    }
-    this.socket.write(head, 'latin1');
+    this.socket.write(call.head!, 'latin1');
     if (call.body === null) {
       this.bodySent = true;
     } else {
@@ -277,7 +273,10 @@ class UpstreamConnection implements ResponseEvents {
     if (!this.connected) {
       if (now - this.connectStartedAt < this.pool.connectTimeoutMs) return;
     } else {
-      const limit = this.call === undefined ? this.idleTimeoutMs : this.paused ? Math.max(CLIENT_STALL_MS, this.pool.timeoutMs) : this.pool.timeoutMs;
+      // Waiting on our client (it reads our answer slowly, or has not sent its whole body yet) is
+      // not the service's silence: the longer client limit applies.
+      const waitingOnClient = this.paused || !this.bodySent;
+      const limit = this.call === undefined ? this.idleTimeoutMs : waitingOnClient ? Math.max(CLIENT_STALL_MS, this.pool.timeoutMs) : this.pool.timeoutMs;
       if (now - this.lastActivity < limit) return;
     }
     this.timedOut = true;
@@ -419,6 +418,12 @@ export class UpstreamPool {
   dispatch(call: UpstreamCall): void {
     if (this.closed) {
       call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_POOL_CLOSED', 'the upstream pool is closed'), false);
+      return;
+    }
+    // Checked before a connection is taken: a request that cannot be sent costs no socket.
+    call.head ??= requestHead(call, this.hostHeader);
+    if (call.head === undefined) {
+      call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request has a method, target or header that cannot be sent'), false);
       return;
     }
     const connection = this.idle.pop();

@@ -32,14 +32,13 @@ export class Upstream {
     // The framing comes from what Node's parser read (it refused CL with TE, and bad lengths), never
     // from forwarded headers: `headers` carries no Content-Length or Transfer-Encoding at all.
     const length = req.headers['transfer-encoding'] !== undefined ? CHUNKED : req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
-    const relay = new ResponseRelay(res, onHeaders, onFailure);
+    // req.socket, not res.socket: a pipelined request's response gets its socket only when the
+    // answers before it are done, but its exchange starts now.
+    const socket = req.socket as WatchedSocket;
+    const relay = new ResponseRelay(res, socket, onHeaders, onFailure);
     const call = new UpstreamCall(req.method ?? 'GET', path, headers, length === undefined || length === 0 ? null : req, length, relay);
     relay.call = call;
-    const socket = res.socket as WatchedSocket | null;
-    if (socket === null || socket.destroyed) {
-      // The client left before we could send: nothing to forward.
-      return;
-    }
+    if (socket.destroyed) return; // the client already left: nothing to forward
     // One 'close' listener per client connection (not one per request) aborts the exchanges
     // relaying into it when the client goes away (usually one; more when requests are pipelined).
     const relays = socket[RELAYS];
@@ -86,8 +85,11 @@ class ResponseRelay implements UpstreamExchange {
   private done = false;
   private waitingDrain = false;
 
-  constructor(res: ServerResponse, onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void) {
+  private readonly socket: WatchedSocket;
+
+  constructor(res: ServerResponse, socket: WatchedSocket, onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void) {
     this.res = res;
+    this.socket = socket;
     this.reportStatus = onHeaders;
     this.reportFailure = onFailure;
   }
@@ -99,7 +101,7 @@ class ResponseRelay implements UpstreamExchange {
   /** This exchange no longer relays into its client's connection. */
   private finished(): void {
     this.done = true;
-    const relays = (this.res.socket as WatchedSocket | null)?.[RELAYS];
+    const relays = this.socket[RELAYS];
     const at = relays === undefined ? -1 : relays.indexOf(this);
     if (at !== -1) relays!.splice(at, 1);
   }

@@ -138,6 +138,48 @@ describe('WebSocket through the proxy', () => {
     expect((await other.closed) - before).toBeLessThan(2000);
   });
 
+  it('a service that does not switch protocols never reads the client\'s next bytes as a request', async () => {
+    // A plain service: it answers the upgrade request like any request (200, keep-alive).
+    const seenUrls: string[] = [];
+    const plain = createServer((req, res) => {
+      seenUrls.push(`${req.url} ${req.headers['x-forwarded-client-cert'] ?? ''}`);
+      req.resume();
+      res.end('plain answer');
+    });
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    const viaPlain = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${(plain.address() as { port: number }).port}`, ROUTES));
+    try {
+      const { connect } = await import('node:tls');
+      const socket = connect({ port: viaPlain.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
+      socket.on('error', () => undefined);
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      socket.write('GET /live/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 150));
+      socket.write('GET /admin/x HTTP/1.1\r\nHost: localhost\r\nx-forwarded-client-cert: By=x;URI=spiffe://example.org/ns/prod/sa/forged-admin\r\n\r\n');
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(text).toMatch(/\r\nconnection: close\r\n/i);
+      expect(text).toMatch(/plain answer$/);
+      expect(seenUrls).toHaveLength(1);
+      expect(seenUrls[0]).toMatch(/^\/live\/x By=spiffe:\/\/example\.org\/ns\/prod\/sa\/orders-api;/);
+      socket.destroy();
+    } finally {
+      await viaPlain.close();
+      plain.closeAllConnections();
+      plain.close();
+    }
+  });
+
+  it('refuses an upgrade request that carries a body', async () => {
+    const { rawRequest, parseRaw } = await import('../support/raw-tls.ts');
+    const raw = await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GET /live/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello', 2000);
+    const { status, body } = parseRaw(raw);
+    expect([status, JSON.parse(body).reason]).toEqual([400, 'bad_request']);
+  });
+
   it('answers 502 upstream_unavailable when the service cannot be reached', async () => {
     const gone = createServer();
     await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
