@@ -213,6 +213,13 @@ export class Proxy {
 
   /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // An upgrade pipelined behind a request still being answered would take over the connection
+    // mid-answer (its 101 or refusal interleaved with, or replacing, that answer): cut it instead.
+    if ((socket as Duplex & { _httpMessage?: unknown })._httpMessage != null) {
+      this.metrics.badRequests.inc({ reason: 'malformed' });
+      socket.destroy();
+      return;
+    }
     const upgrade = req.headers.upgrade ?? '';
     const length = req.headers['content-length'];
     // An upgrade request with a body has no honest reading: its bytes would reach the service
@@ -305,10 +312,19 @@ export class Proxy {
     }
     const headers = this.serviceHeaders(req, generation, peer, requestId, grantId);
     const route = match.route.name;
+    const method = req.method ?? 'GET';
+    const upstreamUrl = generation.config.upstream.url;
+    const serviceHead = upgradeHead(method, path, headers, req.headers.upgrade ?? '', upstreamUrl.startsWith('unix:') ? 'localhost' : new URL(upstreamUrl).host);
+    if (serviceHead === undefined) {
+      // A header that could not be sent safely (the forwarding pool refuses the same): as the pool does, 502.
+      this.refuse(to, route, denial('upstream_unavailable'), requestId);
+      return;
+    }
     openTunnel(
-      { url: generation.config.upstream.url, connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
+      { url: upstreamUrl, connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
       to,
-      upgradeHead(req.method ?? 'GET', path, headers, req.headers.upgrade ?? ''),
+      method,
+      serviceHead,
       head ?? Buffer.alloc(0),
       (status) => this.metrics.requests.cell(route, status).n++,
       (reason) => this.refuse(to, route, denial(reason), requestId),

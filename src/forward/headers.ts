@@ -71,6 +71,19 @@ export function isResponseHopByHop(name: string): boolean {
   return RESPONSE_HOP_BY_HOP.has(name);
 }
 
+/** Field names the service's `Connection` header declares hop-by-hop (beyond the fixed ones). */
+export function connectionListed(headers: readonly string[]): Set<string> | undefined {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] !== 'connection') continue;
+    for (const token of headers[i + 1]!.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '' && name !== 'close' && name !== 'keep-alive') (listed ??= new Set()).add(name);
+    }
+  }
+  return listed;
+}
+
 /** A request id is kept if it is short printable text; otherwise a new one is made. */
 export function acceptableRequestId(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= 128 && /^[\x21-\x7e]+$/.test(value);

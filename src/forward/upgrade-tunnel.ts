@@ -7,26 +7,66 @@
 import { STATUS_CODES } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { isResponseHopByHop } from './headers.ts';
+import { connectionListed, isResponseHopByHop } from './headers.ts';
+import { requestLines } from './request-head.ts';
 import { ResponseParseError, ResponseParser } from './response-parser.ts';
 
 export interface TunnelTarget {
   /** `http://host:port` or `unix:/path`. */
   readonly url: string;
   readonly connectTimeoutMs: number;
-  /** Longest wait for the service's answer to the upgrade request. */
+  /** Longest wait for the service's answer, and longest silence while relaying a refusal. */
   readonly timeoutMs: number;
 }
 
+type Failure = 'upstream_unavailable' | 'upstream_timeout';
+
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_INTERIM = 16;
+/** A client that reads nothing holds a relayed answer at most this long (as in the forwarding pool). */
+const CLIENT_STALL_MS = 60_000;
 
-/** The request head for the service; `headers` are already filtered and carry the identity headers. */
-export function upgradeHead(method: string, path: string, headers: readonly string[], upgrade: string): string {
-  let head = `${method} ${path} HTTP/1.1\r\n`;
-  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+/**
+ * The upgrade request head for the service, checked like any forwarded request's (undefined if it
+ * could not be sent safely); `headers` are already filtered and carry the identity headers.
+ */
+export function upgradeHead(method: string, path: string, headers: readonly string[], upgrade: string, defaultHost: string): string | undefined {
+  const lines = requestLines(method, path, headers, defaultHost);
   // Hop-by-hop headers were dropped; an upgrade needs its own pair back, for this hop.
-  return head + `connection: upgrade\r\nupgrade: ${upgrade}\r\n\r\n`;
+  return lines === undefined ? undefined : lines + 'connection: upgrade\r\nupgrade: ' + upgrade + '\r\n\r\n';
+}
+
+/** The service's head gathered across reads; pieces are joined once, when the head is complete. */
+class HeadReader {
+  private pieces: Buffer[] = [];
+  private length = 0;
+  private tail: Buffer = Buffer.alloc(0);
+
+  /** The complete head (with its CRLFCRLF) and the bytes after it, or undefined for now. */
+  push(chunk: Buffer): { head: Buffer; rest: Buffer } | undefined {
+    const seam = Buffer.concat([this.tail, chunk.subarray(0, 3)]);
+    let at = this.length > 0 ? seam.indexOf(HEAD_END) : -1;
+    if (at !== -1) at = this.length - this.tail.length + at;
+    else {
+      const found = chunk.indexOf(HEAD_END);
+      if (found !== -1) at = this.length + found;
+    }
+    this.pieces.push(chunk);
+    this.length += chunk.length;
+    if (at === -1) {
+      if (this.length - 3 > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
+      const joined = Buffer.concat([this.tail, chunk]);
+      this.tail = joined.subarray(Math.max(0, joined.length - 3));
+      return undefined;
+    }
+    if (at > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
+    const all = Buffer.concat(this.pieces);
+    this.pieces = [];
+    this.length = 0;
+    this.tail = Buffer.alloc(0);
+    return { head: all.subarray(0, at + 4), rest: all.subarray(at + 4) };
+  }
 }
 
 /**
@@ -34,102 +74,150 @@ export function upgradeHead(method: string, path: string, headers: readonly stri
  * joins the two connections; on any other answer it relays that answer (with `connection: close`)
  * and closes both. `onFailure` runs if nothing was relayed yet (the caller answers 502/504).
  */
-export function openTunnel(target: TunnelTarget, client: Duplex, head: string, firstBytes: Buffer, onStatus: (status: string) => void, onFailure: (reason: 'upstream_unavailable' | 'upstream_timeout') => void): void {
+export function openTunnel(target: TunnelTarget, client: Duplex, method: string, head: string, firstBytes: Buffer, onStatus: (status: string) => void, onFailure: (reason: Failure) => void): void {
   const service: Socket = target.url.startsWith('unix:') ? connect(target.url.slice('unix:'.length)) : connect(Number(new URL(target.url).port || 80), new URL(target.url).hostname);
   let phase: 'waiting' | 'switched' | 'relaying' | 'done' = 'waiting';
   let timedOut = false;
+  let clientGone = false;
+  let broken = false;
   let refusal: Refusal | undefined;
-  const giveUp = (): void => {
-    timedOut = true;
-    service.destroy();
-  };
-  let timer = setTimeout(giveUp, target.connectTimeoutMs);
-  let received: Buffer = Buffer.alloc(0);
-  const onServiceData = (chunk: Buffer): void => {
-    received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
-    const end = received.indexOf(HEAD_END);
-    if (end === -1) {
-      if (received.length > MAX_HEAD_BYTES) service.destroy();
-      return;
-    }
+  let interim = 0;
+  const reader = new HeadReader();
+  // One limit at a time: connecting, then waiting for the answer, then silence while relaying it.
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (ms: number): void => {
     clearTimeout(timer);
-    service.off('data', onServiceData);
-    const status = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(received.toString('latin1', 0, 13))?.[1];
-    if (status === '101') {
-      phase = 'switched';
-      onStatus(status);
-      // Switched: from here on the bytes are the new protocol's, both ways, untouched.
-      client.write(received);
-      if (firstBytes.length > 0) service.write(firstBytes);
-      service.pipe(client);
-      client.pipe(service);
+    timer = setTimeout(() => {
+      timedOut = true;
+      service.destroy();
+    }, ms);
+  };
+  arm(target.connectTimeoutMs);
+
+  const onServiceData = (chunk: Buffer): void => {
+    if (phase === 'relaying') {
+      refusal!.feed(chunk);
       return;
     }
-    phase = 'relaying';
-    refusal = new Refusal(client, onStatus, (answered) => {
-      phase = 'done';
+    let found: { head: Buffer; rest: Buffer } | undefined;
+    try {
+      found = reader.push(chunk);
+    } catch {
+      broken = true;
       service.destroy();
-      // An answer too broken to relay is, to the client, a service that is unavailable.
-      if (!answered) onFailure('upstream_unavailable');
-    });
-    service.on('data', (more: Buffer) => refusal!.feed(more));
-    refusal.feed(received);
+      return;
+    }
+    while (found !== undefined) {
+      const status = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(found.head.toString('latin1', 0, 13))?.[1];
+      if (status === '101') {
+        clearTimeout(timer);
+        phase = 'switched';
+        onStatus(status);
+        service.off('data', onServiceData);
+        // Switched: from here on the bytes are the new protocol's, both ways, untouched.
+        client.write(found.head);
+        if (found.rest.length > 0) client.write(found.rest);
+        if (firstBytes.length > 0) service.write(firstBytes);
+        service.pipe(client);
+        client.pipe(service);
+        return;
+      }
+      if (status !== undefined && status.startsWith('1') && ++interim <= MAX_INTERIM) {
+        // An interim answer (100, 103) before the real one: dropped, the next head decides.
+        found = found.rest.length > 0 ? reader.push(found.rest) : undefined;
+        continue;
+      }
+      phase = 'relaying';
+      refusal = new Refusal(client, service, method, (ms) => arm(ms ?? target.timeoutMs), onStatus, (answered) => {
+        phase = 'done';
+        clearTimeout(timer);
+        service.destroy();
+        // An answer too broken to relay is, to the client, a service that is unavailable.
+        if (!answered && !clientGone) onFailure('upstream_unavailable');
+      });
+      refusal.feed(Buffer.concat([found.head, found.rest]));
+      return;
+    }
   };
   service.once('connect', () => {
-    clearTimeout(timer);
-    timer = setTimeout(giveUp, target.timeoutMs);
+    arm(target.timeoutMs);
     service.setNoDelay(true);
-    service.write(head);
+    service.write(head, 'latin1');
     service.on('data', onServiceData);
   });
   service.on('error', () => undefined); // 'close' follows and decides
   service.on('close', () => {
     clearTimeout(timer);
-    if (phase === 'waiting') onFailure(timedOut ? 'upstream_timeout' : 'upstream_unavailable');
-    else if (phase === 'switched') client.destroy();
-    else if (phase === 'relaying') refusal!.serviceClosed();
+    if (phase === 'waiting') {
+      // No answer (refused, reset, timed out, or a head too large or broken to read).
+      if (!clientGone) onFailure(timedOut && !broken ? 'upstream_timeout' : 'upstream_unavailable');
+    } else if (phase === 'switched') {
+      client.destroy();
+    } else if (phase === 'relaying') {
+      refusal!.serviceClosed(timedOut);
+    }
   });
-  client.on('error', () => service.destroy());
-  client.on('close', () => service.destroy());
+  const onClientGone = (): void => {
+    clientGone = true;
+    service.destroy();
+  };
+  client.on('error', onClientGone);
+  client.on('close', onClientGone);
 }
 
 /**
  * The service did not switch protocols: its answer goes to the client with `connection: close`,
- * read by the strict parser (so its end is known), then both connections close.
+ * read by the strict parser (so its end is known), with backpressure and a silence limit, then
+ * both connections close.
  */
 class Refusal {
   private readonly client: Duplex;
+  private readonly service: Socket;
   private readonly parser: ResponseParser;
+  /** (Re)starts the silence limit: the service's by default, the client stall limit when given. */
+  private readonly arm: (ms?: number) => void;
   private readonly onDone: (answered: boolean) => void;
   private finished = false;
   private headWritten = false;
 
-  constructor(client: Duplex, onStatus: (status: string) => void, onDone: (answered: boolean) => void) {
+  constructor(client: Duplex, service: Socket, method: string, arm: (ms?: number) => void, onStatus: (status: string) => void, onDone: (answered: boolean) => void) {
     this.client = client;
+    this.service = service;
+    this.arm = arm;
     this.onDone = onDone;
     this.parser = new ResponseParser({
       onHead: (status, headers) => {
         this.headWritten = true;
         onStatus(String(status));
+        const listed = connectionListed(headers);
         let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
-        let length: string | undefined;
         for (let i = 0; i < headers.length; i += 2) {
-          if (headers[i] === 'content-length') length = headers[i + 1];
-          else if (!isResponseHopByHop(headers[i]!)) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+          const name = headers[i]!;
+          if (isResponseHopByHop(name) || listed?.has(name)) continue;
+          head += `${name}: ${headers[i + 1]}\r\n`;
         }
-        // A known length is kept; otherwise the body runs until this connection closes.
-        client.write(head + (length !== undefined ? `content-length: ${length}\r\n` : '') + 'connection: close\r\n\r\n');
+        // Content-Length, when given, passed above; otherwise the body runs until this connection closes.
+        client.write(head + 'connection: close\r\n\r\n', 'latin1');
       },
-      onBody(chunk) {
-        client.write(chunk);
+      onBody: (chunk) => {
+        if (!client.write(chunk)) {
+          // Our client is slow: stop reading the service until it drains (bounded by the stall limit).
+          service.pause();
+          this.arm(CLIENT_STALL_MS);
+          client.once('drain', () => {
+            this.arm();
+            service.resume();
+          });
+        }
       },
       onComplete: () => this.complete(),
     });
-    this.parser.reset('GET');
+    this.parser.reset(method);
   }
 
   feed(chunk: Buffer): void {
     if (this.finished) return;
+    this.arm();
     try {
       this.parser.execute(chunk);
     } catch (error) {
@@ -139,8 +227,12 @@ class Refusal {
   }
 
   /** The service closed: that ends a body without a length; anything else was cut short. */
-  serviceClosed(): void {
+  serviceClosed(timedOut: boolean): void {
     if (this.finished) return;
+    if (timedOut) {
+      this.abandon();
+      return;
+    }
     try {
       this.parser.finish();
     } catch {

@@ -6,6 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { ResponseParser, type ResponseEvents } from './response-parser.ts';
+import { requestLines } from './request-head.ts';
 import type { DenyReason } from '../decision/denial.ts';
 
 export type UpstreamFailure = Extract<DenyReason, 'upstream_unavailable' | 'upstream_timeout'>;
@@ -45,11 +46,6 @@ export interface UpstreamPoolOptions {
   readonly idleTimeoutMs?: number;
 }
 
-// What may be written into a request head. The head is written as latin1, so a character above
-// U+00FF would lose its high byte (U+010D would become CR): those are refused too.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const BAD_TARGET = /[^\x21-\x7e\x80-\xff]/;
 /** Methods a request may be sent again for (RFC 9110 9.2.2 idempotent methods). */
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** A client that reads nothing holds the service's answer at most this long (like nginx's send_timeout). */
@@ -104,22 +100,12 @@ export const CHUNKED = -1;
 
 /** The request head for the service, or undefined if any part of it could not be sent safely. */
 function requestHead(call: UpstreamCall, defaultHost: string): string | undefined {
-  if (!TOKEN.test(call.method) || call.path === '' || BAD_TARGET.test(call.path)) return undefined;
-  let head = call.method + ' ' + call.path + ' HTTP/1.1\r\n';
-  let hasHost = false;
-  const headers = call.headers;
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i]!;
-    const value = headers[i + 1]!;
-    if (!TOKEN.test(name) || BAD_VALUE.test(value)) return undefined;
-    if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
-    head += name + ': ' + value + '\r\n';
-  }
-  if (!hasHost) head += 'host: ' + defaultHost + '\r\n';
+  const lines = requestLines(call.method, call.path, call.headers, defaultHost);
+  if (lines === undefined) return undefined;
   // The framing is ours alone: the caller's headers never carry Content-Length or Transfer-Encoding.
-  if (call.bodyLength === CHUNKED) head += 'transfer-encoding: chunked\r\n';
-  else if (call.bodyLength !== undefined) head += 'content-length: ' + call.bodyLength + '\r\n';
-  return head + '\r\n';
+  if (call.bodyLength === CHUNKED) return lines + 'transfer-encoding: chunked\r\n\r\n';
+  if (call.bodyLength !== undefined) return lines + 'content-length: ' + call.bodyLength + '\r\n\r\n';
+  return lines + '\r\n';
 }
 
 class UpstreamConnection implements ResponseEvents {

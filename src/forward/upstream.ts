@@ -3,7 +3,7 @@
 // both ways.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { isResponseHopByHop } from './headers.ts';
+import { connectionListed, isResponseHopByHop } from './headers.ts';
 import { CHUNKED, UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
 
 export { UpstreamError, type UpstreamFailure } from './upstream-pool.ts';
@@ -61,19 +61,6 @@ type WatchedSocket = Socket & { [RELAYS]?: ResponseRelay[] };
 
 function onClientSocketClose(this: WatchedSocket): void {
   for (const relay of this[RELAYS]!.splice(0)) relay.clientGone();
-}
-
-/** Field names the service's `Connection` header declares hop-by-hop (beyond the fixed ones). */
-function connectionListed(headers: string[]): Set<string> | undefined {
-  let listed: Set<string> | undefined;
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] !== 'connection') continue;
-    for (const token of headers[i + 1]!.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name !== '' && name !== 'close' && name !== 'keep-alive') (listed ??= new Set()).add(name);
-    }
-  }
-  return listed;
 }
 
 /** Relays one answer from the service into our response; pauses the service while our client drains. */

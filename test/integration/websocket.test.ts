@@ -9,7 +9,7 @@ import { grantClaims, issuerKey, JIT_ISS, signToken, type IssuerKey } from './de
 
 const ROUTES = `routes:
   - name: live
-    match: { methods: [GET], path: "/live/**" }
+    match: { methods: [GET, HEAD], path: "/live/**" }
     privileged: false
   - name: admin-feed
     match: { methods: [GET], path: /admin-feed }
@@ -170,6 +170,68 @@ describe('WebSocket through the proxy', () => {
       await viaPlain.close();
       plain.closeAllConnections();
       plain.close();
+    }
+  });
+
+  it('a service answering the upgrade by script: 100 before 101, HEAD, Connection-named headers, silence, pipelining', { timeout: 15_000 }, async () => {
+    const { createServer: createTcp } = await import('node:net');
+    const { connect } = await import('node:tls');
+    const sockets = new Set<import('node:net').Socket>();
+    const service = createTcp((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        if (!text.includes('\r\n\r\n')) return;
+        const target = text.split(' ')[1];
+        if (target === '/live/interim') socket.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\nswitched');
+        else if (target === '/live/head') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n');
+        else if (target === '/live/named') socket.write('HTTP/1.1 403 Forbidden\r\nconnection: x-secret\r\nx-secret: internal\r\ncontent-length: 2\r\n\r\nno');
+        else if (target === '/live/silent') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
+        else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      });
+    });
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
+    const scripted = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${(service.address() as { port: number }).port}`, ROUTES).replace('timeout: 2s', 'timeout: 400ms'));
+    const exchange = async (request: string, waitMs = 1500) => {
+      const socket = connect({ port: scripted.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
+      socket.on('error', () => undefined);
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      const closedAt = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      const started = Date.now();
+      socket.write(request);
+      const closed = await Promise.race([closedAt, new Promise<number>((resolve) => setTimeout(() => resolve(-1), waitMs))]);
+      socket.destroy();
+      return { text, closedAfter: closed === -1 ? -1 : closed - started };
+    };
+    const upgrade = (method: string, path: string) => `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n`;
+    try {
+      // An interim 100 before the 101 is dropped; the switch still happens.
+      const interim = await exchange(upgrade('GET', '/live/interim'), 500);
+      expect(interim.text).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n[\s\S]*\r\n\r\nswitched$/);
+      // HEAD: the answer has no body, whatever its content-length says; the client is not kept waiting.
+      const head = await exchange(upgrade('HEAD', '/live/head'));
+      expect(head.text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(head.closedAfter).toBeGreaterThanOrEqual(0);
+      // Headers the service's Connection header names are hop-by-hop: not relayed.
+      const named = await exchange(upgrade('GET', '/live/named'));
+      expect(named.text).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+      expect(named.text).not.toMatch(/x-secret/i);
+      expect(named.text).toMatch(/\r\n\r\nno$/);
+      // A service that goes silent mid-answer: cut after upstream.timeout of silence.
+      const silent = await exchange(upgrade('GET', '/live/silent'), 3000);
+      expect(silent.closedAfter).toBeGreaterThanOrEqual(350);
+      expect(silent.closedAfter).toBeLessThan(2000);
+      // An upgrade pipelined behind a request still being answered: the connection is cut, nothing spliced.
+      const pipelined = await exchange('GET /live/plain HTTP/1.1\r\nHost: localhost\r\n\r\n' + upgrade('GET', '/live/interim'));
+      expect(pipelined.text).not.toMatch(/101 Switching/);
+    } finally {
+      await scripted.close();
+      for (const socket of sockets) socket.destroy();
+      service.close();
     }
   });
 
