@@ -9,7 +9,7 @@
 // on how the scheduler shares CPU 0.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -49,8 +49,11 @@ const WARMUP_MS = quick ? 200 : 1500;
 const pin = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 const children: ChildProcess[] = [];
+/** Temporary folders (keys, configs, audit logs): removed on exit. */
+const scratch: string[] = [];
 function cleanup(): void {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
@@ -167,6 +170,7 @@ function median(values: number[]): number {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
+  scratch.push(dir);
   const write = (name: string, text: string) => {
     const file = join(dir, name);
     writeFileSync(file, text);

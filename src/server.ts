@@ -196,6 +196,7 @@ export class Proxy {
           ? rawDenialResponse(431, 'Request Header Fields Too Large', { ...denial('bad_request'), status: 431, error: 'the request headers are too large' }, requestId)
           : rawDenialResponse(400, 'Bad Request', denial(badTarget ? 'bad_path' : 'bad_request'), requestId),
       );
+      this.metrics.requests.cell(UNROUTED, tooLarge ? '431' : '400').n++;
     } else {
       socket.destroy();
     }
@@ -226,7 +227,7 @@ export class Proxy {
     // unframed, ahead of the new protocol. Refused, like a malformed upgrade token.
     if (!/^[A-Za-z0-9!#$%&'*+.^_`|~/-]{1,64}$/.test(upgrade) || req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
       this.metrics.badRequests.inc({ reason: 'malformed' });
-      socket.end(rawDenialResponse(400, 'Bad Request', denial('bad_request'), randomUUID()));
+      this.refuse(socket, UNROUTED, denial('bad_request'), randomUUID());
       return;
     }
     this.admit(req, socket, head);

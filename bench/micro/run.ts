@@ -2,7 +2,7 @@
 // over a GC-free window where the runtime allows (--expose-gc). Also: bytes per cached decision.
 // Run: npm run bench (after the load bench), or node --expose-gc bench/micro/run.ts [--quick]
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
@@ -34,6 +34,7 @@ const gc = (globalThis as { gc?: () => void }).gc;
 const nullAudit: AuditLog = { write: () => undefined, flush: async () => undefined };
 
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-micro-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const write = (name: string, text: string) => writeFileSync(join(dir, name), text);
 const ca = await DevCa.create('example.org');
 const server = await ca.svid('/ns/prod/sa/orders-api');

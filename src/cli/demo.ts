@@ -42,7 +42,7 @@ async function issuerKeyPair(kid: string): Promise<{ keyPem: string; key: KeyObj
 }
 
 function demoConfig(proxyPort: number, adminPort: number, upstreamPort: number): string {
-  return `# Written by \`portcullis demo\`; check it with: npx portcullis check --config <this file>
+  return `# Written by \`portcullis demo\`; check it with: npm run portcullis -- check --config <this file>
 listen: { address: 127.0.0.1, port: ${proxyPort} }
 identity:
   source: files

@@ -20,5 +20,6 @@ export function writeDenial(res: ServerResponse, denied: Denial, requestId: stri
 /** For errors the HTTP parser raises before a request object exists (malformed, oversized). */
 export function rawDenialResponse(status: number, statusText: string, denied: Denial, requestId = ''): string {
   const body = `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}`;
-  return `HTTP/1.1 ${status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  const id = requestId === '' ? '' : `x-request-id: ${requestId}\r\n`;
+  return `HTTP/1.1 ${status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${id}date: ${new Date().toUTCString()}\r\nconnection: close\r\n\r\n${body}`;
 }

@@ -464,7 +464,9 @@ describe('UpstreamPool: failures and limits', () => {
   it('talks to a service on a unix socket', async () => {
     const { mkdtempSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
-    const path = `${mkdtempSync(`${tmpdir()}/pool-`)}/s.sock`;
+    const folder = mkdtempSync(`${tmpdir()}/pool-`);
+    const path = `${folder}/s.sock`;
+    cleanups.push(async () => (await import('node:fs')).rmSync(folder, { recursive: true, force: true }));
     const server = createHttpServer((req, res) => res.end(`unix ${req.headers.host}`));
     await new Promise<void>((resolve) => server.listen(path, resolve));
     cleanups.push(() => new Promise((resolve) => server.close(resolve)));

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { EmbeddedPdp, policySchema } from '../../../src/pdp/embedded-policy.ts';
 import { loadPolicy } from '../../../src/config/load-policy.ts';
 import { ConfigError } from '../../../src/config/load.ts';
@@ -115,6 +115,7 @@ describe('patterns', () => {
 
 describe('loading a policy file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-policy-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const write = (name: string, text: string) => {
     const file = join(dir, name);
     writeFileSync(file, text);
