@@ -321,6 +321,8 @@ export class Proxy {
       this.refuse(to, route, denial('upstream_unavailable'), requestId);
       return;
     }
+    // The client left while the decision was being made: nothing to open, nothing to track.
+    if (to.destroyed) return;
     openTunnel(
       { url: upstreamUrl, connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
       to,

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { connectionListed, isResponseHopByHop } from './headers.ts';
 import { requestLines } from './request-head.ts';
 import { ResponseParseError, ResponseParser } from './response-parser.ts';
+import { CLIENT_STALL_MS } from './upstream-pool.ts';
 
 export interface TunnelTarget {
   /** `http://host:port` or `unix:/path`. */
@@ -24,8 +25,6 @@ type Failure = 'upstream_unavailable' | 'upstream_timeout';
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_INTERIM = 16;
-/** A client that reads nothing holds a relayed answer at most this long (as in the forwarding pool). */
-const CLIENT_STALL_MS = 60_000;
 
 /**
  * The upgrade request head for the service, checked like any forwarded request's (undefined if it
@@ -55,12 +54,13 @@ class HeadReader {
     this.pieces.push(chunk);
     this.length += chunk.length;
     if (at === -1) {
-      if (this.length - 3 > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
+      // The last 3 bytes may yet start the CRLFCRLF; the head with it may be MAX_HEAD_BYTES.
+      if (this.length - 3 > MAX_HEAD_BYTES - 4) throw new ResponseParseError('response head too large');
       const joined = Buffer.concat([this.tail, chunk]);
       this.tail = joined.subarray(Math.max(0, joined.length - 3));
       return undefined;
     }
-    if (at > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
+    if (at + 4 > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
     const all = Buffer.concat(this.pieces);
     this.pieces = [];
     this.length = 0;
@@ -75,6 +75,8 @@ class HeadReader {
  * and closes both. `onFailure` runs if nothing was relayed yet (the caller answers 502/504).
  */
 export function openTunnel(target: TunnelTarget, client: Duplex, method: string, head: string, firstBytes: Buffer, onStatus: (status: string) => void, onFailure: (reason: Failure) => void): void {
+  // The client may have left while the decision was being made: then nothing goes to the service.
+  if (client.destroyed) return;
   const service: Socket = target.url.startsWith('unix:') ? connect(target.url.slice('unix:'.length)) : connect(Number(new URL(target.url).port || 80), new URL(target.url).hostname);
   let phase: 'waiting' | 'switched' | 'relaying' | 'done' = 'waiting';
   let timedOut = false;
@@ -99,12 +101,15 @@ export function openTunnel(target: TunnelTarget, client: Duplex, method: string,
       refusal!.feed(chunk);
       return;
     }
+    const abandon = (): void => {
+      broken = true;
+      service.destroy();
+    };
     let found: { head: Buffer; rest: Buffer } | undefined;
     try {
       found = reader.push(chunk);
     } catch {
-      broken = true;
-      service.destroy();
+      abandon();
       return;
     }
     while (found !== undefined) {
@@ -122,9 +127,18 @@ export function openTunnel(target: TunnelTarget, client: Duplex, method: string,
         client.pipe(service);
         return;
       }
-      if (status !== undefined && status.startsWith('1') && ++interim <= MAX_INTERIM) {
+      if (status !== undefined && status.startsWith('1')) {
         // An interim answer (100, 103) before the real one: dropped, the next head decides.
-        found = found.rest.length > 0 ? reader.push(found.rest) : undefined;
+        if (++interim > MAX_INTERIM) {
+          abandon();
+          return;
+        }
+        try {
+          found = found.rest.length > 0 ? reader.push(found.rest) : undefined;
+        } catch {
+          abandon();
+          return;
+        }
         continue;
       }
       phase = 'relaying';
@@ -146,13 +160,21 @@ export function openTunnel(target: TunnelTarget, client: Duplex, method: string,
     service.on('data', onServiceData);
   });
   service.on('error', () => undefined); // 'close' follows and decides
-  service.on('close', () => {
+  service.on('close', (hadError: boolean) => {
     clearTimeout(timer);
     if (phase === 'waiting') {
       // No answer (refused, reset, timed out, or a head too large or broken to read).
       if (!clientGone) onFailure(timedOut && !broken ? 'upstream_timeout' : 'upstream_unavailable');
     } else if (phase === 'switched') {
-      client.destroy();
+      if (hadError || clientGone) {
+        client.destroy();
+      } else {
+        // A clean end: pipe() has ended the client after the service's last bytes (a WebSocket
+        // close frame, say); let them drain, within the client stall limit.
+        const linger = setTimeout(() => client.destroy(), CLIENT_STALL_MS);
+        linger.unref();
+        client.once('close', () => clearTimeout(linger));
+      }
     } else if (phase === 'relaying') {
       refusal!.serviceClosed(timedOut);
     }
@@ -179,6 +201,7 @@ class Refusal {
   private readonly onDone: (answered: boolean) => void;
   private finished = false;
   private headWritten = false;
+  private waitingDrain = false;
 
   constructor(client: Duplex, service: Socket, method: string, arm: (ms?: number) => void, onStatus: (status: string) => void, onDone: (answered: boolean) => void) {
     this.client = client;
@@ -200,11 +223,14 @@ class Refusal {
         client.write(head + 'connection: close\r\n\r\n', 'latin1');
       },
       onBody: (chunk) => {
-        if (!client.write(chunk)) {
+        if (!client.write(chunk) && !this.waitingDrain) {
           // Our client is slow: stop reading the service until it drains (bounded by the stall limit).
+          this.waitingDrain = true;
           service.pause();
           this.arm(CLIENT_STALL_MS);
           client.once('drain', () => {
+            this.waitingDrain = false;
+            if (this.finished) return;
             this.arm();
             service.resume();
           });

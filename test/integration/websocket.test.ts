@@ -189,6 +189,13 @@ describe('WebSocket through the proxy', () => {
         else if (target === '/live/head') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n');
         else if (target === '/live/named') socket.write('HTTP/1.1 403 Forbidden\r\nconnection: x-secret\r\nx-secret: internal\r\ncontent-length: 2\r\n\r\nno');
         else if (target === '/live/silent') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
+        else if (target === '/live/interims') socket.write('HTTP/1.1 100 Continue\r\n\r\n'.repeat(17) + 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+        else if (target === '/live/flood') {
+          // Switch, send 24 MiB (more than loopback buffers hold) and a last 1000 bytes, then end cleanly: all of it reaches a client that starts reading late.
+          socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n');
+          socket.write(Buffer.alloc(24 * 1024 * 1024, 'a'));
+          socket.end('Z'.repeat(1000));
+        }
         else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
       });
     });
@@ -225,6 +232,27 @@ describe('WebSocket through the proxy', () => {
       const silent = await exchange(upgrade('GET', '/live/silent'), 3000);
       expect(silent.closedAfter).toBeGreaterThanOrEqual(350);
       expect(silent.closedAfter).toBeLessThan(2000);
+      // More interim answers than allowed: the service is broken, 502.
+      const interims = await exchange(upgrade('GET', '/live/interims'));
+      expect(interims.text).toMatch(/^HTTP\/1\.1 502 /);
+      // After the 101, a clean end from the service still delivers its last bytes to a slow client.
+      {
+        const socket = connect({ port: scripted.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
+        socket.on('error', () => undefined);
+        await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+        socket.write(upgrade('GET', '/live/flood'));
+        socket.pause();
+        await new Promise((r) => setTimeout(r, 400));
+        const chunks: Buffer[] = [];
+        const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+        socket.resume();
+        await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
+        const all = Buffer.concat(chunks).toString('latin1');
+        const body = all.slice(all.indexOf('\r\n\r\n') + 4);
+        expect(body.length).toBe(24 * 1024 * 1024 + 1000);
+        expect(body.endsWith('Z'.repeat(1000))).toBe(true);
+      }
       // An upgrade pipelined behind a request still being answered: the connection is cut, nothing spliced.
       const pipelined = await exchange('GET /live/plain HTTP/1.1\r\nHost: localhost\r\n\r\n' + upgrade('GET', '/live/interim'));
       expect(pipelined.text).not.toMatch(/101 Switching/);
