@@ -248,6 +248,8 @@ export class Proxy {
       return;
     }
     if (badFraming(req.rawHeaders, req.httpVersion)) {
+      // Where this request ends is in doubt, so nothing after it on this connection can be trusted.
+      if (to instanceof ServerResponse) to.shouldKeepAlive = false;
       this.metrics.badRequests.inc({ reason: 'malformed' });
       this.refuse(to, UNROUTED, denial('bad_request'), requestId);
       return;

@@ -150,6 +150,7 @@ describe('forwarding to the service', () => {
     ['a bare LF line ending', 'GET /orders/1 HTTP/1.1\nHost: localhost\n\n'],
     ['two Host headers (RFC 9112 3.2)', 'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nhost: admin.internal\r\n\r\n'],
     ['a transfer coding other than chunked', 'POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'],
+    ['a Content-Length beyond 2^53 (it could not be re-sent exactly)', 'POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999999999\r\n\r\nabc'],
     ['Transfer-Encoding twice', 'POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
   ])('refuses request smuggling material: %s', async (_what, payload) => {
     const before = upstream.received.length;
