@@ -316,8 +316,8 @@ export class Proxy {
     const headers = this.serviceHeaders(req, generation, peer, requestId, grantId);
     const route = match.route.name;
     const method = req.method ?? 'GET';
-    const upstreamUrl = generation.config.upstream.url;
-    const serviceHead = upgradeHead(method, path, headers, req.headers.upgrade ?? '', upstreamUrl.startsWith('unix:') ? 'localhost' : new URL(upstreamUrl).host);
+    const upstream = generation.upstream;
+    const serviceHead = upgradeHead(method, path, headers, req.headers.upgrade ?? '', upstream.hostHeader);
     if (serviceHead === undefined) {
       // A header that could not be sent safely (the forwarding pool refuses the same): as the pool does, 502.
       this.refuse(to, route, denial('upstream_unavailable'), requestId);
@@ -326,7 +326,7 @@ export class Proxy {
     // The client left while the decision was being made: nothing to open, nothing to track.
     if (to.destroyed) return;
     openTunnel(
-      { url: upstreamUrl, connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
+      { connect: () => upstream.connect(), connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
       to,
       method,
       serviceHead,

@@ -79,7 +79,10 @@ export function connectionListed(headers: readonly string[]): Set<string> | unde
   let listed: Set<string> | undefined;
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i] !== 'connection') continue;
-    for (const token of headers[i + 1]!.split(',')) {
+    const value = headers[i + 1]!;
+    // Nearly every answer says just this, on every request: nothing to split.
+    if (value === 'keep-alive' || value === 'close') continue;
+    for (const token of value.split(',')) {
       const name = token.trim().toLowerCase();
       if (name !== '' && name !== 'close' && name !== 'keep-alive') (listed ??= new Set()).add(name);
     }

@@ -1,9 +1,6 @@
-// The request head we send to the service, for forwarded requests and for upgrades alike. It is
-// written as latin1, so only what latin1 carries byte for byte may go in: a character above
-// U+00FF would lose its high byte (U+010D would become CR) and could split the head.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const BAD_TARGET = /[^\x21-\x7e\x80-\xff]/;
+// The request head we send to the service, for forwarded requests and for upgrades alike,
+// written as latin1 with only what latin1 carries byte for byte.
+import { BAD_TARGET, BAD_VALUE_WRITTEN, TOKEN } from './http-syntax.ts';
 
 /**
  * The request line and header lines, each ending in CRLF (the caller adds its own framing lines
@@ -17,7 +14,7 @@ export function requestLines(method: string, path: string, headers: readonly str
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     const value = headers[i + 1]!;
-    if (!TOKEN.test(name) || BAD_VALUE.test(value)) return undefined;
+    if (!TOKEN.test(name) || BAD_VALUE_WRITTEN.test(value)) return undefined;
     if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
     head += name + ': ' + value + '\r\n';
   }

@@ -4,9 +4,11 @@
 // lengths, obs-fold, bare CR or LF, a bad chunk size, an unknown transfer coding) is an error and
 // the connection is dropped, never reused.
 
-export class ResponseParseError extends Error {
-  override readonly name = 'ResponseParseError';
-}
+import { DelimitedBytes } from './delimited-bytes.ts';
+import { BAD_VALUE_READ, FIELD_CHAR, TOKEN, TOKEN_CHAR } from './http-syntax.ts';
+import { ResponseParseError } from './parse-error.ts';
+
+export { ResponseParseError };
 
 export interface ResponseEvents {
   /** A final (non-1xx) response head. Header names are lowercased; values as sent. */
@@ -18,22 +20,10 @@ export interface ResponseEvents {
 /** The longest response head (status line and headers) accepted, and the longest trailer section. */
 export const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_INTERIM_RESPONSES = 16;
-const HEAD_END = Buffer.from('\r\n\r\n');
+export const HEAD_END = Buffer.from('\r\n\r\n');
 const CRLF = Buffer.from('\r\n');
-const EMPTY = Buffer.alloc(0);
 const MAX_CHUNK_LINE = 4096;
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** Bytes allowed in a field name (tchar) and in a field value or reason phrase (HTAB, SP, VCHAR, obs-text). */
-const TOKEN_CHAR = new Uint8Array(256);
-const FIELD_CHAR = new Uint8Array(256);
-for (let c = 0; c < 256; c++) {
-  TOKEN_CHAR[c] = /[!#$%&'*+.^_`|~0-9A-Za-z-]/.test(String.fromCharCode(c)) ? 1 : 0;
-  FIELD_CHAR[c] = c === 0x09 || (c >= 0x20 && c !== 0x7f) ? 1 : 0;
-}
-// Field values: visible ASCII, obs-text, space and tab; no other control characters (RFC 9110 5.5).
-// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 const DIGITS = /^\d{1,15}$/;
 const HEX = /^[0-9a-fA-F]{1,12}$/;
 
@@ -43,10 +33,8 @@ type State = (typeof State)[keyof typeof State];
 export class ResponseParser {
   private readonly events: ResponseEvents;
   private state: State = State.Head;
-  /** Bytes of an unfinished head, chunk-size line or trailer section, and the last few of them. */
-  private gathered: Buffer[] = [];
-  private gatheredLength = 0;
-  private tail: Buffer = EMPTY;
+  /** An unfinished head, chunk-size line or trailer section. */
+  private readonly gathered = new DelimitedBytes();
   private remaining = 0;
   private interim = 0;
   private noBody = false;
@@ -60,9 +48,7 @@ export class ResponseParser {
   /** Expects the answer to a request with this method (a HEAD answer has no body). */
   reset(method: string): void {
     this.state = State.Head;
-    this.gathered = [];
-    this.gatheredLength = 0;
-    this.tail = EMPTY;
+    this.gathered.clear();
     this.remaining = 0;
     this.interim = 0;
     this.noBody = method === 'HEAD';
@@ -152,47 +138,8 @@ export class ResponseParser {
     return offset;
   }
 
-  /**
-   * Gathers bytes up to `delimiter`, across reads. Returns the gathered bytes (any seed first;
-   * `buf[at]` is where the delimiter starts) and how many bytes of `data` were used, delimiter
-   * included; or undefined when it has not
-   * arrived yet (all of `data` is kept). Pieces are joined once, when the delimiter is found, so a
-   * service sending its head a byte at a time costs linear, not quadratic, work.
-   */
-  private until(data: Buffer, offset: number, delimiter: Buffer, max: number, what: string): { buf: Buffer; at: number; used: number } | undefined {
-    const rest = offset === 0 ? data : data.subarray(offset);
-    const carried = this.gatheredLength;
-    let at = -1;
-    if (carried > 0) {
-      // The delimiter may straddle the seam between what was gathered and the new bytes.
-      const seam = Buffer.concat([this.tail, rest.subarray(0, delimiter.length - 1)]);
-      const found = seam.indexOf(delimiter);
-      if (found !== -1) at = carried - this.tail.length + found;
-    }
-    if (at === -1) {
-      const found = rest.indexOf(delimiter);
-      if (found !== -1) at = carried + found;
-    }
-    if (at === -1) {
-      // Up to (delimiter length - 1) of these bytes may yet turn out to start the delimiter.
-      if (carried + rest.length - (delimiter.length - 1) > max) throw new ResponseParseError(`${what} too large`);
-      const copy = Buffer.from(rest);
-      this.gathered.push(copy);
-      this.gatheredLength += copy.length;
-      const joined = Buffer.concat([this.tail, copy]);
-      this.tail = joined.subarray(Math.max(0, joined.length - (delimiter.length - 1)));
-      return undefined;
-    }
-    if (at > max) throw new ResponseParseError(`${what} too large`);
-    const buf = carried === 0 ? rest : Buffer.concat([...this.gathered, rest]);
-    this.gathered = [];
-    this.gatheredLength = 0;
-    this.tail = EMPTY;
-    return { buf, at, used: at + delimiter.length - carried };
-  }
-
   private readHead(data: Buffer, offset: number): number {
-    const found = this.until(data, offset, HEAD_END, MAX_HEAD_BYTES - 4, 'response head');
+    const found = this.gathered.until(data, offset, HEAD_END, MAX_HEAD_BYTES - 4, 'response head');
     if (found === undefined) return data.length;
     // The head's lines, each with its CRLF (the delimiter's first half ends the last one).
     this.parseHead(found.buf, found.at + 2);
@@ -278,21 +225,19 @@ export class ResponseParser {
   }
 
   private readChunkSize(data: Buffer, offset: number): number {
-    const found = this.until(data, offset, CRLF, MAX_CHUNK_LINE, 'chunk size line');
+    const found = this.gathered.until(data, offset, CRLF, MAX_CHUNK_LINE, 'chunk size line');
     if (found === undefined) return data.length;
     const line = found.buf.toString('latin1', 0, found.at);
     const semicolon = line.indexOf(';');
     const sizeText = semicolon === -1 ? line : line.slice(0, semicolon).trimEnd();
     if (!HEX.test(sizeText)) throw new ResponseParseError('malformed chunk size');
-    if (semicolon !== -1 && BAD_VALUE.test(line.slice(semicolon))) throw new ResponseParseError('control character in a chunk extension');
+    if (semicolon !== -1 && BAD_VALUE_READ.test(line.slice(semicolon))) throw new ResponseParseError('control character in a chunk extension');
     const size = parseInt(sizeText, 16);
     if (size === 0) {
       // The trailer section ends at an empty line: seeded with the CRLF just read, its end is
       // always a CRLF CRLF, with or without trailer fields.
       this.state = State.Trailers;
-      this.gathered = [CRLF];
-      this.gatheredLength = CRLF.length;
-      this.tail = CRLF;
+      this.gathered.seed(CRLF);
     } else {
       this.state = State.ChunkData;
       this.remaining = size;
@@ -302,13 +247,13 @@ export class ResponseParser {
 
   /** Trailer fields are checked and dropped (we never forward trailers); an empty line ends the message. */
   private readTrailers(data: Buffer, offset: number): number {
-    const found = this.until(data, offset, HEAD_END, MAX_HEAD_BYTES, 'trailer section');
+    const found = this.gathered.until(data, offset, HEAD_END, MAX_HEAD_BYTES, 'trailer section');
     if (found === undefined) return data.length;
     const text = found.buf.toString('latin1', CRLF.length, found.at);
     if (text !== '') {
       for (const line of text.split('\r\n')) {
         const colon = line.indexOf(':');
-        if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || BAD_VALUE.test(line.slice(colon + 1))) throw new ResponseParseError('malformed trailer line');
+        if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || BAD_VALUE_READ.test(line.slice(colon + 1))) throw new ResponseParseError('malformed trailer line');
       }
     }
     this.state = State.Done;

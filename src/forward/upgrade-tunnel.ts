@@ -5,16 +5,17 @@
 // service that answers anything else (200, 403…) gets no chance to read the client's next bytes
 // as a new request, which would skip our authorization and carry forged identity headers.
 import { STATUS_CODES } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connectionListed, isResponseHopByHop } from './headers.ts';
 import { requestLines } from './request-head.ts';
-import { ResponseParseError, ResponseParser } from './response-parser.ts';
+import { DelimitedBytes, type Delimited } from './delimited-bytes.ts';
+import { HEAD_END, MAX_HEAD_BYTES, ResponseParseError, ResponseParser } from './response-parser.ts';
 import { CLIENT_STALL_MS } from './upstream-pool.ts';
 
 export interface TunnelTarget {
-  /** `http://host:port` or `unix:/path`. */
-  readonly url: string;
+  /** Opens a new connection to the service (the forwarding pool knows where it is). */
+  readonly connect: () => Socket;
   readonly connectTimeoutMs: number;
   /** Longest wait for the service's answer, and longest silence while relaying a refusal. */
   readonly timeoutMs: number;
@@ -22,8 +23,6 @@ export interface TunnelTarget {
 
 type Failure = 'upstream_unavailable' | 'upstream_timeout';
 
-const HEAD_END = Buffer.from('\r\n\r\n');
-const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_INTERIM = 16;
 
 /**
@@ -36,39 +35,6 @@ export function upgradeHead(method: string, path: string, headers: readonly stri
   return lines === undefined ? undefined : lines + 'connection: upgrade\r\nupgrade: ' + upgrade + '\r\n\r\n';
 }
 
-/** The service's head gathered across reads; pieces are joined once, when the head is complete. */
-class HeadReader {
-  private pieces: Buffer[] = [];
-  private length = 0;
-  private tail: Buffer = Buffer.alloc(0);
-
-  /** The complete head (with its CRLFCRLF) and the bytes after it, or undefined for now. */
-  push(chunk: Buffer): { head: Buffer; rest: Buffer } | undefined {
-    const seam = Buffer.concat([this.tail, chunk.subarray(0, 3)]);
-    let at = this.length > 0 ? seam.indexOf(HEAD_END) : -1;
-    if (at !== -1) at = this.length - this.tail.length + at;
-    else {
-      const found = chunk.indexOf(HEAD_END);
-      if (found !== -1) at = this.length + found;
-    }
-    this.pieces.push(chunk);
-    this.length += chunk.length;
-    if (at === -1) {
-      // The last 3 bytes may yet start the CRLFCRLF; the head with it may be MAX_HEAD_BYTES.
-      if (this.length - 3 > MAX_HEAD_BYTES - 4) throw new ResponseParseError('response head too large');
-      const joined = Buffer.concat([this.tail, chunk]);
-      this.tail = joined.subarray(Math.max(0, joined.length - 3));
-      return undefined;
-    }
-    if (at + 4 > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
-    const all = Buffer.concat(this.pieces);
-    this.pieces = [];
-    this.length = 0;
-    this.tail = Buffer.alloc(0);
-    return { head: all.subarray(0, at + 4), rest: all.subarray(at + 4) };
-  }
-}
-
 /**
  * Opens the service connection, sends the upgrade request and waits for the answer. On 101 it
  * joins the two connections; on any other answer it relays that answer (with `connection: close`)
@@ -77,14 +43,14 @@ class HeadReader {
 export function openTunnel(target: TunnelTarget, client: Duplex, method: string, head: string, firstBytes: Buffer, onStatus: (status: string) => void, onFailure: (reason: Failure) => void): void {
   // The client may have left while the decision was being made: then nothing goes to the service.
   if (client.destroyed) return;
-  const service: Socket = target.url.startsWith('unix:') ? connect(target.url.slice('unix:'.length)) : connect(Number(new URL(target.url).port || 80), new URL(target.url).hostname);
+  const service = target.connect();
   let phase: 'waiting' | 'switched' | 'relaying' | 'done' = 'waiting';
   let timedOut = false;
   let clientGone = false;
   let broken = false;
   let refusal: Refusal | undefined;
   let interim = 0;
-  const reader = new HeadReader();
+  const heads = new DelimitedBytes();
   // One limit at a time: connecting, then waiting for the answer, then silence while relaying it.
   let timer: NodeJS.Timeout | undefined;
   const arm = (ms: number): void => {
@@ -105,23 +71,26 @@ export function openTunnel(target: TunnelTarget, client: Duplex, method: string,
       broken = true;
       service.destroy();
     };
-    let found: { head: Buffer; rest: Buffer } | undefined;
-    try {
-      found = reader.push(chunk);
-    } catch {
-      abandon();
-      return;
-    }
-    while (found !== undefined) {
-      const status = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(found.head.toString('latin1', 0, 13))?.[1];
+    // One read may hold several heads (interim answers, then the real one).
+    let offset = 0;
+    for (;;) {
+      let found: Delimited | undefined;
+      try {
+        found = heads.until(chunk, offset, HEAD_END, MAX_HEAD_BYTES - 4, 'response head');
+      } catch {
+        abandon();
+        return;
+      }
+      if (found === undefined) return;
+      // found.buf is the head, then whatever of this read follows it.
+      const status = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(found.buf.toString('latin1', 0, 13))?.[1];
       if (status === '101') {
         clearTimeout(timer);
         phase = 'switched';
         onStatus(status);
         service.off('data', onServiceData);
         // Switched: from here on the bytes are the new protocol's, both ways, untouched.
-        client.write(found.head);
-        if (found.rest.length > 0) client.write(found.rest);
+        client.write(found.buf);
         if (firstBytes.length > 0) service.write(firstBytes);
         service.pipe(client);
         client.pipe(service);
@@ -133,12 +102,8 @@ export function openTunnel(target: TunnelTarget, client: Duplex, method: string,
           abandon();
           return;
         }
-        try {
-          found = found.rest.length > 0 ? reader.push(found.rest) : undefined;
-        } catch {
-          abandon();
-          return;
-        }
+        offset += found.used;
+        if (offset >= chunk.length) return;
         continue;
       }
       phase = 'relaying';
@@ -149,7 +114,7 @@ export function openTunnel(target: TunnelTarget, client: Duplex, method: string,
         // An answer too broken to relay is, to the client, a service that is unavailable.
         if (!answered && !clientGone) onFailure('upstream_unavailable');
       });
-      refusal.feed(Buffer.concat([found.head, found.rest]));
+      refusal.feed(found.buf);
       return;
     }
   };

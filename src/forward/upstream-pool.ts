@@ -436,8 +436,13 @@ export class UpstreamPool {
     this.stopSweepIfIdle();
   }
 
+  /** A new socket to the service (TCP or unix): the pool's own, and upgrade tunnels'. */
+  connectSocket(): Socket {
+    return connect(this.target as { host: string; port: number });
+  }
+
   private newConnection(): UpstreamConnection {
-    const connection = new UpstreamConnection(this, connect(this.target as { host: string; port: number }));
+    const connection = new UpstreamConnection(this, this.connectSocket());
     this.connections.add(connection);
     this.ensureSweep();
     return connection;

@@ -51,6 +51,16 @@ export class Upstream {
     this.pool.dispatch(call);
   }
 
+  /** A connection of its own to the service (an upgrade tunnel), outside the keep-alive pool. */
+  connect(): Socket {
+    return this.pool.connectSocket();
+  }
+
+  /** The Host header for a request that brought none: the service's authority. */
+  get hostHeader(): string {
+    return this.pool.hostHeader;
+  }
+
   close(): Promise<void> {
     return this.pool.close();
   }
