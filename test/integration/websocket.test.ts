@@ -6,6 +6,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { configYaml, createPki, DevCa, startProxy, type Issued, type Pki } from '../support/harness.ts';
 import type { Instance } from '../../src/cli/instance.ts';
 import { grantClaims, issuerKey, JIT_ISS, signToken, type IssuerKey } from './decision-support.ts';
+import { parseRaw, rawRequest, rawSession } from '../support/raw-tls.ts';
 
 const ROUTES = `routes:
   - name: live
@@ -149,23 +150,17 @@ describe('WebSocket through the proxy', () => {
     await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
     const viaPlain = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${(plain.address() as { port: number }).port}`, ROUTES));
     try {
-      const { connect } = await import('node:tls');
-      const socket = connect({ port: viaPlain.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
-      socket.on('error', () => undefined);
-      let text = '';
-      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
-      socket.write('GET /live/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+      const session = await rawSession(viaPlain.proxyPort, pki.ca.bundlePem, client);
+      session.socket.write('GET /live/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
       await new Promise((r) => setTimeout(r, 150));
-      socket.write('GET /admin/x HTTP/1.1\r\nHost: localhost\r\nx-forwarded-client-cert: By=x;URI=spiffe://example.org/ns/prod/sa/forged-admin\r\n\r\n');
-      await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
-      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
-      expect(text).toMatch(/\r\nconnection: close\r\n/i);
-      expect(text).toMatch(/plain answer$/);
+      session.socket.write('GET /admin/x HTTP/1.1\r\nHost: localhost\r\nx-forwarded-client-cert: By=x;URI=spiffe://example.org/ns/prod/sa/forged-admin\r\n\r\n');
+      await session.closedWithin(1000);
+      expect(session.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(session.text()).toMatch(/\r\nconnection: close\r\n/i);
+      expect(session.text()).toMatch(/plain answer$/);
       expect(seenUrls).toHaveLength(1);
       expect(seenUrls[0]).toMatch(/^\/live\/x By=spiffe:\/\/example\.org\/ns\/prod\/sa\/orders-api;/);
-      socket.destroy();
+      session.socket.destroy();
     } finally {
       await viaPlain.close();
       plain.closeAllConnections();
@@ -175,7 +170,6 @@ describe('WebSocket through the proxy', () => {
 
   it('a service answering the upgrade by script: 100 before 101, HEAD, Connection-named headers, silence, pipelining', { timeout: 15_000 }, async () => {
     const { createServer: createTcp } = await import('node:net');
-    const { connect } = await import('node:tls');
     const sockets = new Set<import('node:net').Socket>();
     const service = createTcp((socket) => {
       sockets.add(socket);
@@ -190,29 +184,18 @@ describe('WebSocket through the proxy', () => {
         else if (target === '/live/named') socket.write('HTTP/1.1 403 Forbidden\r\nconnection: x-secret\r\nx-secret: internal\r\ncontent-length: 2\r\n\r\nno');
         else if (target === '/live/silent') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
         else if (target === '/live/interims') socket.write('HTTP/1.1 100 Continue\r\n\r\n'.repeat(17) + 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-        else if (target === '/live/flood') {
-          // Switch, send 24 MiB (more than loopback buffers hold) and a last 1000 bytes, then end cleanly: all of it reaches a client that starts reading late.
-          socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n');
-          socket.write(Buffer.alloc(24 * 1024 * 1024, 'a'));
-          socket.end('Z'.repeat(1000));
-        }
         else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
       });
     });
     await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
     const scripted = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${(service.address() as { port: number }).port}`, ROUTES).replace('timeout: 2s', 'timeout: 400ms'));
     const exchange = async (request: string, waitMs = 1500) => {
-      const socket = connect({ port: scripted.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
-      socket.on('error', () => undefined);
-      let text = '';
-      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-      const closedAt = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
-      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      const session = await rawSession(scripted.proxyPort, pki.ca.bundlePem, client);
       const started = Date.now();
-      socket.write(request);
-      const closed = await Promise.race([closedAt, new Promise<number>((resolve) => setTimeout(() => resolve(-1), waitMs))]);
-      socket.destroy();
-      return { text, closedAfter: closed === -1 ? -1 : closed - started };
+      session.socket.write(request);
+      const closed = await session.closedWithin(waitMs);
+      session.socket.destroy();
+      return { text: session.text(), closedAfter: closed ? (await session.closed) - started : -1 };
     };
     const upgrade = (method: string, path: string) => `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n`;
     try {
@@ -235,27 +218,10 @@ describe('WebSocket through the proxy', () => {
       // More interim answers than allowed: the service is broken, 502.
       const interims = await exchange(upgrade('GET', '/live/interims'));
       expect(interims.text).toMatch(/^HTTP\/1\.1 502 /);
-      // After the 101, a clean end from the service still delivers its last bytes to a slow client.
-      {
-        const socket = connect({ port: scripted.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
-        socket.on('error', () => undefined);
-        await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
-        socket.write(upgrade('GET', '/live/flood'));
-        socket.pause();
-        await new Promise((r) => setTimeout(r, 400));
-        const chunks: Buffer[] = [];
-        const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-        socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-        socket.resume();
-        await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
-        const all = Buffer.concat(chunks).toString('latin1');
-        const body = all.slice(all.indexOf('\r\n\r\n') + 4);
-        expect(body.length).toBe(24 * 1024 * 1024 + 1000);
-        expect(body.endsWith('Z'.repeat(1000))).toBe(true);
-      }
       // An upgrade pipelined behind a request still being answered: the connection is cut, nothing spliced.
       const pipelined = await exchange('GET /live/plain HTTP/1.1\r\nHost: localhost\r\n\r\n' + upgrade('GET', '/live/interim'));
       expect(pipelined.text).not.toMatch(/101 Switching/);
+      expect(pipelined.closedAfter).toBeGreaterThanOrEqual(0);
     } finally {
       await scripted.close();
       for (const socket of sockets) socket.destroy();
@@ -264,7 +230,6 @@ describe('WebSocket through the proxy', () => {
   });
 
   it('refuses an upgrade request that carries a body', async () => {
-    const { rawRequest, parseRaw } = await import('../support/raw-tls.ts');
     const raw = await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GET /live/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello', 2000);
     const { status, body } = parseRaw(raw);
     expect([status, JSON.parse(body).reason]).toEqual([400, 'bad_request']);

@@ -1,6 +1,6 @@
 // A raw TLS client for requests no HTTP library will send as written (odd request-targets,
 // `_` header spellings, malformed request lines).
-import { connect } from 'node:tls';
+import { connect, type TLSSocket } from 'node:tls';
 import type { Issued } from './harness.ts';
 
 export function rawRequest(port: number, ca: string, client: Issued, payload: string, timeoutMs = 5000): Promise<string> {
@@ -25,6 +25,32 @@ export function rawRequest(port: number, ca: string, client: Issued, payload: st
       else reject(error);
     });
   });
+}
+
+/** An open mTLS connection whose bytes a test writes and reads itself (pipelining, upgrades, timing). */
+export interface RawSession {
+  readonly socket: TLSSocket;
+  /** Everything received so far, as latin1 text. */
+  text(): string;
+  /** Resolves with the time the connection closed. */
+  readonly closed: Promise<number>;
+  /** Waits until the connection closes, at most `ms`; true if it closed. */
+  closedWithin(ms: number): Promise<boolean>;
+}
+
+export async function rawSession(port: number, ca: string, client: Issued): Promise<RawSession> {
+  const socket = connect({ port, host: '127.0.0.1', servername: 'localhost', ca, cert: client.certPem, key: client.keyPem });
+  socket.on('error', () => undefined);
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+  await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+  return {
+    socket,
+    text: () => received,
+    closed,
+    closedWithin: (ms) => Promise.race([closed.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms))]),
+  };
 }
 
 /** Status code and JSON body of a raw HTTP/1.1 response (Connection: close expected). */
