@@ -22,6 +22,7 @@ import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HistogramCell } from './telemetry/fast-histogram.ts';
 import type { Logger } from './telemetry/logger.ts';
+import type { AccessLog, AccessRecord } from './telemetry/access-log.ts';
 
 /** Everything built from one config load; replaced as a whole on reload. */
 export interface Generation {
@@ -36,6 +37,58 @@ export interface Generation {
 
 /** The `route` label of requests refused before a route was chosen. */
 const UNROUTED = 'none';
+
+/**
+ * One request through the proxy, made once when it arrives and handed to every stage (STYLE.md:
+ * one object per request, instead of a row of positional arguments).
+ */
+class Exchange {
+  readonly req: IncomingMessage;
+  /** Where the answer goes: our response, or the raw socket of an upgrade request. */
+  readonly to: ServerResponse | Duplex;
+  /** For an upgrade: the bytes that came after its head. */
+  readonly head: Buffer | undefined;
+  readonly generation: Generation;
+  readonly requestId: string;
+  readonly peer: PeerIdentity | undefined;
+  readonly startedMs: number;
+  /** Filled in as the request passes the stages; written when its answer ends (access log on). */
+  readonly access: AccessRecord | undefined;
+  match: RouteMatch | undefined;
+  /** The normalised path plus the original query: what the service is sent. */
+  upstreamPath = '';
+  /** The client sent `Expect: 100-continue`: it is invited to send its body only once allowed. */
+  expectsContinue = false;
+
+  constructor(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, access: AccessLog | undefined) {
+    this.req = req;
+    this.to = to;
+    this.head = head;
+    this.generation = generation;
+    const inboundId = req.headers['x-request-id'];
+    this.requestId = acceptableRequestId(inboundId) ? inboundId : randomUUID();
+    this.peer = (req.socket as IdentifiedSocket)[PEER];
+    this.startedMs = performance.now();
+    this.access = access?.begin(this.requestId, this.peer?.svid.id.uri ?? '', req.method ?? '', 'http1');
+  }
+
+  get routeName(): string {
+    return this.match?.route.name ?? UNROUTED;
+  }
+}
+
+/** `Upgrade: a, b/2`: every protocol offered must be one we tunnel, or the service could pick another. */
+function upgradeAllowed(value: string, allowed: readonly string[]): boolean {
+  if (value.length === 0 || value.length > 256) return false;
+  for (const offer of value.split(',')) {
+    const token = offer.trim();
+    const slash = token.indexOf('/');
+    const name = (slash === -1 ? token : token.slice(0, slash)).toLowerCase();
+    if (!/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(name) || (slash !== -1 && !/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(token.slice(slash + 1)))) return false;
+    if (name === 'h2c' || !allowed.includes(name)) return false;
+  }
+  return true;
+}
 
 const PEER = Symbol('portcullis.peer');
 const XFCC = Symbol('portcullis.xfcc');
@@ -64,6 +117,8 @@ export interface ProxyOptions {
   readonly identity: IdentityMaterial;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** `accessLog.file`; undefined when off. */
+  readonly accessLog?: AccessLog | undefined;
 }
 
 export class Proxy {
@@ -73,6 +128,7 @@ export class Proxy {
   private verifier: PeerVerifier;
   private readonly metrics: Metrics;
   private readonly logger: Logger;
+  private readonly accessLog: AccessLog | undefined;
   private draining = false;
   private readonly upstreamCell: HistogramCell;
   /** Open tunnels (WebSocket…) admitted on a grant: a revocation closes them. */
@@ -83,6 +139,7 @@ export class Proxy {
     this.identity = options.identity;
     this.metrics = options.metrics;
     this.logger = options.logger;
+    this.accessLog = options.accessLog;
     this.upstreamCell = options.metrics.upstreamDuration.cell();
     this.verifier = new PeerVerifier(options.identity.bundles, options.generation.config.identity.allow);
     const limits = options.generation.config.limits;
@@ -92,13 +149,19 @@ export class Proxy {
         maxHeaderSize: limits.maxHeaderBytes,
         handshakeTimeout: 10_000,
         headersTimeout: limits.headersTimeout,
+        // Node enforces headersTimeout only when it checks its connections, every 30 s by default:
+        // a 2 s limit held against slow heads for up to 30 s. Checked at a tenth of the limit.
+        connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(limits.headersTimeout / 10))),
         keepAliveTimeout: limits.idleTimeout,
         requestTimeout: 0,
         // admit() refuses a missing or repeated Host with the SPEC's 400 (Node's own 400 has no body).
         requireHostHeader: false,
       },
-      (req, res) => this.handle(req, res),
+      (req, res) => this.handle(req, res, false),
     );
+    // With this listener Node no longer answers `Expect: 100-continue` by itself: the client is
+    // invited to send its body only once the request is allowed (SPEC "To the service").
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res, true));
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.identify(socket));
     this.server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
@@ -178,6 +241,14 @@ export class Proxy {
 
   private onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
     const code = error.code ?? '';
+    if (code === 'HPE_CLOSED_CONNECTION') {
+      // Bytes after a request that said `Connection: close` (RFC 9112 9.6): that request is
+      // answered, then the connection closes; nothing after it is read, let alone processed.
+      this.metrics.badRequests.inc({ reason: 'malformed' });
+      socket.pause();
+      if ((socket as Socket & { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+      return;
+    }
     if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
       // A socket or TLS error, not a bad request: already counted or nothing to answer.
       socket.destroy();
@@ -191,25 +262,47 @@ export class Proxy {
     // get our 400 spliced into it, nor answer the wrong request: cut the connection instead.
     if (socket.writable && (socket as Socket & { _httpMessage?: unknown })._httpMessage == null) {
       const requestId = randomUUID();
-      socket.end(
-        tooLarge
-          ? rawDenialResponse(431, 'Request Header Fields Too Large', { ...denial('bad_request'), status: 431, error: 'the request headers are too large' }, requestId)
-          : rawDenialResponse(400, 'Bad Request', denial(badTarget ? 'bad_path' : 'bad_request'), requestId),
-      );
-      this.metrics.requests.cell(UNROUTED, tooLarge ? '431' : '400').n++;
+      const refusal = tooLarge ? { ...denial('bad_request'), status: 431, error: 'the request headers are too large' } : denial(badTarget ? 'bad_path' : 'bad_request');
+      const answer = rawDenialResponse(refusal.status, tooLarge ? 'Request Header Fields Too Large' : 'Bad Request', refusal, requestId);
+      socket.end(answer);
+      this.metrics.requests.cell(UNROUTED, String(refusal.status)).n++;
+      const peer = (socket as IdentifiedSocket)[PEER]?.svid.id.uri ?? '';
+      this.logRefusal(requestId, peer, UNROUTED, refusal, code);
+      if (this.accessLog) {
+        const record = this.accessLog.begin(requestId, peer, '', 'http1');
+        record.status = refusal.status;
+        record.reason = refusal.reason;
+        record.bytes = answer.length - answer.indexOf('\r\n\r\n') - 4;
+        this.accessLog.end(record, performance.now());
+      }
     } else {
       socket.destroy();
     }
   }
 
-  private deny(res: ServerResponse, route: string, denied: Denial, requestId: string): void {
-    writeDenial(res, denied, requestId);
-    this.metrics.requests.cell(route, String(denied.status)).n++;
+  /**
+   * SPEC "Responses": every refusal can be found by its request id. Privileged decisions are in
+   * the audit log; every other refusal is logged here, at info.
+   */
+  private logRefusal(requestId: string, peer: string, route: string, denied: Denial, detail?: string): void {
+    this.logger.info({ request_id: requestId, peer, route, status: denied.status, reason: denied.reason, ...(detail ? { detail } : {}) }, 'request refused');
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
     if (this.draining) res.shouldKeepAlive = false;
-    this.admit(req, res, undefined);
+    const x = new Exchange(req, res, undefined, this.generation, this.accessLog);
+    x.expectsContinue = expectsContinue;
+    if (x.access) this.logWhenDone(x, res);
+    this.admit(x);
+  }
+
+  /** Access log: the line is written when the answer has gone (or the client has). */
+  private logWhenDone(x: Exchange, to: ServerResponse | Duplex): void {
+    to.once('close', () => {
+      const record = x.access!;
+      if (to instanceof ServerResponse) record.status = to.statusCode;
+      this.accessLog!.end(record, x.startedMs);
+    });
   }
 
   /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */
@@ -221,53 +314,55 @@ export class Proxy {
       socket.destroy();
       return;
     }
-    const upgrade = req.headers.upgrade ?? '';
+    const x = new Exchange(req, socket, head, this.generation, this.accessLog);
+    if (x.access) this.logWhenDone(x, socket);
     const length = req.headers['content-length'];
-    // An upgrade request with a body has no honest reading: its bytes would reach the service
-    // unframed, ahead of the new protocol. Refused, like a malformed upgrade token.
-    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~/-]{1,64}$/.test(upgrade) || req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+    // Only the protocols in routing.upgrades are tunnelled (SPEC "To the service"): a service
+    // that switches to anything it is asked for (h2c smuggling) would otherwise be handed the
+    // client's next bytes unjudged. An upgrade request with a body has no honest reading either:
+    // its bytes would reach the service unframed, ahead of the new protocol.
+    if (!upgradeAllowed(req.headers.upgrade ?? '', x.generation.config.routing.upgrades) || req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
       this.metrics.badRequests.inc({ reason: 'malformed' });
-      this.refuse(socket, UNROUTED, denial('bad_request'), randomUUID());
+      this.refuse(x, denial('bad_request'), false);
       return;
     }
-    this.admit(req, socket, head);
+    this.admit(x);
   }
 
   /**
    * The checks every request passes, in order: peer allowed, path normalised, route found, and
-   * for a privileged route the decision. `to` is where the answer goes: our response for a
-   * request, the raw socket for an upgrade (with the bytes that came after its head).
+   * for a privileged route the decision.
    */
-  private admit(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined): void {
-    const generation = this.generation;
-    const inboundId = req.headers['x-request-id'];
-    const requestId = acceptableRequestId(inboundId) ? inboundId : randomUUID();
-    const peer = (req.socket as IdentifiedSocket)[PEER];
+  private admit(x: Exchange): void {
+    const { req, generation, peer } = x;
     if (!peer || !peer.allowed) {
-      this.refuse(to, UNROUTED, denial('peer_not_allowed'), requestId);
+      this.refuse(x, denial('peer_not_allowed'), false);
       return;
     }
     if (badFraming(req.rawHeaders, req.httpVersion)) {
       // Where this request ends is in doubt, so nothing after it on this connection can be trusted.
-      if (to instanceof ServerResponse) to.shouldKeepAlive = false;
+      if (x.to instanceof ServerResponse) x.to.shouldKeepAlive = false;
       this.metrics.badRequests.inc({ reason: 'malformed' });
-      this.refuse(to, UNROUTED, denial('bad_request'), requestId);
+      this.refuse(x, denial('bad_request'), false);
       return;
     }
     const target = normaliseTarget(req.url ?? '', generation.config.routing);
     if (isBadPath(target)) {
       this.metrics.badRequests.inc({ reason: 'bad_path' });
-      this.refuse(to, UNROUTED, denial('bad_path'), requestId);
+      this.refuse(x, denial('bad_path'), false);
       return;
     }
+    if (x.access) x.access.path = target.path;
     const match = generation.routes.match(req.method ?? '', target.path);
     if (!match) {
-      this.refuse(to, UNROUTED, denial('no_route'), requestId);
+      this.refuse(x, denial('no_route'), false);
       return;
     }
-    const upstreamPath = target.query === '' ? target.path : target.path + target.query;
+    x.match = match;
+    if (x.access) x.access.route = match.route.name;
+    x.upstreamPath = target.query === '' ? target.path : target.path + target.query;
     if (!match.route.privileged) {
-      this.pass(req, to, head, generation, match, peer, upstreamPath, requestId, undefined);
+      this.pass(x, undefined, undefined);
       return;
     }
     const verdict = generation.authorizer.authorize({
@@ -276,63 +371,89 @@ export class Proxy {
       resource: match.resource,
       method: req.method ?? '',
       headers: req.headers,
-      requestId,
-      path: upstreamPath,
+      requestId: x.requestId,
+      path: x.upstreamPath,
       peerAddress: req.socket.remoteAddress ?? '',
       peerPort: req.socket.remotePort ?? 0,
     });
     if (verdict instanceof Promise) {
       verdict.then(
-        (v) => this.afterVerdict(v, req, to, head, generation, match, peer, upstreamPath, requestId),
+        (v) => this.afterVerdict(x, v),
         (error: unknown) => {
-          this.logger.error({ err: error, request_id: requestId }, 'authorizer failed');
-          this.refuse(to, match.route.name, denial('pdp_unavailable'), requestId);
+          this.logger.error({ err: error, request_id: x.requestId }, 'authorizer failed');
+          this.refuse(x, denial('pdp_unavailable'), false);
         },
       );
     } else {
-      this.afterVerdict(verdict, req, to, head, generation, match, peer, upstreamPath, requestId);
+      this.afterVerdict(x, verdict);
     }
   }
 
-  private afterVerdict(verdict: Verdict, req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string): void {
-    if (verdict.allow) this.pass(req, to, head, generation, match, peer, path, requestId, verdict.grantId, verdict.grantExpMs);
-    else this.refuse(to, match.route.name, verdict.denial, requestId);
+  private afterVerdict(x: Exchange, verdict: Verdict): void {
+    if (verdict.allow) this.pass(x, verdict.grantId, verdict.grantExpMs);
+    // The decision path has written this refusal to the audit log.
+    else this.refuse(x, verdict.denial, true);
   }
 
-  private refuse(to: ServerResponse | Duplex, route: string, denied: Denial, requestId: string): void {
+  /** Answers the exchange with a SPEC denial; `audited` when the decision path logged it already. */
+  private refuse(x: Exchange, denied: Denial, audited: boolean): void {
+    const route = x.routeName;
+    if (x.access) x.access.reason = denied.reason;
+    if (!audited) this.logRefusal(x.requestId, x.peer?.svid.id.uri ?? '', route, denied);
+    const to = x.to;
     if (to instanceof ServerResponse) {
-      this.deny(to, route, denied, requestId);
-      return;
+      // A client that was not invited to send its body may or may not send it: after the
+      // refusal nothing on this connection can be read as the next request.
+      if (x.expectsContinue) to.shouldKeepAlive = false;
+      const bytes = writeDenial(to, denied, x.requestId);
+      if (x.access) x.access.bytes = bytes;
+    } else {
+      const answer = rawDenialResponse(denied.status, STATUS_CODES[denied.status] ?? 'Error', denied, x.requestId);
+      to.end(answer);
+      if (x.access) {
+        x.access.status = denied.status;
+        x.access.bytes = answer.length - answer.indexOf('\r\n\r\n') - 4;
+      }
     }
-    to.end(rawDenialResponse(denied.status, STATUS_CODES[denied.status] ?? 'Error', denied, requestId));
     this.metrics.requests.cell(route, String(denied.status)).n++;
   }
 
-  private pass(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined, grantExpMs?: number): void {
+  private pass(x: Exchange, grantId: string | undefined, grantExpMs: number | undefined): void {
+    const { req, generation, to } = x;
+    const peer = x.peer!;
     if (to instanceof ServerResponse) {
-      this.forward(req, to, generation, match, peer, path, requestId, grantId);
+      if (x.expectsContinue) to.writeContinue();
+      this.forward(x, to, grantId);
       return;
     }
-    const headers = this.serviceHeaders(req, generation, peer, requestId, grantId);
-    const route = match.route.name;
+    const headers = this.serviceHeaders(req, generation, peer, x.requestId, grantId);
+    const route = x.routeName;
     const method = req.method ?? 'GET';
     const upstream = generation.upstream;
-    const serviceHead = upgradeHead(method, path, headers, req.headers.upgrade ?? '', upstream.hostHeader);
+    const serviceHead = upgradeHead(method, x.upstreamPath, headers, req.headers.upgrade ?? '', upstream.hostHeader);
     if (serviceHead === undefined) {
       // A header that could not be sent safely (the forwarding pool refuses the same): as the pool does, 502.
-      this.refuse(to, route, denial('upstream_unavailable'), requestId);
+      this.refuse(x, denial('upstream_unavailable'), false);
       return;
     }
     // The client left while the decision was being made: nothing to open, nothing to track.
     if (to.destroyed) return;
+    const bytesBefore = x.access ? (req.socket.bytesWritten ?? 0) : 0;
     openTunnel(
       { connect: () => upstream.connect(), connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
       to,
       method,
       serviceHead,
-      head ?? Buffer.alloc(0),
-      (status) => this.metrics.requests.cell(route, status).n++,
-      (reason) => this.refuse(to, route, denial(reason), requestId),
+      x.head ?? Buffer.alloc(0),
+      (status) => {
+        this.metrics.requests.cell(route, status).n++;
+        if (x.access) {
+          x.access.status = Number(status);
+          // The tunnel owns the connection from here: what it relays is this exchange's.
+          to.once('close', () => (x.access!.bytes = (req.socket.bytesWritten ?? 0) - bytesBefore));
+        }
+      },
+      (reason) => this.refuse(x, denial(reason), false),
     );
     if (grantId !== undefined && grantExpMs !== undefined) {
       // A tunnel opened on a grant closes when the grant expires or is revoked: JIT access ends on time.
@@ -387,14 +508,15 @@ export class Proxy {
     return headers;
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, generation: Generation, match: RouteMatch, peer: PeerIdentity, path: string, requestId: string, grantId: string | undefined): void {
-    const headers = this.serviceHeaders(req, generation, peer, requestId, grantId);
+  private forward(x: Exchange, res: ServerResponse, grantId: string | undefined): void {
+    const { req, generation } = x;
+    const headers = this.serviceHeaders(req, generation, x.peer!, x.requestId, grantId);
     const started = performance.now();
-    const route = match.route.name;
+    const route = x.routeName;
     generation.upstream.forward(
       req,
       res,
-      path,
+      x.upstreamPath,
       headers,
       (status) => {
         this.metrics.upstreamDuration.observe(this.upstreamCell, (performance.now() - started) / 1000);
@@ -402,9 +524,11 @@ export class Proxy {
       },
       (reason, error) => {
         if (res.destroyed) return;
-        this.logger.warn({ request_id: requestId, route, reason, code: error.code, detail: error.message }, 'upstream request failed');
-        this.deny(res, route, denial(reason), requestId);
+        // Logged here with the cause, so the refusal below is not logged twice.
+        this.logger.warn({ request_id: x.requestId, peer: x.peer!.svid.id.uri, route, status: denial(reason).status, reason, code: error.code, detail: error.message }, 'upstream request failed');
+        this.refuse(x, denial(reason), true);
       },
+      x.access,
     );
   }
 

@@ -5,6 +5,8 @@ import type { Metrics } from '../telemetry/metrics.ts';
 
 export interface AdminHooks {
   readonly metrics: Metrics;
+  /** The configured admin address: POSTs must name it (or localhost) as their Host. */
+  readonly address: string;
   /** Why the proxy is not ready, or undefined when it is. */
   readonly notReadyReason: () => string | undefined;
   /** Extra routes: `METHOD /path` → handler returning status and JSON body. */
@@ -15,6 +17,32 @@ const MAX_BODY = 64 * 1024;
 
 function isLoopbackAddress(address: string | undefined): boolean {
   return address !== undefined && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
+}
+
+const WILDCARD = new Set(['0.0.0.0', '::', '[::]']);
+
+/** `host[:port]` of a Host header, or undefined if it is not one. */
+function hostName(value: string): string | undefined {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(value);
+  return match?.[1]?.toLowerCase();
+}
+
+/**
+ * SPEC "Admin listener": a POST must say it is JSON (a form or a `text/plain` fetch, which any web
+ * page can send without a preflight, cannot), name the admin address or localhost as its Host (a
+ * DNS-rebound name cannot), and carry no Origin (browsers add one to every cross-site POST).
+ * Returns the refusal, or undefined when the request may go on.
+ */
+function browserRefusal(req: IncomingMessage, address: string): [number, string] | undefined {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') return [415, 'admin POSTs need Content-Type: application/json'];
+  if (req.headers.origin !== undefined) return [403, 'admin POSTs are refused from a browser (an Origin header was sent)'];
+  const host = hostName(req.headers.host ?? '');
+  const named = address.toLowerCase();
+  const loopbackLiteral = host !== undefined && (/^127\.\d+\.\d+\.\d+$/.test(host) || host === '[::1]');
+  const ok = host !== undefined && (host === 'localhost' || host === named || host === `[${named}]` || (WILDCARD.has(named) && loopbackLiteral));
+  if (!ok) return [403, `admin POSTs need a Host naming the admin address (${address}) or localhost`];
+  return undefined;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -71,6 +99,11 @@ export function createAdminServer(hooks: AdminHooks): Server {
     // `kubectl port-forward`), even when the listener is exposed for scraping.
     if (req.method !== 'GET' && !isLoopbackAddress(req.socket.remoteAddress)) {
       return json(res, 403, { error: `${key} is accepted from loopback only` });
+    }
+    const refusal = req.method === 'POST' ? browserRefusal(req, hooks.address) : undefined;
+    if (refusal) {
+      req.resume();
+      return json(res, refusal[0], { error: refusal[1] });
     }
     readJson(req)
       .then((body) => handler(body))

@@ -228,7 +228,7 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     '',
     'Revoked, 403 grant_revoked: allowed, then revoked on the admin API, then refused on the very next request:',
     `  ${as('support-bot')} -X POST -H @${dir}/grant-revocable.header -H @${dir}/posture.header ${base}/orders/7/refund`,
-    `  curl -sS -w '\\n→ HTTP %{http_code}\\n' -X POST http://127.0.0.1:${adminPort}/admin/revoke -d '{"jti":"demo-revocable-grant"}'`,
+    `  curl -sS -w '\\n→ HTTP %{http_code}\\n' -X POST -H 'content-type: application/json' http://127.0.0.1:${adminPort}/admin/revoke -d '{"jti":"demo-revocable-grant"}'`,
     `  ${as('support-bot')} -X POST -H @${dir}/grant-revocable.header -H @${dir}/posture.header ${base}/orders/7/refund`,
     '',
     'A grant expiring while you watch: a fresh 5-second grant, used once a second; prints one status per call (200 … then 401, reason grant_expired):',

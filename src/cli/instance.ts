@@ -16,6 +16,7 @@ import { Proxy } from '../server.ts';
 import { createMetrics, type Metrics } from '../telemetry/metrics.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { createAuditLog, type AuditLog } from '../telemetry/audit.ts';
+import { createAccessLog } from '../telemetry/access-log.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { GuardedPdp } from '../pdp/guard.ts';
 import type { PdpInput } from '../pdp/pdp.ts';
@@ -99,7 +100,8 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     ownId: svidSource.material.id.uri,
   };
   let generationId = 1;
-  const proxy = new Proxy({ generation: buildGeneration(generationId, config, shared), identity: svidSource.material, metrics, logger });
+  const accessLog = createAccessLog(config.accessLog.file, () => metrics.accessLogDropped.inc());
+  const proxy = new Proxy({ generation: buildGeneration(generationId, config, shared), identity: svidSource.material, metrics, logger, accessLog });
   svidSource.on('update', (material) => {
     proxy.useIdentity(material);
     metrics.svidReloads.inc({ result: 'ok' });
@@ -146,8 +148,24 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     if (!(pdp instanceof GuardedPdp) || pdp.healthy) return;
     pdp.evaluate(readinessProbeInput(shared.ownId)).catch(() => undefined);
   };
+  // Readiness changes are logged (an SRE paged by a failing probe finds why in the log): once at
+  // start, then whenever the reason changes, seen by the prober or by a /readyz call.
+  let shuttingDown = false;
+  let lastReadiness: string | undefined | null = null;
+  const notReadyReason = (): string | undefined => {
+    const reason = shuttingDown ? 'shutting down' : pdpHealth();
+    if (reason !== lastReadiness) {
+      if (reason === undefined) logger.info({ ready: true }, 'readiness changed: ready');
+      else logger.warn({ ready: false, reason }, `readiness changed: not ready (${reason})`);
+      lastReadiness = reason;
+    }
+    return reason;
+  };
   probe();
-  const prober = setInterval(probe, 2_000);
+  const prober = setInterval(() => {
+    probe();
+    notReadyReason();
+  }, 2_000);
   prober.unref();
 
   // reload.watch: poll the config and policy files' contents; a change triggers the same
@@ -177,10 +195,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   }, config.reload.interval);
   watcher.unref();
 
-  let shuttingDown = false;
   const admin = createAdminServer({
     metrics,
-    notReadyReason: () => (shuttingDown ? 'shutting down' : pdpHealth()),
+    address: config.admin.address,
+    notReadyReason,
     routes: {
       'POST /admin/revoke': (body) => {
         // {"jti"}, {"sub"}, or both (both are revoked): never a silently ignored field.
@@ -240,6 +258,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   const proxyPort = await proxy.listen(config.listen.port, config.listen.address);
   const adminPort = await listenAdmin(admin, config.admin.port, config.admin.address);
   logger.info({ spiffe_id: svidSource.material.id.uri, listen: `${config.listen.address}:${proxyPort}`, admin: `${config.admin.address}:${adminPort}` }, 'portcullis is serving');
+  notReadyReason();
 
   return {
     proxy,
@@ -253,6 +272,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     async close() {
       // Readiness turns 503 first, then the listener drains within limits.shutdownTimeout.
       shuttingDown = true;
+      notReadyReason();
       svidSource.stop();
       clearInterval(prober);
       clearInterval(watcher);
@@ -265,6 +285,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       await proxy.currentGeneration.upstream.close();
       await proxy.currentGeneration.pdp.close?.();
       await shared.audit.flush();
+      await accessLog?.flush();
       logger.info('stopped');
       logger.flush();
     },

@@ -135,5 +135,6 @@ function resolvePaths(config: Config, base: string): Config {
     grants: { ...config.grants, issuers: issuers(config.grants.issuers) },
     posture: { ...config.posture, issuers: issuers(config.posture.issuers) },
     audit: { file: config.audit.file === '-' ? '-' : at(config.audit.file)! },
+    accessLog: { file: config.accessLog.file === '-' || config.accessLog.file === 'off' ? config.accessLog.file : at(config.accessLog.file)! },
   };
 }

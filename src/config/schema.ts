@@ -109,7 +109,22 @@ export const configSchema = z
     }),
     routes: z.array(route).default([]),
     defaultRoute: z.union([z.literal('deny'), z.strictObject(routeBody)]).default('deny'),
-    routing: z.strictObject({ allowPathParams: z.boolean().default(false) }).prefault({}),
+    routing: z
+      .strictObject({
+        allowPathParams: z.boolean().default(false),
+        // SPEC "To the service": only these Upgrade tokens are tunnelled; h2c never (it would turn
+        // the connection into HTTP/2 behind our back, past every per-request check).
+        upgrades: z
+          .array(
+            z
+              .string()
+              .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'expected an Upgrade protocol token like "websocket"')
+              .transform((t) => t.toLowerCase())
+              .refine((t) => t !== 'h2c', '"h2c" can never be tunnelled'),
+          )
+          .default(['websocket']),
+      })
+      .prefault({}),
     pdp: z
       .strictObject({
         kind: z.enum(['embedded', 'authzen', 'opa', 'ext-authz']).default('embedded'),
@@ -148,6 +163,8 @@ export const configSchema = z
       })
       .prefault({}),
     audit: z.strictObject({ file: nonEmpty.default('-') }).prefault({}),
+    // SPEC "Responses": one JSON line per request, refusals included; off by default.
+    accessLog: z.strictObject({ file: nonEmpty.default('off') }).prefault({}),
     // Reload by itself when the config or policy file changes (as a ConfigMap update does).
     reload: z.strictObject({ watch: z.boolean().default(false), interval: duration.default(2_000) }).prefault({}),
     limits: z

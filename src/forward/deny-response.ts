@@ -2,10 +2,11 @@
 import type { ServerResponse } from 'node:http';
 import type { Denial } from '../decision/denial.ts';
 
-export function writeDenial(res: ServerResponse, denied: Denial, requestId: string): void {
+/** Writes the denial; returns the body's length in bytes (0 when the answer had already begun and is cut instead). */
+export function writeDenial(res: ServerResponse, denied: Denial, requestId: string): number {
   if (res.headersSent) {
     res.destroy();
-    return;
+    return 0;
   }
   const body = `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}`;
   res.writeHead(denied.status, {
@@ -15,6 +16,7 @@ export function writeDenial(res: ServerResponse, denied: Denial, requestId: stri
     'x-request-id': requestId,
   });
   res.end(body);
+  return body.length;
 }
 
 /** For errors the HTTP parser raises before a request object exists (malformed, oversized). */

@@ -28,14 +28,14 @@ export class Upstream {
    * was written yet (the caller then answers 502/504); after that a failure just cuts the response.
    * A client that goes away aborts the upstream exchange.
    */
-  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
+  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void, sent?: SentBytes): void {
     // The framing comes from what Node's parser read (it refused CL with TE, and bad lengths), never
     // from forwarded headers: `headers` carries no Content-Length or Transfer-Encoding at all.
     const length = req.headers['transfer-encoding'] !== undefined ? CHUNKED : req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
     // req.socket, not res.socket: a pipelined request's response gets its socket only when the
     // answers before it are done, but its exchange starts now.
     const socket = req.socket as WatchedSocket;
-    const relay = new ResponseRelay(res, socket, onHeaders, onFailure);
+    const relay = new ResponseRelay(res, socket, onHeaders, onFailure, sent);
     const call = new UpstreamCall(req.method ?? 'GET', path, headers, length === undefined || length === 0 ? null : req, length, relay);
     relay.call = call;
     if (socket.destroyed) return; // the client already left: nothing to forward
@@ -66,6 +66,11 @@ export class Upstream {
   }
 }
 
+/** Where the body bytes relayed to the client are counted (the access log), when anyone asks. */
+export interface SentBytes {
+  bytes: number;
+}
+
 const RELAYS = Symbol('portcullis.relays');
 type WatchedSocket = Socket & { [RELAYS]?: ResponseRelay[] };
 
@@ -83,9 +88,11 @@ class ResponseRelay implements UpstreamExchange {
   private waitingDrain = false;
 
   private readonly socket: WatchedSocket;
+  private readonly sent: SentBytes | undefined;
 
-  constructor(res: ServerResponse, socket: WatchedSocket, onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void) {
+  constructor(res: ServerResponse, socket: WatchedSocket, onHeaders: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void, sent: SentBytes | undefined) {
     this.res = res;
+    this.sent = sent;
     this.socket = socket;
     this.reportStatus = onHeaders;
     this.reportFailure = onFailure;
@@ -117,6 +124,7 @@ class ResponseRelay implements UpstreamExchange {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.sent !== undefined) this.sent.bytes += chunk.length;
     if (this.res.write(chunk)) return true;
     if (!this.waitingDrain) {
       this.waitingDrain = true;
@@ -130,6 +138,7 @@ class ResponseRelay implements UpstreamExchange {
   }
 
   onEnd(last: Buffer | undefined): void {
+    if (this.sent !== undefined && last !== undefined) this.sent.bytes += last.length;
     this.finished();
     this.res.end(last);
   }

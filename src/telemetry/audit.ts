@@ -1,9 +1,7 @@
-// The audit log (SPEC "Audit log"): one JSON line per privileged decision, written through an
-// asynchronous buffered destination so the request path never waits on disk. Fields are named
-// here, once; a token or key has no field to land in.
-import { createWriteStream, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import type { Writable } from 'node:stream';
+// The audit log (SPEC "Audit log"): one JSON line per privileged decision, written through the
+// batched JSON-lines file so the request path never waits on disk. Fields are named here, once;
+// a token or key has no field to land in.
+import { createJsonLines } from './json-lines.ts';
 
 export interface AuditRecord {
   readonly time: string;
@@ -31,44 +29,8 @@ export interface AuditLog {
   flush(): Promise<void>;
 }
 
-/** Lines are batched: written when this many are waiting, or at least this often. */
-const BATCH_LINES = 512;
-const FLUSH_EVERY_MS = 100;
-/** If the disk falls this far behind, lines are dropped (and counted) rather than held in memory. */
-const MAX_BACKLOG_BYTES = 32 * 1024 * 1024;
-
 export function createAuditLog(file: string, onDrop: () => void = () => undefined): AuditLog {
-  if (file !== '-') mkdirSync(dirname(file), { recursive: true });
-  const out: Writable = file === '-' ? process.stdout : createWriteStream(file, { flags: 'a' });
-  // One write per decision would cost more than the decision: collect lines, write them in one go.
-  let lines: string[] = [];
-  const writeBatch = (): void => {
-    if (lines.length === 0) return;
-    const batch = lines.join('');
-    lines = [];
-    if (out.writableLength > MAX_BACKLOG_BYTES) {
-      onDrop();
-      return;
-    }
-    out.write(batch);
-  };
-  const timer = setInterval(writeBatch, FLUSH_EVERY_MS);
-  timer.unref();
-  return {
-    write(record) {
-      lines.push(JSON.stringify(record) + '\n');
-      if (lines.length >= BATCH_LINES) writeBatch();
-    },
-    flush() {
-      writeBatch();
-      return new Promise((resolve) => {
-        if (out.writableLength === 0) resolve();
-        // 'drain' comes only after a write that returned false; an empty write's callback runs
-        // once everything written before it is out, whichever way those writes went.
-        else out.write('', () => resolve());
-      });
-    },
-  };
+  return createJsonLines<AuditRecord>(file, onDrop);
 }
 
 /** For tests and embedding: keeps records in memory. */

@@ -31,6 +31,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     svidExpiry: new Gauge({ name: 'portcullis_svid_expiry_timestamp_seconds', help: "Expiry of this sidecar's own X509-SVID (Unix seconds).", registers }),
     svidReloads: new Counter({ name: 'portcullis_svid_reloads_total', help: 'SVID and bundle file changes, by result.', labelNames: ['result'] as const, registers }),
     upstreamDuration: new FastHistogram({ name: 'portcullis_upstream_duration_seconds', help: 'Time to the upstream response headers.', buckets: REMOTE_BUCKETS, registers }),
+    accessLogDropped: new Counter({ name: 'portcullis_access_log_dropped_total', help: 'Access log lines dropped because the access log file fell too far behind.', registers }),
     auditDropped: new Counter({ name: 'portcullis_audit_dropped_total', help: 'Audit lines dropped because the audit file fell too far behind.', registers }),
     badRequests: new Counter({ name: 'portcullis_bad_requests_total', help: 'Requests refused before routing (bad path, malformed or oversized request).', labelNames: ['reason'] as const, registers }),
   };

@@ -275,7 +275,7 @@ describe('the decision cache', () => {
       expect(await admin(proxy, 'POST', '/admin/revoke', { jti: 42 })).toEqual({ status: 400, json: { error: 'jti: expected a non-empty string' } });
       expect(await admin(proxy, 'POST', '/admin/revoke', { jti: 'x', sub: 'not-spiffe' })).toMatchObject({ status: 400, json: { error: expect.stringMatching(/^sub: /) } });
       expect(await admin(proxy, 'POST', '/admin/revoke', { jtI: 'x' })).toMatchObject({ status: 400 });
-      const notJson = await request(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`, { method: 'POST', body: 'not json' });
+      const notJson = await request(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'not json' });
       expect([notJson.statusCode, await notJson.body.json()]).toEqual([400, { error: 'the body is not valid JSON' }]);
       const wrongMethod = await request(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`);
       expect([wrongMethod.statusCode, wrongMethod.headers.allow, await wrongMethod.body.json()]).toEqual([405, 'POST', { error: '/admin/revoke accepts POST' }]);

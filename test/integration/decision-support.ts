@@ -132,7 +132,7 @@ export async function admin(instance: Instance, method: 'GET' | 'POST', path: st
   const response = await request(`http://127.0.0.1:${instance.adminPort}${path}`, {
     method,
     body: body === undefined ? undefined : JSON.stringify(body),
-    headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+    headers: method === 'POST' ? { 'content-type': 'application/json' } : undefined,
   });
   const text = await response.body.text();
   return { status: response.statusCode, json: JSON.parse(text) as Record<string, unknown> };

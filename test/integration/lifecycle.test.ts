@@ -8,7 +8,7 @@ import { clientAgent, configYaml, createPki, DEFAULT_ROUTES, get, startProxy, st
 import { startChildProxy } from '../support/child-proxy.ts';
 
 async function admin(port: number, method: string, path: string, body?: unknown) {
-  const response = await request(`http://127.0.0.1:${port}${path}`, { method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await request(`http://127.0.0.1:${port}${path}`, { method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body), headers: method === 'POST' ? { 'content-type': 'application/json' } : undefined });
   return { status: response.statusCode, body: (await response.body.json()) as Record<string, unknown> };
 }
 

@@ -114,7 +114,7 @@ describe('WebSocket through the proxy', () => {
 
   it('a revocation closes tunnels already open on that grant (by jti) or on any grant of that peer (by sub), and no others', { timeout: 10_000 }, async () => {
     const revoke = async (body: Record<string, string>) => {
-      const response = await fetch(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`, { method: 'POST', body: JSON.stringify(body) });
+      const response = await fetch(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       return (await response.json()) as Record<string, unknown>;
     };
     const longGrant = (jti: string, sub = 'spiffe://example.org/ns/prod/sa/web') =>
@@ -197,7 +197,7 @@ describe('WebSocket through the proxy', () => {
       session.socket.destroy();
       return { text: session.text(), closedAfter: closed ? (await session.closed) - started : -1 };
     };
-    const upgrade = (method: string, path: string) => `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n`;
+    const upgrade = (method: string, path: string) => `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`;
     try {
       // An interim 100 before the 101 is dropped; the switch still happens.
       const interim = await exchange(upgrade('GET', '/live/interim'), 500);
