@@ -88,6 +88,7 @@ describe('peer identity (example.org only)', () => {
     ['an https URI', 'https://example.org/ns/prod/sa/web'],
     ['an empty path segment', 'spiffe://example.org/ns//prod/sa/web'],
     ['a percent-encoded path', 'spiffe://example.org/ns/prod/sa/w%65b'],
+    ['a 256-byte trust domain', `spiffe://${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(64)}/ns/prod/sa/web`],
   ])('refuses a URI SAN with %s', async (_what, uri) => {
     const client = await pki.ca.svid('', { uris: [uri] });
     await expectRefused(client, 'bad_spiffe_id');
