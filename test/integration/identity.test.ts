@@ -280,7 +280,8 @@ describe('federation (example.org + partner.org)', () => {
 
   beforeAll(async () => {
     pki = await createPki();
-    partner = await DevCa.create('partner.org');
+    // As a SPIRE CA does, partner.org's names its trust domain in a URI SAN (example.org's does not).
+    partner = await DevCa.create('partner.org', { uris: ['spiffe://partner.org'] });
     pki.write('partner-bundle.pem', partner.bundlePem);
     upstream = await startUpstream();
     const yaml = `listen: { address: 127.0.0.1, port: 0 }
