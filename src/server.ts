@@ -13,6 +13,7 @@ import type { Pdp } from './pdp/pdp.ts';
 import { PeerVerifier, type PeerIdentity } from './identity/peer-verifier.ts';
 import type { IdentityMaterial } from './identity/svid-source.ts';
 import { SvidError } from './identity/x509-svid.ts';
+import { refuseRenegotiation, TLS_POLICY } from './identity/tls-policy.ts';
 import type { RouteMatch, RouteTable } from './routing/route-table.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
 import { acceptableRequestId, badFraming, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
@@ -163,6 +164,7 @@ export class Proxy {
     // invited to send its body only once the request is allowed (SPEC "To the service").
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res, true));
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.identify(socket));
+    this.server.on('secureConnection', refuseRenegotiation);
     this.server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
       this.logger.debug({ code: error.code, detail: error.message }, 'TLS handshake failed');
@@ -184,7 +186,8 @@ export class Proxy {
       // (socket.authorized) and drops the connection before a byte is read, counting one precise
       // reason (with rejectUnauthorized: true, Node drops such a socket with no reason at all).
       rejectUnauthorized: false,
-      minVersion: 'TLSv1.2' as const,
+      // TLS 1.2 and 1.3, ECDHE + AEAD only (SPEC step 1).
+      ...TLS_POLICY,
       ALPNProtocols: ['http/1.1'],
     };
   }

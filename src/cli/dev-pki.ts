@@ -84,9 +84,9 @@ export class DevCa {
     return this.root.certPem;
   }
 
-  /** An intermediate CA signed by this root (for chain tests). */
-  async intermediate(options: CertOptions = {}): Promise<Issued> {
-    return issue({ subject: `CN=${this.trustDomain} intermediate,O=Portcullis`, ...options, ca: true }, this.root);
+  /** An intermediate CA signed by this root, or by `signer` (another intermediate), for chain tests. */
+  async intermediate(options: CertOptions = {}, signer: Issued = this.root): Promise<Issued> {
+    return issue({ subject: `CN=${this.trustDomain} intermediate,O=Portcullis`, ...options, ca: options.ca ?? true }, signer);
   }
 
   /** An X509-SVID for `spiffe://<trust domain><path>`, or with any SAN and flags from options. */

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { checkConfig } from './check.ts';
-import { inspectSvid } from './svid-inspect.ts';
+import { inspectSvid, SVID_INSPECT_USAGE } from './svid-inspect.ts';
 import { startDemo } from './demo.ts';
 import { startInstance } from './instance.ts';
 import { createLogger } from '../telemetry/logger.ts';
@@ -14,7 +14,7 @@ const USAGE = `usage:
   portcullis run --config FILE          run the proxy
   portcullis check --config FILE        validate config and policy
   portcullis demo                       the quickstart (dev CA, sample upstream, curl commands)
-  portcullis svid inspect FILE.pem [--bundle FILE.pem]
+  portcullis svid inspect FILE.pem [--bundle FILE.pem [--trust-domain TD]]
   portcullis grant mint --key PEM --iss URL --sub SPIFFE_ID --aud SPIFFE_ID --scope "a b" --ttl 5m
                         [--intent S] [--resources r1,r2] [--cnf-cert PEM] [--approver S] [--justification S] [--kid S]
   portcullis posture mint --key PEM --iss URL --sub SPIFFE_ID --trust low|medium|high --ttl 5m [--kid S]
@@ -81,11 +81,11 @@ export async function main(argv: string[]): Promise<void> {
     case 'svid': {
       const [sub, ...args] = rest;
       if (sub !== 'inspect') fail(USAGE);
-      const { values, positionals } = parseArgs({ args, options: { bundle: { type: 'string' } }, allowPositionals: true, strict: true });
-      if (positionals.length !== 1) fail(`svid inspect takes one FILE.pem\n${USAGE}`);
-      const result = inspectSvid(positionals[0]!, values.bundle);
-      (result.ok ? process.stdout : process.stderr).write(`${result.text}\n`);
-      process.exitCode = result.ok ? 0 : 1;
+      const { values, positionals } = parseArgs({ args, options: { bundle: { type: 'string' }, 'trust-domain': { type: 'string' } }, allowPositionals: true, strict: true });
+      if (positionals.length !== 1) fail(`svid inspect takes one FILE.pem\nusage: ${SVID_INSPECT_USAGE}`);
+      const result = inspectSvid(positionals[0]!, { bundleFile: values.bundle, trustDomain: values['trust-domain'] });
+      (result.code === 0 ? process.stdout : process.stderr).write(`${result.text}\n`);
+      process.exitCode = result.code;
       return;
     }
     case 'grant': {

@@ -4,7 +4,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { LRUCache } from 'lru-cache';
-import { SvidError, verifyX509Svid, type X509Svid } from './x509-svid.ts';
+import { MAX_CHAIN_CERTIFICATES, SvidError, verifyX509Svid, type X509Svid } from './x509-svid.ts';
 import type { TrustBundleSet } from './trust-bundle.ts';
 import { compileSpiffePatterns, type SpiffePatternSet } from './spiffe-pattern.ts';
 
@@ -14,12 +14,15 @@ export interface PeerIdentity {
   readonly allowed: boolean;
 }
 
-/** The presented chain, leaf first, as Node exposes it after the handshake. */
+/**
+ * The presented chain, leaf first, as Node exposes it after the handshake; one certificate past
+ * MAX_CHAIN_CERTIFICATES at most, enough for verifyX509Svid to refuse it.
+ */
 export function presentedChain(socket: TLSSocket): X509Certificate[] {
   const chain: X509Certificate[] = [];
   let cert: PeerCertificate | undefined = socket.getPeerCertificate(true) as PeerCertificate & { issuerCertificate?: PeerCertificate };
   const seen = new Set<string>();
-  while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
+  while (cert && cert.raw && !seen.has(cert.fingerprint256) && chain.length <= MAX_CHAIN_CERTIFICATES) {
     seen.add(cert.fingerprint256);
     chain.push(new X509Certificate(cert.raw));
     cert = (cert as PeerCertificate & { issuerCertificate?: PeerCertificate }).issuerCertificate;
@@ -31,7 +34,9 @@ export function presentedChain(socket: TLSSocket): X509Certificate[] {
 function tlsRefusal(socket: TLSSocket): SvidError {
   const code = String(socket.authorizationError ?? 'UNKNOWN');
   const rejection = code === 'CERT_HAS_EXPIRED' ? 'expired' : code === 'CERT_NOT_YET_VALID' ? 'not_yet_valid' : 'untrusted_chain';
-  return new SvidError(rejection, `the TLS stack refused the peer's chain (${code})`);
+  // PATH_LENGTH_EXCEEDED: more intermediates than the bundle roots' pathLenConstraint (trust-bundle.ts) allows.
+  const hint = code === 'PATH_LENGTH_EXCEEDED' ? `: more than ${MAX_CHAIN_CERTIFICATES} certificates` : '';
+  return new SvidError(rejection, `the TLS stack refused the peer's chain (${code}${hint})`);
 }
 
 /**

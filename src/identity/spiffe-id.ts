@@ -1,6 +1,7 @@
 // SPIFFE-ID rules (SPIFFE standard, "SPIFFE ID"): scheme `spiffe`, a trust domain of
 // lowercase letters, digits, `.`, `-`, `_`; a path of segments from [A-Za-z0-9.-_], none empty,
-// `.` or `..`; no percent-encoding, query, fragment, port or userinfo; at most 2048 bytes.
+// `.` or `..`; no percent-encoding, query, fragment, port or userinfo; at most 2048 bytes, the
+// trust domain at most 255 (a DNS name's limit: SPIFFE ID standard, 2.1).
 export interface SpiffeId {
   readonly trustDomain: string;
   readonly path: string;
@@ -14,6 +15,7 @@ export class SpiffeIdError extends Error {
 
 const SCHEME = 'spiffe://';
 const MAX_LENGTH = 2048;
+const MAX_TRUST_DOMAIN_LENGTH = 255;
 
 function isTrustDomainChar(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f;
@@ -28,6 +30,9 @@ function isPathChar(c: number): boolean {
 
 export function parseTrustDomain(name: string): string {
   if (name.length === 0) throw new SpiffeIdError('trust domain is missing');
+  // Checked before the characters, so the message for a long name is about its length; every
+  // valid character is one byte, so length in UTF-16 units bounds bytes too.
+  if (name.length > MAX_TRUST_DOMAIN_LENGTH) throw new SpiffeIdError(`trust domain is longer than ${MAX_TRUST_DOMAIN_LENGTH} bytes`);
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (!isTrustDomainChar(c)) {

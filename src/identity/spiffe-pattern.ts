@@ -1,5 +1,7 @@
 // `identity.allow` and policy subject patterns: `*` matches within one path segment, a trailing
-// `/**` matches the ID itself or anything below it. Compiled once per config load.
+// `/**` matches the ID itself or anything below it, except that `spiffe://td/**` never matches
+// the root-path `spiffe://td`: that is a trust domain's name, never a workload's X509-SVID
+// (X509-SVID standard, 2), so no pattern may admit it. Compiled once per config load.
 export interface SpiffePatternSet {
   matches(id: string): boolean;
 }
@@ -13,7 +15,8 @@ export function spiffePatternToRegExp(pattern: string): RegExp {
   let body = pattern;
   if (body.endsWith('/**')) {
     body = body.slice(0, -3);
-    tail = '(?:/.*)?';
+    const root = body.startsWith('spiffe://') && !body.slice('spiffe://'.length).includes('/');
+    tail = root ? '/.+' : '(?:/.*)?';
   } else if (body === '*' || body === '**') {
     return /^.*$/;
   }

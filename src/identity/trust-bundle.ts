@@ -8,10 +8,18 @@
 // claims spiffe://example.org/..., however many intermediates sit in between. The constraint is
 // added to a copy of the root's TBSCertificate; OpenSSL never checks a trust anchor's own
 // self-signature (X509_V_FLAG_CHECK_SS_SIGNATURE is off), so the copy anchors as the original.
+// For the same reason the copy's basicConstraints carry a pathLenConstraint of at most 15: SPEC
+// step 1 allows a chain of 16 certificates (leaf and 15 intermediates), and Node neither shows
+// the intermediates nor lets us set OpenSSL's verify depth (default 100); OpenSSL enforces a
+// trust anchor's path length (X509_V_ERR_PATH_LENGTH_EXCEEDED).
 import { X509Certificate } from 'node:crypto';
 
 /** DER of OID 2.5.29.30 (id-ce-nameConstraints). */
 const NAME_CONSTRAINTS_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x1e]);
+/** DER of OID 2.5.29.19 (id-ce-basicConstraints). */
+const BASIC_CONSTRAINTS_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x13]);
+/** Intermediates below a root: 16 certificates in all, leaf included (SPEC step 1). */
+export const MAX_INTERMEDIATES = 15;
 
 interface Tlv {
   readonly tag: number;
@@ -46,11 +54,50 @@ function tlv(tag: number, content: Buffer): Buffer {
 }
 
 /**
- * A copy of `root` whose extensions also say "URIs below me must name one of `trustDomains` as
- * host" (critical nameConstraints, permittedSubtrees of uniformResourceIdentifier). Undefined when
- * the root cannot be constrained this way (it already has name constraints, or no v3 extensions).
+ * A basicConstraints extension (DER, `start`..`end`) with its pathLenConstraint lowered to
+ * MAX_INTERMEDIATES; unchanged when it says "not a CA" (OpenSSL will not anchor on it anyway) or
+ * already allows no more.
  */
-export function constrainRoot(root: X509Certificate, trustDomains: readonly string[]): X509Certificate | undefined {
+function limitPathLength(der: Buffer, start: number, end: number): Buffer {
+  const original = der.subarray(start, end);
+  const extension = readTlv(der, start);
+  const oid = readTlv(der, extension.start);
+  let offset = oid.end;
+  let critical: Buffer = Buffer.alloc(0);
+  let element = readTlv(der, offset);
+  if (element.tag === 0x01) {
+    critical = der.subarray(offset, element.end);
+    offset = element.end;
+    element = readTlv(der, offset);
+  }
+  if (element.tag !== 0x04) return original;
+  const constraints = readTlv(der, element.start);
+  let ca = false;
+  let pathLen: number | undefined;
+  for (let at = constraints.start; at < constraints.end; ) {
+    const field = readTlv(der, at);
+    if (field.tag === 0x01) ca = der[field.start] !== 0;
+    if (field.tag === 0x02) pathLen = field.end - field.start > 2 ? Infinity : der.readUIntBE(field.start, field.end - field.start);
+    at = field.end;
+  }
+  if (!ca || (pathLen !== undefined && pathLen <= MAX_INTERMEDIATES)) return original;
+  const value = tlv(0x30, Buffer.concat([Buffer.from([0x01, 0x01, 0xff]), Buffer.from([0x02, 0x01, MAX_INTERMEDIATES])]));
+  return tlv(0x30, Buffer.concat([BASIC_CONSTRAINTS_OID, critical, tlv(0x04, value)]));
+}
+
+export interface TlsRoot {
+  readonly cert: X509Certificate;
+  /** Whether the copy binds URIs below it to its trust domains (false: it had name constraints of its own). */
+  readonly nameConstrained: boolean;
+}
+
+/**
+ * A copy of `root` whose extensions also say "URIs below me must name one of `trustDomains` as
+ * host" (critical nameConstraints, permittedSubtrees of uniformResourceIdentifier) and "at most
+ * MAX_INTERMEDIATES CAs below me". A root with name constraints of its own keeps them (only its
+ * path length is limited). Undefined when the root has no v3 extensions to amend.
+ */
+export function constrainRoot(root: X509Certificate, trustDomains: readonly string[]): TlsRoot | undefined {
   const der = Buffer.from(root.raw);
   const cert = readTlv(der, 0);
   const tbs = readTlv(der, cert.start);
@@ -67,19 +114,22 @@ export function constrainRoot(root: X509Certificate, trustDomains: readonly stri
   if (!extensions) return undefined;
   const list = readTlv(der, extensions.start);
   const existing: Buffer[] = [];
+  let hasNameConstraints = false;
   for (let offset = list.start; offset < list.end; ) {
     const extension = readTlv(der, offset);
-    const oid = readTlv(der, extension.start);
-    if (der.subarray(extension.start, oid.end).equals(NAME_CONSTRAINTS_OID)) return undefined;
-    existing.push(der.subarray(offset, extension.end));
+    const oid = der.subarray(extension.start, readTlv(der, extension.start).end);
+    if (oid.equals(NAME_CONSTRAINTS_OID)) hasNameConstraints = true;
+    existing.push(oid.equals(BASIC_CONSTRAINTS_OID) ? limitPathLength(der, offset, extension.end) : der.subarray(offset, extension.end));
     offset = extension.end;
   }
-  const subtrees = trustDomains.map((domain) => tlv(0x30, tlv(0x86, Buffer.from(domain, 'ascii'))));
-  const nameConstraints = tlv(0x30, tlv(0xa0, Buffer.concat(subtrees)));
-  const extension = tlv(0x30, Buffer.concat([NAME_CONSTRAINTS_OID, Buffer.from([0x01, 0x01, 0xff]), tlv(0x04, nameConstraints)]));
-  const newExtensions = tlv(0xa3, tlv(0x30, Buffer.concat([...existing, extension])));
+  if (!hasNameConstraints) {
+    const subtrees = trustDomains.map((domain) => tlv(0x30, tlv(0x86, Buffer.from(domain, 'ascii'))));
+    const nameConstraints = tlv(0x30, tlv(0xa0, Buffer.concat(subtrees)));
+    existing.push(tlv(0x30, Buffer.concat([NAME_CONSTRAINTS_OID, Buffer.from([0x01, 0x01, 0xff]), tlv(0x04, nameConstraints)])));
+  }
+  const newExtensions = tlv(0xa3, tlv(0x30, Buffer.concat(existing)));
   const newTbs = tlv(0x30, Buffer.concat([...parts, newExtensions]));
-  return new X509Certificate(tlv(0x30, Buffer.concat([newTbs, afterTbs])));
+  return { cert: new X509Certificate(tlv(0x30, Buffer.concat([newTbs, afterTbs]))), nameConstrained: !hasNameConstraints };
 }
 
 export class TrustBundleSet {
@@ -124,14 +174,14 @@ export class TrustBundleSet {
     const pems: string[] = [];
     const unconstrained = new Set<string>();
     for (const [fingerprint, { cert, domains }] of domainsOf) {
-      let constrained: X509Certificate | undefined;
+      let constrained: TlsRoot | undefined;
       try {
         constrained = constrainRoot(cert, domains);
       } catch {
         constrained = undefined;
       }
-      if (!constrained) unconstrained.add(fingerprint);
-      pems.push((constrained ?? cert).toString());
+      if (!constrained?.nameConstrained) unconstrained.add(fingerprint);
+      pems.push((constrained?.cert ?? cert).toString());
     }
     this.tls = { pems, unconstrained };
     return this.tls;

@@ -1,7 +1,8 @@
-// X509-SVID validation (SPIFFE X509-SVID standard, sections 4 and 5): exactly one URI SAN that
-// is a valid SPIFFE ID; a leaf that is not a CA and has digitalSignature but not keyCertSign or
-// cRLSign; every certificate within its validity; and a chain that verifies against the bundle
-// of the trust domain named in the leaf's own SPIFFE ID, not merely against any trusted CA.
+// X509-SVID validation (SPIFFE X509-SVID standard, sections 2, 4 and 5): exactly one URI SAN
+// that is a valid SPIFFE ID with a non-root path; a leaf that is not a CA and has digitalSignature
+// but not keyCertSign or cRLSign; every certificate within its validity; at most 16 certificates
+// (SPEC step 1); and a chain that verifies against the bundle of the trust domain named in the
+// leaf's own SPIFFE ID, not merely against any trusted CA.
 import { X509Certificate } from 'node:crypto';
 import 'reflect-metadata'; // @peculiar/x509 needs it loaded first
 import * as x509 from '@peculiar/x509';
@@ -40,7 +41,8 @@ export interface X509Svid {
   readonly notAfter: Date;
 }
 
-const MAX_CHAIN_DEPTH = 8;
+/** SPEC step 1: a presented chain (leaf and intermediates) holds at most 16 certificates. */
+export const MAX_CHAIN_CERTIFICATES = 16;
 
 /** The leaf's own rules (SAN, SPIFFE ID, CA flag, key usage); no chain or time checks. */
 export function leafSpiffeId(leaf: X509Certificate): SpiffeId {
@@ -54,6 +56,8 @@ export function leafSpiffeId(leaf: X509Certificate): SpiffeId {
   } catch (error) {
     throw new SvidError('bad_spiffe_id', `URI SAN is not a valid SPIFFE ID: ${(error as Error).message}`);
   }
+  // X509-SVID standard, 2: a workload's ID names a path; `spiffe://td` alone is the trust domain.
+  if (id.path === '') throw new SvidError('bad_spiffe_id', `X509-SVID leaf SPIFFE ID must have a non-root path, got ${id.uri}`);
   const basic = parsed.getExtension(x509.BasicConstraintsExtension);
   if (leaf.ca || basic?.ca) throw new SvidError('leaf_is_ca', 'X509-SVID leaf must not be a CA (basicConstraints cA is true)');
   const usage = parsed.getExtension(x509.KeyUsagesExtension);
@@ -73,6 +77,32 @@ function checkValidity(cert: X509Certificate, now: number, what: string): void {
 
 function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
   return child.checkIssued(parent) && child.verify(parent.publicKey);
+}
+
+function checkChainLength(chain: readonly X509Certificate[]): void {
+  if (chain.length > MAX_CHAIN_CERTIFICATES) {
+    throw new SvidError('untrusted_chain', `chain has ${chain.length} certificates; an X509-SVID chain has at most ${MAX_CHAIN_CERTIFICATES}`);
+  }
+}
+
+/**
+ * The presented chain's own rules, with no bundle at hand (X509-SVID standard, 4.1 and 4.3, as
+ * go-spiffe's x509svid parser applies them): at most 16 certificates; every certificate after the
+ * leaf is a CA with keyCertSign; each certificate is issued by the one after it; every one is
+ * within its validity. The leaf's own rules are leafSpiffeId's.
+ */
+export function checkPresentedChain(chain: readonly X509Certificate[], now = Date.now()): void {
+  checkChainLength(chain);
+  chain.forEach((cert, index) => {
+    const what = index === 0 ? 'leaf certificate' : `chain[${index}]`;
+    checkValidity(cert, now, what);
+    if (index === 0) return;
+    const parsed = new x509.X509Certificate(cert.raw);
+    if (!parsed.getExtension(x509.BasicConstraintsExtension)?.ca) throw new SvidError('untrusted_chain', `${what}: signing certificate must have CA flag set`);
+    const usage = parsed.getExtension(x509.KeyUsagesExtension);
+    if (!usage || (usage.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new SvidError('key_usage', `${what}: signing certificate must have 'keyCertSign' set as key usage`);
+    if (!issuedBy(chain[index - 1]!, cert)) throw new SvidError('untrusted_chain', `${index === 1 ? 'leaf' : `chain[${index - 1}]`} is not issued by ${what} (each certificate must be signed by the next)`);
+  });
 }
 
 export interface VerifyOptions {
@@ -99,6 +129,7 @@ function svidOf(id: SpiffeId, chain: readonly X509Certificate[], leaf: X509Certi
 export function verifyX509Svid(chain: readonly X509Certificate[], bundles: TrustBundleSet, now = Date.now(), options: VerifyOptions = {}): X509Svid {
   const leaf = chain[0];
   if (!leaf) throw new SvidError('no_client_cert', 'no certificate was presented');
+  checkChainLength(chain);
   const id = leafSpiffeId(leaf);
   const roots = bundles.rootsFor(id.trustDomain);
   if (!roots) throw new SvidError('unknown_trust_domain', `trust domain "${id.trustDomain}" is not trusted`);
@@ -106,7 +137,7 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Trust
   // Walk up from the leaf: stop at a root of this trust domain's bundle; otherwise step to a
   // presented intermediate CA that signed the current certificate.
   let current = leaf;
-  for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
+  for (let depth = 0; depth < chain.length; depth++) {
     const root = roots.find((candidate) => issuedBy(current, candidate));
     if (root) {
       checkValidity(root, now, 'trust bundle certificate');

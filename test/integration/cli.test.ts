@@ -70,7 +70,7 @@ describe('portcullis svid inspect', () => {
   it('prints the SPIFFE ID, expiry and chain, and verifies against a bundle', async () => {
     const svid = await pki.ca.svid('/ns/prod/sa/web');
     const file = pki.write('web.pem', svid.certPem);
-    const result = await portcullis('svid', 'inspect', file, '--bundle', `${pki.dir}/bundle.pem`);
+    const result = await portcullis('svid', 'inspect', file, '--bundle', `${pki.dir}/bundle.pem`, '--trust-domain', 'example.org');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('spiffe_id: spiffe://example.org/ns/prod/sa/web');
     expect(result.stdout).toContain(`expires: ${svid.cert.notAfter.toISOString()}`);
@@ -84,17 +84,81 @@ describe('portcullis svid inspect', () => {
       ['expired.pem', pki.ca.svid('/ns/x', { notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000) }), /expired/],
     ];
     for (const [name, issued, rule] of cases) {
-      const result = await portcullis('svid', 'inspect', pki.write(name, (await issued).certPem), '--bundle', `${pki.dir}/bundle.pem`);
+      const result = await portcullis('svid', 'inspect', pki.write(name, (await issued).certPem), '--bundle', `${pki.dir}/bundle.pem`, '--trust-domain', 'example.org');
       expect(result.code, name).toBe(1);
       expect(result.stderr, name).toMatch(rule);
     }
     const stranger = await (await DevCa.create('example.org')).svid('/ns/x');
-    const foreign = await portcullis('svid', 'inspect', pki.write('foreign.pem', stranger.certPem), '--bundle', `${pki.dir}/bundle.pem`);
+    const foreign = await portcullis('svid', 'inspect', pki.write('foreign.pem', stranger.certPem), '--bundle', `${pki.dir}/bundle.pem`, '--trust-domain', 'example.org');
     expect(foreign.code).toBe(1);
     expect(foreign.stderr).toMatch(/untrusted_chain/);
     const garbage = await portcullis('svid', 'inspect', pki.write('garbage.pem', 'not a certificate'));
     expect(garbage.code).toBe(1);
     expect(garbage.stderr).toContain('no PEM certificate found');
+  });
+
+  it('refuses a leaf whose SPIFFE ID is a bare trust domain (root path), with or without a bundle', async () => {
+    const file = pki.write('root-path.pem', (await pki.ca.svid('')).certPem);
+    for (const extra of [[], ['--bundle', `${pki.dir}/bundle.pem`, '--trust-domain', 'example.org']]) {
+      const result = await portcullis('svid', 'inspect', file, ...extra);
+      expect(result.code, extra.join(' ')).toBe(1);
+      expect(result.stderr).toMatch(/invalid \(bad_spiffe_id\): .*non-root path/);
+    }
+  });
+
+  it('without --bundle still checks the presented chain: CA flag, keyCertSign, issuer order, validity', async () => {
+    const notCa = await pki.ca.intermediate({ ca: false, subject: 'CN=not a CA' });
+    const noSign = await pki.ca.intermediate({ keyUsages: x509.KeyUsageFlags.cRLSign, subject: 'CN=no keyCertSign' });
+    const expired = await pki.ca.intermediate({ notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000), subject: 'CN=expired' });
+    const good = await pki.ca.intermediate({ subject: 'CN=good' });
+    const other = await pki.ca.intermediate({ subject: 'CN=other' });
+    const cases: [string, string, RegExp][] = [
+      ['not-ca.pem', (await pki.ca.svid('/ns/x', {}, notCa)).certPem + notCa.certPem, /invalid \(untrusted_chain\): chain\[1\]: signing certificate must have CA flag set/],
+      ['no-sign.pem', (await pki.ca.svid('/ns/x', {}, noSign)).certPem + noSign.certPem, /invalid \(key_usage\): chain\[1\]: signing certificate must have 'keyCertSign' set as key usage/],
+      ['expired-ca.pem', (await pki.ca.svid('/ns/x', {}, expired)).certPem + expired.certPem, /invalid \(expired\): chain\[1\] expired/],
+      // good was signed by the root, not by other: each certificate must be issued by the next.
+      ['order.pem', (await pki.ca.svid('/ns/x', {}, good)).certPem + good.certPem + other.certPem, /invalid \(untrusted_chain\): chain\[1\] is not issued by chain\[2\]/],
+      ['unlinked.pem', (await pki.ca.svid('/ns/x')).certPem + good.certPem, /invalid \(untrusted_chain\): leaf is not issued by chain\[1\]/],
+    ];
+    for (const [name, pem, rule] of cases) {
+      const result = await portcullis('svid', 'inspect', pki.write(name, pem));
+      expect(result.code, name).toBe(1);
+      expect(result.stderr, name).toMatch(rule);
+    }
+    const fine = await portcullis('svid', 'inspect', pki.write('fine.pem', (await pki.ca.svid('/ns/x', {}, good)).certPem + good.certPem));
+    expect([fine.code, fine.stdout]).toEqual([0, expect.stringContaining('spiffe_id: spiffe://example.org/ns/x')]);
+  });
+
+  it('prints "(empty)" for an empty Subject instead of crashing', async () => {
+    const file = pki.write('empty-subject.pem', (await pki.ca.svid('/ns/prod/sa/web', { subject: '' })).certPem);
+    const result = await portcullis('svid', 'inspect', file);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^leaf: subject \(empty\); issuer CN=example\.org dev CA, O=Portcullis; valid /m);
+  });
+
+  it('with --bundle, takes the trust domain from --trust-domain or the bundle CA, and refuses a leaf of another domain', async () => {
+    // A SPIFFE CA names its trust domain in a URI SAN; the harness's dev CA does not.
+    const spiffeCa = await DevCa.create('example.org', { uris: ['spiffe://example.org'] });
+    const partner = await DevCa.create('partner.org', { uris: ['spiffe://partner.org'] });
+    const bundle = pki.write('spiffe-bundle.pem', spiffeCa.bundlePem);
+    const partnerBundle = pki.write('partner-bundle.pem', partner.bundlePem);
+    const web = pki.write('spiffe-web.pem', (await spiffeCa.svid('/ns/prod/sa/web')).certPem);
+    const named = await portcullis('svid', 'inspect', web, '--bundle', bundle);
+    expect([named.code, named.stdout]).toEqual([0, expect.stringContaining(`verified: chains to ${bundle} as the bundle of example.org`)]);
+    // partner.org's CA signing an example.org ID: the file is partner.org's bundle, not example.org's.
+    const forged = pki.write('forged.pem', (await partner.svid('', { uris: ['spiffe://example.org/ns/prod/sa/web'] })).certPem);
+    const cross = await portcullis('svid', 'inspect', forged, '--bundle', partnerBundle);
+    expect(cross.code).toBe(1);
+    expect(cross.stderr).toMatch(/invalid \(unknown_trust_domain\): .*example\.org.*partner\.org/);
+    const told = await portcullis('svid', 'inspect', forged, '--bundle', partnerBundle, '--trust-domain', 'partner.org');
+    expect(told.code).toBe(1);
+    expect(told.stderr).toMatch(/invalid \(unknown_trust_domain\): .*example\.org.*partner\.org/);
+    // A CA that names no trust domain, and no --trust-domain: a usage error.
+    const unnamed = await portcullis('svid', 'inspect', web, '--bundle', `${pki.dir}/bundle.pem`);
+    expect(unnamed.code).toBe(2);
+    expect(unnamed.stderr).toContain('pass --trust-domain');
+    const bad = await portcullis('svid', 'inspect', web, '--bundle', bundle, '--trust-domain', 'Example.org');
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining('--trust-domain')]);
   });
 });
 

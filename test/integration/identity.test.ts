@@ -88,6 +88,7 @@ describe('peer identity (example.org only)', () => {
     ['an https URI', 'https://example.org/ns/prod/sa/web'],
     ['an empty path segment', 'spiffe://example.org/ns//prod/sa/web'],
     ['a percent-encoded path', 'spiffe://example.org/ns/prod/sa/w%65b'],
+    ['a 256-byte trust domain', `spiffe://${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(64)}/ns/prod/sa/web`],
   ])('refuses a URI SAN with %s', async (_what, uri) => {
     const client = await pki.ca.svid('', { uris: [uri] });
     await expectRefused(client, 'bad_spiffe_id');
@@ -154,6 +155,30 @@ describe('peer identity (example.org only)', () => {
     const intermediate = await pki.ca.intermediate({ notBefore: new Date(Date.now() - 2 * HOUR), notAfter: new Date(Date.now() - HOUR) });
     const leaf = await pki.ca.svid('/ns/prod/sa/web', {}, intermediate);
     await expectRefused(withChain(leaf, intermediate), 'expired');
+  });
+
+  /** Leaf, then `intermediates` CAs each signed by the one before it (the first by the root), nearest first. */
+  async function chainOf(intermediates: number): Promise<Client> {
+    const cas: Issued[] = [];
+    for (let i = 0; i < intermediates; i++) cas.push(await pki.ca.intermediate({ subject: `CN=intermediate ${i},O=Portcullis` }, cas[i - 1]));
+    const leaf = await pki.ca.svid('/ns/prod/sa/web', {}, cas.at(-1));
+    return withChain(leaf, ...cas.reverse());
+  }
+
+  it('accepts a presented chain of 16 certificates (leaf and 15 intermediates)', async () => {
+    const res = await request(await chainOf(15));
+    expect(res.status).toBe(200);
+  });
+
+  it('refuses a presented chain of 17 certificates (SPEC step 1: at most 16)', async () => {
+    await expectRefused(await chainOf(16), 'untrusted_chain');
+  });
+
+  it('accepts a leaf with an empty Subject (SPIFFE identity is the URI SAN alone)', async () => {
+    const client = await pki.ca.svid('/ns/prod/sa/web', { subject: '' });
+    const res = await request(client);
+    expect(res.status).toBe(200);
+    expect((res.json().headers as Record<string, string>)['x-forwarded-client-cert']).toContain('URI=spiffe://example.org/ns/prod/sa/web');
   });
 
   it('answers 403 peer_not_allowed to a valid SVID outside identity.allow, and the service sees nothing', async () => {
@@ -255,7 +280,8 @@ describe('federation (example.org + partner.org)', () => {
 
   beforeAll(async () => {
     pki = await createPki();
-    partner = await DevCa.create('partner.org');
+    // As a SPIRE CA does, partner.org's names its trust domain in a URI SAN (example.org's does not).
+    partner = await DevCa.create('partner.org', { uris: ['spiffe://partner.org'] });
     pki.write('partner-bundle.pem', partner.bundlePem);
     upstream = await startUpstream();
     const yaml = `listen: { address: 127.0.0.1, port: 0 }
@@ -318,6 +344,13 @@ ${DEFAULT_ROUTES}`;
       expect(res.status).toBe(200);
       expect((res.json().headers as Record<string, string>)['x-forwarded-client-cert']).toContain(`URI=spiffe://${ca.trustDomain}/ns/prod/sa/web`);
     }
+  });
+
+  it('refuses a leaf whose only URI SAN is the root-path ID spiffe://partner.org, signed by the partner CA', async () => {
+    // identity.allow has spiffe://partner.org/**: the leaf rule (a non-root path) must refuse it at the handshake.
+    const client = await partner.svid('');
+    expect(client.cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items.map((n) => n.value)).toEqual(['spiffe://partner.org']);
+    await expectRefused(client, 'bad_spiffe_id');
   });
 
   it('refuses an example.org ID issued by the partner.org CA (cross-trust-domain forgery)', async () => {

@@ -325,6 +325,13 @@ describe('loadConfig: schema problems name the key path and line', () => {
     problemAt(`${MINIMAL}listen: { port: 70000 }\n`, 'listen.port');
   });
 
+  it('a trust domain of 256 bytes is refused, one of 255 accepted', () => {
+    const td255 = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(63)}`;
+    expect(load(MINIMAL.replace('trustDomains: [example.org]', `trustDomains: [example.org, ${td255}]`)).identity.trustDomains).toContain(td255);
+    const p = problemAt(MINIMAL.replace('trustDomains: [example.org]', `trustDomains: [example.org, ${td255}x]`), 'identity.trustDomains[1]');
+    expect(p.message).toMatch(/longer than 255 bytes/);
+  });
+
   it('an invalid trust domain says why', () => {
     const p = problemAt(MINIMAL.replace('trustDomains: [example.org]', 'trustDomains: [Example.org]'), 'identity.trustDomains[0]');
     expect(p.message).toMatch(/invalid trust domain "Example\.org".*lowercase/);

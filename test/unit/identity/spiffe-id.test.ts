@@ -75,6 +75,14 @@ describe('parseSpiffeId: invalid IDs', () => {
     expect(errorOf(() => parseSpiffeId(text)).message).toMatch(/2048/);
   });
 
+  it('accepts a trust domain of 255 bytes and rejects one of 256 (SPIFFE ID standard, 2.1)', () => {
+    const label = (n: number) => 'a'.repeat(n);
+    const td255 = `${label(63)}.${label(63)}.${label(63)}.${label(63)}`;
+    expect(td255.length).toBe(255);
+    expect(parseSpiffeId(`spiffe://${td255}/a`).trustDomain).toBe(td255);
+    expect(errorOf(() => parseSpiffeId(`spiffe://${td255}b/a`)).message).toMatch(/255/);
+  });
+
   it('errors are SpiffeIdError with that name', () => {
     const error = errorOf(() => parseSpiffeId('nope'));
     expect(error.name).toBe('SpiffeIdError');
@@ -95,6 +103,7 @@ describe('parseTrustDomain', () => {
     ['example.org/a', /invalid character/],
     ['spiffe://example.org', /invalid character|port/],
     ['exa mple', /invalid character/],
+    ['x'.repeat(256), /longer than 255 bytes/],
   ])('rejects %j', (name, message) => {
     expect(errorOf(() => parseTrustDomain(name)).message).toMatch(message);
   });

@@ -39,11 +39,19 @@ describe('compileSpiffePatterns', () => {
 
   it('a trust-domain-wide tail does not match another trust domain sharing a prefix', () => {
     const set = compileSpiffePatterns(['spiffe://example.org/**']);
-    expect(set.matches('spiffe://example.org')).toBe(true);
     expect(set.matches('spiffe://example.org/anything/here')).toBe(true);
     expect(set.matches('spiffe://example.org.evil.com/x')).toBe(false);
     expect(set.matches('spiffe://example.orgx/x')).toBe(false);
     expect(set.matches('spiffe://other.org/x')).toBe(false);
+  });
+
+  it('a trust-domain-wide tail never matches the root-path ID (no workload has it: X509-SVID rules)', () => {
+    const set = compileSpiffePatterns(['spiffe://other.org/**']);
+    expect(set.matches('spiffe://other.org')).toBe(false);
+    expect(set.matches('spiffe://other.org/')).toBe(false);
+    expect(set.matches('spiffe://other.org/a')).toBe(true);
+    // A pattern with a path still matches its own ID, as before.
+    expect(compileSpiffePatterns(['spiffe://other.org/a/**']).matches('spiffe://other.org/a')).toBe(true);
   });
 
   it('"." in a pattern is literal, not a regex wildcard', () => {
