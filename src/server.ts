@@ -77,6 +77,11 @@ export class Proxy {
   private readonly upstreamCell: HistogramCell;
   /** Open tunnels (WebSocket…) admitted on a grant: a revocation closes them. */
   private readonly grantTunnels = new Set<{ readonly jti: string; readonly sub: string; readonly socket: Duplex }>();
+  // Gauges of connections, requests and tunnels: one listener each, shared, so counting
+  // allocates nothing per request (on(), not once(): once() wraps the listener every time).
+  private readonly connectionClosed = (): void => void this.metrics.activeConnections.n--;
+  private readonly requestClosed = (): void => void this.metrics.requestsInFlight.n--;
+  private readonly tunnelClosed = (): void => void this.metrics.openTunnels.n--;
 
   constructor(options: ProxyOptions) {
     this.generation = options.generation;
@@ -100,6 +105,11 @@ export class Proxy {
       (req, res) => this.handle(req, res),
     );
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.identify(socket));
+    // Counted before identify() runs, so a connection it refuses leaves with its own 'close'.
+    this.server.prependListener('secureConnection', (socket: TLSSocket) => {
+      this.metrics.activeConnections.n++;
+      socket.on('close', this.connectionClosed);
+    });
     this.server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
       this.logger.debug({ code: error.code, detail: error.message }, 'TLS handshake failed');
@@ -209,6 +219,9 @@ export class Proxy {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     if (this.draining) res.shouldKeepAlive = false;
+    // In flight until the response is finished, refused or cut: 'close' comes in every case.
+    this.metrics.requestsInFlight.n++;
+    res.on('close', this.requestClosed);
     this.admit(req, res, undefined);
   }
 
@@ -331,7 +344,14 @@ export class Proxy {
       method,
       serviceHead,
       head ?? Buffer.alloc(0),
-      (status) => this.metrics.requests.cell(route, status).n++,
+      (status) => {
+        this.metrics.requests.cell(route, status).n++;
+        // Switched: an open tunnel until the client's side closes (a relayed refusal is none).
+        if (status === '101' && !to.closed) {
+          this.metrics.openTunnels.n++;
+          to.on('close', this.tunnelClosed);
+        }
+      },
       (reason) => this.refuse(to, route, denial(reason), requestId),
     );
     if (grantId !== undefined && grantExpMs !== undefined) {

@@ -2,8 +2,9 @@
 // cooldown, never blocking tokens already verified), or one PEM public key. Built once per
 // config load; `jose` does every signature check.
 import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, importSPKI, importX509, type JWTVerifyGetKey, type JSONWebKeySet, type CryptoKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, importSPKI, importX509, type JWTVerifyGetKey, type JSONWebKeySet, type CryptoKey } from 'jose';
 import type { IssuerConfig } from '../config/schema.ts';
+import { countingFetch, type JwksFetchResult } from './jwks-fetch.ts';
 
 /** Asymmetric algorithms only (SPEC "Tokens"): never `none`, never HMAC. */
 export const ALLOWED_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'RS256', 'PS256'];
@@ -30,7 +31,7 @@ function pemKeyGetter(file: string): JWTVerifyGetKey {
   };
 }
 
-export function issuerKeys(config: IssuerConfig, timeoutMs: number): JWTVerifyGetKey {
+export function issuerKeys(config: IssuerConfig, timeoutMs: number, onFetch: (result: JwksFetchResult) => void = () => undefined): JWTVerifyGetKey {
   if (config.jwksFile) {
     let jwks: JSONWebKeySet;
     try {
@@ -42,7 +43,7 @@ export function issuerKeys(config: IssuerConfig, timeoutMs: number): JWTVerifyGe
     return createLocalJWKSet(jwks);
   }
   if (config.jwksUrl) {
-    return createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+    return createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: 600_000, [customFetch]: countingFetch(onFetch) });
   }
   if (config.publicKeyFile) return pemKeyGetter(config.publicKeyFile);
   throw new KeySetError(`issuer ${config.issuer}: no key source`);
