@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, type Agent } from 'undici';
 import { clientAgent, configYaml, createPki, DEFAULT_ROUTES, get, startUpstream, type Pki, type Upstream } from '../support/harness.ts';
@@ -137,6 +138,18 @@ describe('operator metrics on a live scrape', () => {
     const open = sample(await scrape(instance), 'portcullis_active_connections');
     expect(open).toBeGreaterThanOrEqual(1);
     await other.close();
+    expect(await until(instance, 'portcullis_active_connections', open - 1)).toBe(open - 1);
+    // A peer refused right after the handshake (a certificate of another trust domain's CA) is
+    // counted and uncounted like any other connection.
+    const otherPki = await createPki('other.org');
+    try {
+      const stranger = await otherPki.ca.svid('/ns/prod/sa/web');
+      const refused = connect({ port: instance.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: stranger.certPem, key: stranger.keyPem });
+      refused.on('error', () => undefined);
+      await new Promise((resolve) => refused.once('close', resolve));
+    } finally {
+      otherPki.cleanup();
+    }
     expect(await until(instance, 'portcullis_active_connections', open - 1)).toBe(open - 1);
   });
 
