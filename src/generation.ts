@@ -34,8 +34,8 @@ export interface SharedState {
 
 const TOKEN_CACHE_ENTRIES = 10_000;
 
-function keyMap(issuers: readonly IssuerConfig[], timeoutMs: number): Map<string, JWTVerifyGetKey> {
-  return new Map(issuers.map((issuer) => [issuer.issuer, issuerKeys(issuer, timeoutMs)]));
+function keyMap(issuers: readonly IssuerConfig[], timeoutMs: number, metrics: Metrics): Map<string, JWTVerifyGetKey> {
+  return new Map(issuers.map((issuer) => [issuer.issuer, issuerKeys(issuer, timeoutMs, metrics.jwksFetched)]));
 }
 
 /** The configured PDP; remote kinds are wrapped in the in-flight bound and circuit breaker. */
@@ -57,7 +57,7 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
   const jwksTimeout = Math.max(1000, config.pdp.timeout);
   const grants = new TokenVerifier({
     shape: shapeGrant,
-    issuers: keyMap(config.grants.issuers, jwksTimeout),
+    issuers: keyMap(config.grants.issuers, jwksTimeout, shared.metrics),
     audience: config.grants.audience === 'self' ? [shared.ownId] : config.grants.audience,
     clockSkewMs: config.grants.clockSkew,
     maxTokenBytes: config.limits.maxTokenBytes,
@@ -66,7 +66,7 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
   });
   const postures = new TokenVerifier({
     shape: shapePosture,
-    issuers: keyMap(config.posture.issuers, jwksTimeout),
+    issuers: keyMap(config.posture.issuers, jwksTimeout, shared.metrics),
     audience: undefined,
     clockSkewMs: config.grants.clockSkew,
     maxTokenBytes: config.limits.maxTokenBytes,

@@ -13,7 +13,7 @@ import { DecisionPath } from '../decision/decision-path.ts';
 import { Revocations } from '../decision/revocations.ts';
 import { buildGeneration, type SharedState } from '../generation.ts';
 import { Proxy } from '../server.ts';
-import { createMetrics, type Metrics } from '../telemetry/metrics.ts';
+import { CIRCUIT_STATE, createMetrics, type Metrics } from '../telemetry/metrics.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { createAuditLog, type AuditLog } from '../telemetry/audit.ts';
 import { createAccessLog } from '../telemetry/access-log.ts';
@@ -102,6 +102,12 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   let generationId = 1;
   const accessLog = createAccessLog(config.accessLog.file, () => metrics.accessLogDropped.inc());
   const proxy = new Proxy({ generation: buildGeneration(generationId, config, shared), identity: svidSource.material, metrics, logger, accessLog });
+  // The config serving now was loaded now; the circuit is the current generation's PDP's.
+  metrics.configLastReloadSuccess.set(Date.now() / 1000);
+  metrics.pdpCircuit.read = () => {
+    const pdp = proxy.currentGeneration.pdp;
+    return pdp instanceof GuardedPdp ? CIRCUIT_STATE[pdp.circuit] : CIRCUIT_STATE.closed;
+  };
   svidSource.on('update', (material) => {
     proxy.useIdentity(material);
     metrics.svidReloads.inc({ result: 'ok' });
@@ -114,7 +120,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
 
   const decisionPath = () => proxy.currentGeneration.authorizer as DecisionPath;
   const reload: Instance['reload'] = () => {
-    if (!options.configFile) return { ok: false, error: 'no config file to reload from' };
+    if (!options.configFile) {
+      metrics.configReloads.inc({ result: 'error' });
+      return { ok: false, error: 'no config file to reload from' };
+    }
     try {
       const next = buildGeneration(generationId + 1, loadConfig(options.configFile), shared);
       generationId++;
@@ -126,9 +135,12 @@ export async function startInstance(config: Config, options: InstanceOptions = {
         void previous.upstream.close().catch(() => undefined);
         if (previous.pdp !== next.pdp) void previous.pdp.close?.().catch(() => undefined);
       }, 30_000).unref();
+      metrics.configReloads.inc({ result: 'ok' });
+      metrics.configLastReloadSuccess.set(Date.now() / 1000);
       logger.info({ generation: generationId }, 'config reloaded');
       return { ok: true, generation: generationId };
     } catch (error) {
+      metrics.configReloads.inc({ result: 'error' });
       logger.warn({ detail: (error as Error).message }, 'config reload refused; the running config keeps serving');
       return { ok: false, error: (error as Error).message };
     }
