@@ -3,16 +3,15 @@
 // failed), 2 usage (unknown command or flag, missing argument); `COMMAND --help` never runs it.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { checkConfig, checkJson, checkText } from './check.ts';
 import { inspectSvid } from './svid-inspect.ts';
-import { startDemo } from './demo.ts';
-import { startInstance } from './instance.ts';
 import { createLogger, LogLevelError, type Logger } from '../telemetry/logger.ts';
 import { mintGrant, mintPosture, readPrivateKey } from './mint.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
+import { parseDuration } from '../config/duration.ts';
 import { helpFor, USAGE, UsageError, usageOf } from './usage.ts';
-import { writeDevPki } from './dev-pki-command.ts';
 import { VERSION } from '../version.ts';
+// run, check, demo and dev-pki load the proxy's modules (TLS, gRPC, metrics) when they run, so
+// that --help, --version and the mint commands answer at once.
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -25,6 +24,12 @@ function checkSpiffeId(what: string, value: string): void {
   } catch (error) {
     fail(`${what}: expected a SPIFFE ID like spiffe://example.org/ns/prod/sa/web (${(error as Error).message})`);
   }
+}
+
+/** A bad --ttl is a bad flag value (exit 2), as a bad --sub or --trust is. */
+function checkTtl(command: string, ttl: string): void {
+  const ms = parseDuration(ttl);
+  if (ms === undefined || ms <= 0) throw new UsageError(`${command}: --ttl: expected a duration like "5m", got ${JSON.stringify(ttl)}`, command);
 }
 
 type Flag = { type: 'string'; short?: string; multiple?: boolean } | { type: 'boolean'; short?: string };
@@ -80,11 +85,17 @@ export async function main(argv: string[]): Promise<void> {
       const v = flags('run', rest, { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' } });
       const file = required('run', v.config, '--config FILE');
       const logger = loggerFor('run', v['log-level'], 'info');
-      const { config, problems } = checkConfig(file);
+      const { checkConfig, checkText } = await import('./check.ts');
+      const { config, problems, warnings } = checkConfig(file);
       if (!config || problems.length > 0) fail(checkText(file, { problems, warnings: [] }).stderr.trimEnd(), 1);
-      const instance = await startInstance(config, { configFile: file, logger });
-      onSignals(() => instance.close());
-      process.on('SIGHUP', () => instance.reload());
+      // The grant-floor warnings `check` prints reach whoever reads only the pod's logs too.
+      for (const warning of warnings) logger.warn({ config: file, config_key: warning.key, line: warning.line }, warning.message); // not `key`: redacted as a secret
+      const { startInstance } = await import('./instance.ts');
+      // Signals are handled from before the start: a SIGTERM while starting exits 0, not by the signal.
+      const running: { instance?: Awaited<ReturnType<typeof startInstance>> } = {};
+      onSignals(() => running.instance?.close() ?? Promise.resolve());
+      running.instance = await startInstance(config, { configFile: file, logger });
+      process.on('SIGHUP', () => running.instance?.reload());
       return;
     }
     case 'check': {
@@ -92,6 +103,7 @@ export async function main(argv: string[]): Promise<void> {
       const file = required('check', v.config, '--config FILE');
       const format = v.format ?? 'text';
       if (format !== 'text' && format !== 'json') throw new UsageError(`check: --format must be text or json, got ${JSON.stringify(format)}`, 'check');
+      const { checkConfig, checkJson, checkText } = await import('./check.ts');
       const result = checkConfig(file, { offline: v.offline });
       if (format === 'json') process.stdout.write(checkJson(file, result));
       else {
@@ -104,7 +116,9 @@ export async function main(argv: string[]): Promise<void> {
     }
     case 'demo': {
       const v = flags('demo', rest, { 'log-level': { type: 'string' } });
-      const demo = await startDemo({ logger: loggerFor('demo', v['log-level'], 'warn') });
+      const logger = loggerFor('demo', v['log-level'], 'warn');
+      const { startDemo } = await import('./demo.ts');
+      const demo = await startDemo({ logger });
       process.stdout.write(demo.instructions);
       onSignals(() => demo.close());
       return;
@@ -114,6 +128,7 @@ export async function main(argv: string[]): Promise<void> {
       const out = required('dev-pki', v.out, '--out DIR');
       const trustDomain = required('dev-pki', v['trust-domain'], '--trust-domain TD');
       if (!v.workload || v.workload.length === 0) throw new UsageError('dev-pki: --workload NAME is required (at least one)', 'dev-pki');
+      const { writeDevPki } = await import('./dev-pki-command.ts');
       const written = await writeDevPki({ out, trustDomain, workloads: v.workload, force: v.force ?? false });
       process.stdout.write(written.summary);
       return;
@@ -134,6 +149,7 @@ export async function main(argv: string[]): Promise<void> {
       const v = flags('grant mint', args, Object.fromEntries(['key', 'iss', 'sub', 'aud', 'scope', 'ttl', 'intent', 'resources', 'cnf-cert', 'approver', 'justification', 'kid', 'jti'].map((k) => [k, { type: 'string' as const }]))) as Record<string, string | undefined>;
       for (const flag of ['key', 'iss', 'sub', 'aud', 'scope', 'ttl']) required('grant mint', v[flag], `--${flag}`);
       checkSpiffeId('grant mint: --sub', v.sub!);
+      checkTtl('grant mint', v.ttl!);
       const token = await mintGrant({
         key: readPrivateKey(v.key!),
         iss: v.iss!,
@@ -158,6 +174,7 @@ export async function main(argv: string[]): Promise<void> {
       const v = flags('posture mint', args, Object.fromEntries(['key', 'iss', 'sub', 'trust', 'ttl', 'kid'].map((k) => [k, { type: 'string' as const }]))) as Record<string, string | undefined>;
       for (const flag of ['key', 'iss', 'sub', 'trust', 'ttl']) required('posture mint', v[flag], `--${flag}`);
       checkSpiffeId('posture mint: --sub', v.sub!);
+      checkTtl('posture mint', v.ttl!);
       if (!['low', 'medium', 'high'].includes(v.trust!)) fail(`posture mint: --trust must be low, medium or high, got ${JSON.stringify(v.trust)}`);
       process.stdout.write(`${await mintPosture({ key: readPrivateKey(v.key!), iss: v.iss!, sub: v.sub!, trust: v.trust!, ttl: v.ttl!, kid: v.kid })}\n`);
       return;

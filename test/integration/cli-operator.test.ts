@@ -74,6 +74,8 @@ describe('exit codes: 0 ok, 1 failure, 2 usage', () => {
       [['grant'], 'grant: expected a subcommand: mint'],
       [['grant', 'mint', '--key', 'k', '--bogus', 'x'], "Unknown option '--bogus'"],
       [['posture', 'burn'], 'posture: unknown subcommand "burn"'],
+      [['grant', 'mint', '--key', 'k', '--iss', 'x', '--sub', 'spiffe://example.org/a', '--aud', 'y', '--scope', 'a', '--ttl', 'soon'], 'grant mint: --ttl: expected a duration like "5m", got "soon"'],
+      [['posture', 'mint', '--key', 'k', '--iss', 'x', '--sub', 'spiffe://example.org/a', '--trust', 'high', '--ttl', '0s'], 'posture mint: --ttl: expected a duration'],
       [['svid', 'inspect'], 'svid inspect takes one FILE.pem'],
       [['svid', 'inspect', 'a.pem', '--bogus'], "Unknown option '--bogus'"],
       [['dev-pki', '--trust-domain', 'example.org', '--workload', 'a'], 'dev-pki: --out DIR is required'],
@@ -226,6 +228,20 @@ describe('portcullis run: the start line and the log format', () => {
       // RFC 3339, as the audit log writes it.
       expect(entry.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(Math.abs(Date.parse(entry.time as string) - Date.now())).toBeLessThan(60_000);
+    } finally {
+      expect(await proxy.stop()).toBe(0);
+    }
+  });
+
+  it('logs each grant-floor warning of check at warn level when it starts', async () => {
+    pki.write('warn-policy.yaml', 'rules: []\n');
+    const routes = 'routes:\n  - name: lookup\n    match: { path: /orders }\n    action: orders.read\n    sensitivity: low\n';
+    const file = pki.write('warn-run.yaml', configYaml(pki, 'http://127.0.0.1:1', routes).replace('policyFile: policy.yaml', 'policyFile: warn-policy.yaml'));
+    const proxy = await startChildProxy(file);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const warning = proxy.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.level === 'warn');
+      expect(warning).toMatchObject({ config: file, config_key: 'routes[0].sensitivity', msg: expect.stringContaining('privileged route "lookup" (sensitivity low) demands no grant') });
     } finally {
       expect(await proxy.stop()).toBe(0);
     }
