@@ -20,6 +20,7 @@ import { createAccessLog } from '../telemetry/access-log.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { GuardedPdp } from '../pdp/guard.ts';
 import type { PdpInput } from '../pdp/pdp.ts';
+import { VERSION } from '../version.ts';
 
 /** What a readiness probe asks a remote PDP: any answer, allow or deny, proves it is up. */
 function readinessProbeInput(ownId: string): PdpInput {
@@ -269,7 +270,21 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   });
   const proxyPort = await proxy.listen(config.listen.port, config.listen.address);
   const adminPort = await listenAdmin(admin, config.admin.port, config.admin.address);
-  logger.info({ spiffe_id: svidSource.material.id.uri, listen: `${config.listen.address}:${proxyPort}`, admin: `${config.admin.address}:${adminPort}` }, 'portcullis is serving');
+  // One line that says what this process is: an operator reading a crash loop needs no other.
+  logger.info(
+    {
+      version: VERSION,
+      config: options.configFile,
+      spiffe_id: svidSource.material.id.uri,
+      svid_not_after: svidSource.material.notAfter.toISOString(),
+      listen: `${config.listen.address}:${proxyPort}`,
+      admin: `${config.admin.address}:${adminPort}`,
+      pdp: config.pdp.kind,
+      routes: config.routes.length,
+      upstream: config.upstream.url,
+    },
+    'portcullis is serving',
+  );
   notReadyReason();
 
   return {
