@@ -67,7 +67,8 @@ describe('loadConfig: a minimal valid config', () => {
     expect(config.upstream).toMatchObject({ url: 'http://127.0.0.1:8080', timeout: 2_000, connectTimeout: 5_000 });
     expect(config.routes).toEqual([]);
     expect(config.defaultRoute).toBe('deny');
-    expect(config.routing).toEqual({ allowPathParams: false });
+    expect(config.routing).toEqual({ allowPathParams: false, upgrades: ['websocket'] });
+    expect(config.accessLog).toEqual({ file: 'off' });
     expect(config.pdp).toMatchObject({ kind: 'embedded', timeout: 250, onError: 'deny' });
     expect(config.cache).toEqual({ maxEntries: 100_000, allowTtl: 30_000, denyTtl: 2_000 });
     expect(config.grants).toMatchObject({ header: 'x-jit-grant', issuers: [], audience: 'self', clockSkew: 2_000 });
