@@ -1,6 +1,7 @@
-// decide(), per privileged request (SPEC "The decision, per request", steps 3 to 5):
-// tokens first (each verified once, then served from cache; request-dependent checks every
-// time, expiry first), then the decision cache, then one coalesced PDP evaluation per key.
+// decide(), per privileged request (SPEC "The decision, per request", steps 2 to 5): the grant
+// floor and a full revocation store first (no PDP is asked), then tokens (each verified once,
+// then served from cache; request-dependent checks every time, expiry first), then the decision
+// cache, then one coalesced PDP evaluation per key.
 // On a cache hit with cached tokens nothing here awaits.
 import type { Authorizer, RequestFacts, Verdict } from './authorizer.ts';
 import { denial, type DenyReason } from './denial.ts';

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { GuardedPdp } from '../../../src/pdp/guard.ts';
 import type { Pdp, PdpInput, PdpResult } from '../../../src/pdp/pdp.ts';
 import { RateLimitedLog } from '../../../src/decision/rate-limited-log.ts';
+import type { Logger } from '../../../src/telemetry/logger.ts';
 
 interface Line {
   level: number;
@@ -13,7 +14,7 @@ interface Line {
   [key: string]: unknown;
 }
 
-function capture(): { logger: ReturnType<typeof pino>; lines: Line[] } {
+function capture(): { logger: Logger; lines: Line[] } {
   const lines: Line[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
