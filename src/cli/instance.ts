@@ -99,6 +99,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     metrics,
     audit: options.audit ?? createAuditLog(config.audit.file, () => metrics.auditDropped.inc()),
     ownId: svidSource.material.id.uri,
+    logger,
   };
   let generationId = 1;
   const accessLog = createAccessLog(config.accessLog.file, () => metrics.accessLogDropped.inc());
@@ -303,6 +304,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       svidSource.stop();
       clearInterval(prober);
       clearInterval(watcher);
+      shared.revocations.stop();
       logger.info({ deadline_ms: proxy.currentGeneration.config.limits.shutdownTimeout }, 'draining');
       await proxy.close(proxy.currentGeneration.config.limits.shutdownTimeout);
       await new Promise<void>((resolve) => {

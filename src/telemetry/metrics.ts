@@ -58,6 +58,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     cacheEvictions: new Counter({ name: 'portcullis_cache_evictions_total', help: 'Decision cache entries evicted to stay within maxEntries.', registers }),
     grantExpired: new Counter({ name: 'portcullis_grant_expired_total', help: 'Requests refused because the grant had expired.', registers }),
     revocations: new Counter({ name: 'portcullis_revocations_total', help: 'Revocations received on the admin API.', registers }),
+    revocationEntries: new Gauge({ name: 'portcullis_revocation_entries', help: 'Revocations held in memory (jti and sub entries); at revocation.maxEntries privileged requests refuse.', registers }),
     tlsHandshakeFailures: new Counter({ name: 'portcullis_tls_handshake_failures_total', help: 'Connections refused during or right after the TLS handshake.', labelNames: ['reason'] as const, registers }),
     svidExpiry: new Gauge({ name: 'portcullis_svid_expiry_timestamp_seconds', help: "Expiry of this sidecar's own X509-SVID (Unix seconds).", registers }),
     svidReloads: new Counter({ name: 'portcullis_svid_reloads_total', help: 'SVID and bundle file changes, by result.', labelNames: ['result'] as const, registers }),
