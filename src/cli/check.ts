@@ -83,7 +83,8 @@ function grantFloorWarnings(config: Config, file: string): ConfigProblem[] {
   const warnings: ConfigProblem[] = [];
   const consider = (key: string, name: string, route: RouteBody) => {
     if (!route.privileged || route.sensitivity === 'high' || route.sensitivity === 'critical') return;
-    const s = route.sensitivity;
+    // The schema requires a privileged route's sensitivity; unprivileged ones returned above.
+    const s = route.sensitivity ?? 'low';
     if (tiers === undefined) {
       warnings.push({ file, key: `${key}.sensitivity`, message: `privileged route "${name}" (sensitivity ${s}) has no grant floor: only the remote PDP decides (sensitivity high or critical always demands a grant)` });
     } else if (tiers[s]?.grant !== true) {
