@@ -11,7 +11,7 @@ import type { Pdp } from './pdp/pdp.ts';
 import { AuthzenPdp } from './pdp/authzen.ts';
 import { OpaPdp } from './pdp/opa.ts';
 import { ExtAuthzPdp } from './pdp/ext-authz.ts';
-import { GuardedPdp } from './pdp/guard.ts';
+import { DEFAULT_GUARD, GuardedPdp } from './pdp/guard.ts';
 import { issuerKeys } from './tokens/key-set.ts';
 import { shapeGrant } from './tokens/grant.ts';
 import { shapePosture } from './tokens/posture.ts';
@@ -22,6 +22,7 @@ import { RouteTable } from './routing/route-table.ts';
 import type { Generation } from './server.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { AuditLog } from './telemetry/audit.ts';
+import type { Logger } from './telemetry/logger.ts';
 
 export interface SharedState {
   readonly cache: DecisionCache;
@@ -30,34 +31,36 @@ export interface SharedState {
   readonly audit: AuditLog;
   /** This sidecar's own SPIFFE ID (`grants.audience: self`). */
   readonly ownId: string;
+  /** For PDP failures and circuit changes; none in tests that do not look. */
+  readonly logger?: Logger;
 }
 
 const TOKEN_CACHE_ENTRIES = 10_000;
 
-function keyMap(issuers: readonly IssuerConfig[], timeoutMs: number): Map<string, JWTVerifyGetKey> {
-  return new Map(issuers.map((issuer) => [issuer.issuer, issuerKeys(issuer, timeoutMs)]));
+function keyMap(issuers: readonly IssuerConfig[], timeoutMs: number, metrics: Metrics): Map<string, JWTVerifyGetKey> {
+  return new Map(issuers.map((issuer) => [issuer.issuer, issuerKeys(issuer, timeoutMs, metrics.jwksFetched)]));
 }
 
 /** The configured PDP; remote kinds are wrapped in the in-flight bound and circuit breaker. */
-export function buildPdp(config: Config, ownId: string): Pdp {
+export function buildPdp(config: Config, ownId: string, logger?: Logger): Pdp {
   const { pdp } = config;
   switch (pdp.kind) {
     case 'embedded':
       return loadPolicy(pdp.policyFile!);
     case 'authzen':
-      return new GuardedPdp(new AuthzenPdp(pdp.url!, pdp.timeout));
+      return new GuardedPdp(new AuthzenPdp(pdp.url!, pdp.timeout), DEFAULT_GUARD, logger);
     case 'opa':
-      return new GuardedPdp(new OpaPdp(pdp.url!, pdp.timeout));
+      return new GuardedPdp(new OpaPdp(pdp.url!, pdp.timeout), DEFAULT_GUARD, logger);
     case 'ext-authz':
-      return new GuardedPdp(new ExtAuthzPdp(pdp.address!, pdp.timeout, [config.grants.header, config.posture.header, config.intent.header], ownId));
+      return new GuardedPdp(new ExtAuthzPdp(pdp.address!, pdp.timeout, [config.grants.header, config.posture.header, config.intent.header], ownId), DEFAULT_GUARD, logger);
   }
 }
 
-export function buildGeneration(id: number, config: Config, shared: SharedState, pdp: Pdp = buildPdp(config, shared.ownId)): Generation {
+export function buildGeneration(id: number, config: Config, shared: SharedState, pdp: Pdp = buildPdp(config, shared.ownId, shared.logger)): Generation {
   const jwksTimeout = Math.max(1000, config.pdp.timeout);
   const grants = new TokenVerifier({
     shape: shapeGrant,
-    issuers: keyMap(config.grants.issuers, jwksTimeout),
+    issuers: keyMap(config.grants.issuers, jwksTimeout, shared.metrics),
     audience: config.grants.audience === 'self' ? [shared.ownId] : config.grants.audience,
     clockSkewMs: config.grants.clockSkew,
     maxTokenBytes: config.limits.maxTokenBytes,
@@ -66,7 +69,7 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
   });
   const postures = new TokenVerifier({
     shape: shapePosture,
-    issuers: keyMap(config.posture.issuers, jwksTimeout),
+    issuers: keyMap(config.posture.issuers, jwksTimeout, shared.metrics),
     audience: undefined,
     clockSkewMs: config.grants.clockSkew,
     maxTokenBytes: config.limits.maxTokenBytes,
@@ -82,6 +85,7 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
     postureHeader: config.posture.header.toLowerCase(),
     intentHeader: config.intent.header.toLowerCase(),
     postureMaxAgeMs: config.posture.maxAge,
+    grantMaxLifetimeMs: config.grants.maxLifetime,
     allowTtlMs: config.cache.allowTtl,
     denyTtlMs: config.cache.denyTtl,
     pdpTimeoutMs: config.pdp.timeout,
@@ -89,8 +93,9 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
     revocations: shared.revocations,
     metrics: shared.metrics,
     audit: shared.audit,
+    logger: shared.logger,
   });
-  return {
+  const generation: Generation = {
     id,
     config,
     routes: new RouteTable(config.routes, config.defaultRoute),
@@ -104,4 +109,11 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
     authorizer,
     pdp,
   };
+  // Last, when nothing can throw any more: the revocation store is shared across reloads, and
+  // keeps its entries by the limits of the config in force.
+  shared.revocations.configure(
+    { maxEntries: config.revocation.maxEntries, maxLifetimeMs: config.grants.maxLifetime, clockSkewMs: config.grants.clockSkew },
+    shared.metrics.revocationEntries,
+  );
+  return generation;
 }

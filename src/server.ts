@@ -134,6 +134,11 @@ export class Proxy {
   private readonly upstreamCell: HistogramCell;
   /** Open tunnels (WebSocket…) admitted on a grant: a revocation closes them. */
   private readonly grantTunnels = new Set<{ readonly jti: string; readonly sub: string; readonly socket: Duplex }>();
+  // Gauges of connections, requests and tunnels: one listener each, shared, so counting
+  // allocates nothing per request (on(), not once(): once() wraps the listener every time).
+  private readonly connectionClosed = (): void => void this.metrics.activeConnections.n--;
+  private readonly requestClosed = (): void => void this.metrics.requestsInFlight.n--;
+  private readonly tunnelClosed = (): void => void this.metrics.openTunnels.n--;
 
   constructor(options: ProxyOptions) {
     this.generation = options.generation;
@@ -165,6 +170,11 @@ export class Proxy {
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res, true));
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.identify(socket));
     this.server.on('secureConnection', refuseRenegotiation);
+    // Counted before identify() runs, so a connection it refuses leaves with its own 'close'.
+    this.server.prependListener('secureConnection', (socket: TLSSocket) => {
+      this.metrics.activeConnections.n++;
+      socket.on('close', this.connectionClosed);
+    });
     this.server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
       this.logger.debug({ code: error.code, detail: error.message }, 'TLS handshake failed');
@@ -295,6 +305,9 @@ export class Proxy {
     if (this.draining) res.shouldKeepAlive = false;
     const x = new Exchange(req, res, undefined, this.generation, this.accessLog);
     x.expectsContinue = expectsContinue;
+    // In flight until the response is finished, refused or cut: 'close' comes in every case.
+    this.metrics.requestsInFlight.n++;
+    res.on('close', this.requestClosed);
     if (x.access) this.logWhenDone(x, res);
     this.admit(x);
   }
@@ -454,6 +467,11 @@ export class Proxy {
           x.access.status = Number(status);
           // The tunnel owns the connection from here: what it relays is this exchange's.
           to.once('close', () => (x.access!.bytes = (req.socket.bytesWritten ?? 0) - bytesBefore));
+        }
+        // Switched: an open tunnel until the client's side closes (a relayed refusal is none).
+        if (status === '101' && !to.closed) {
+          this.metrics.openTunnels.n++;
+          to.on('close', this.tunnelClosed);
         }
       },
       (reason) => this.refuse(x, denial(reason), false),

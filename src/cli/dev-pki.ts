@@ -96,3 +96,18 @@ export class DevCa {
 }
 
 export { x509 };
+
+/** A grant or posture issuer's signing key (P-256, ES256) and the JWKS a config names for it. */
+export interface IssuerKeyPair {
+  readonly kid: string;
+  readonly privateKeyPem: string;
+  readonly jwks: string;
+}
+
+export async function issuerKeyPair(kid: string): Promise<IssuerKeyPair> {
+  const keys = await generateKeys();
+  const jwk = { ...(await webcrypto.subtle.exportKey('jwk', keys.publicKey as webcrypto.CryptoKey)), kid, alg: 'ES256', use: 'sig' };
+  delete (jwk as { key_ops?: unknown }).key_ops;
+  delete (jwk as { ext?: unknown }).ext;
+  return { kid, privateKeyPem: await pem(keys), jwks: `${JSON.stringify({ keys: [jwk] }, null, 2)}\n` };
+}

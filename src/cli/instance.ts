@@ -13,13 +13,14 @@ import { DecisionPath } from '../decision/decision-path.ts';
 import { Revocations } from '../decision/revocations.ts';
 import { buildGeneration, type SharedState } from '../generation.ts';
 import { Proxy } from '../server.ts';
-import { createMetrics, type Metrics } from '../telemetry/metrics.ts';
+import { CIRCUIT_STATE, createMetrics, type Metrics } from '../telemetry/metrics.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { createAuditLog, type AuditLog } from '../telemetry/audit.ts';
 import { createAccessLog } from '../telemetry/access-log.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { GuardedPdp } from '../pdp/guard.ts';
 import type { PdpInput } from '../pdp/pdp.ts';
+import { VERSION } from '../version.ts';
 
 /** What a readiness probe asks a remote PDP: any answer, allow or deny, proves it is up. */
 function readinessProbeInput(ownId: string): PdpInput {
@@ -98,10 +99,17 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     metrics,
     audit: options.audit ?? createAuditLog(config.audit.file, () => metrics.auditDropped.inc()),
     ownId: svidSource.material.id.uri,
+    logger,
   };
   let generationId = 1;
   const accessLog = createAccessLog(config.accessLog.file, () => metrics.accessLogDropped.inc());
   const proxy = new Proxy({ generation: buildGeneration(generationId, config, shared), identity: svidSource.material, metrics, logger, accessLog });
+  // The config serving now was loaded now; the circuit is the current generation's PDP's.
+  metrics.configLastReloadSuccess.set(Date.now() / 1000);
+  metrics.pdpCircuit.read = () => {
+    const pdp = proxy.currentGeneration.pdp;
+    return pdp instanceof GuardedPdp ? CIRCUIT_STATE[pdp.circuit] : CIRCUIT_STATE.closed;
+  };
   svidSource.on('update', (material) => {
     proxy.useIdentity(material);
     metrics.svidReloads.inc({ result: 'ok' });
@@ -114,7 +122,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
 
   const decisionPath = () => proxy.currentGeneration.authorizer as DecisionPath;
   const reload: Instance['reload'] = () => {
-    if (!options.configFile) return { ok: false, error: 'no config file to reload from' };
+    if (!options.configFile) {
+      metrics.configReloads.inc({ result: 'error' });
+      return { ok: false, error: 'no config file to reload from' };
+    }
     try {
       const next = buildGeneration(generationId + 1, loadConfig(options.configFile), shared);
       generationId++;
@@ -126,9 +137,12 @@ export async function startInstance(config: Config, options: InstanceOptions = {
         void previous.upstream.close().catch(() => undefined);
         if (previous.pdp !== next.pdp) void previous.pdp.close?.().catch(() => undefined);
       }, 30_000).unref();
+      metrics.configReloads.inc({ result: 'ok' });
+      metrics.configLastReloadSuccess.set(Date.now() / 1000);
       logger.info({ generation: generationId }, 'config reloaded');
       return { ok: true, generation: generationId };
     } catch (error) {
+      metrics.configReloads.inc({ result: 'error' });
       logger.warn({ detail: (error as Error).message }, 'config reload refused; the running config keeps serving');
       return { ok: false, error: (error as Error).message };
     }
@@ -257,7 +271,21 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   });
   const proxyPort = await proxy.listen(config.listen.port, config.listen.address);
   const adminPort = await listenAdmin(admin, config.admin.port, config.admin.address);
-  logger.info({ spiffe_id: svidSource.material.id.uri, listen: `${config.listen.address}:${proxyPort}`, admin: `${config.admin.address}:${adminPort}` }, 'portcullis is serving');
+  // One line that says what this process is: an operator reading a crash loop needs no other.
+  logger.info(
+    {
+      version: VERSION,
+      config: options.configFile,
+      spiffe_id: svidSource.material.id.uri,
+      svid_not_after: svidSource.material.notAfter.toISOString(),
+      listen: `${config.listen.address}:${proxyPort}`,
+      admin: `${config.admin.address}:${adminPort}`,
+      pdp: config.pdp.kind,
+      routes: config.routes.length,
+      upstream: config.upstream.url,
+    },
+    'portcullis is serving',
+  );
   notReadyReason();
 
   return {
@@ -276,6 +304,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       svidSource.stop();
       clearInterval(prober);
       clearInterval(watcher);
+      shared.revocations.stop();
       logger.info({ deadline_ms: proxy.currentGeneration.config.limits.shutdownTimeout }, 'draining');
       await proxy.close(proxy.currentGeneration.config.limits.shutdownTimeout);
       await new Promise<void>((resolve) => {

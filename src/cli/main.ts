@@ -1,24 +1,17 @@
 // The `portcullis` command line (SPEC "Command line"). Edges only: parse arguments, call the
-// stage that does the work, print, exit.
+// stage that does the work, print, exit. Exit codes: 0 ok, 1 failure (bad config, the command
+// failed), 2 usage (unknown command or flag, missing argument); `COMMAND --help` never runs it.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { checkConfig } from './check.ts';
-import { inspectSvid, SVID_INSPECT_USAGE } from './svid-inspect.ts';
-import { startDemo } from './demo.ts';
-import { startInstance } from './instance.ts';
-import { createLogger } from '../telemetry/logger.ts';
+import { inspectSvid } from './svid-inspect.ts';
+import { createLogger, LogLevelError, type Logger } from '../telemetry/logger.ts';
 import { mintGrant, mintPosture, readPrivateKey } from './mint.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
-
-const USAGE = `usage:
-  portcullis run --config FILE          run the proxy
-  portcullis check --config FILE        validate config and policy
-  portcullis demo                       the quickstart (dev CA, sample upstream, curl commands)
-  portcullis svid inspect FILE.pem [--bundle FILE.pem [--trust-domain TD]]
-  portcullis grant mint --key PEM --iss URL --sub SPIFFE_ID --aud SPIFFE_ID --scope "a b" --ttl 5m
-                        [--intent S] [--resources r1,r2] [--cnf-cert PEM] [--approver S] [--justification S] [--kid S]
-  portcullis posture mint --key PEM --iss URL --sub SPIFFE_ID --trust low|medium|high --ttl 5m [--kid S]
-`;
+import { parseDuration } from '../config/duration.ts';
+import { helpFor, USAGE, UsageError, usageOf } from './usage.ts';
+import { VERSION } from '../version.ts';
+// run, check, demo and dev-pki load the proxy's modules (TLS, gRPC, metrics) when they run, so
+// that --help, --version and the mint commands answer at once.
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -33,10 +26,37 @@ function checkSpiffeId(what: string, value: string): void {
   }
 }
 
-function configFlag(args: string[]): string {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
-  if (!values.config) fail(`--config FILE is required\n${USAGE}`);
-  return values.config;
+/** A bad --ttl is a bad flag value (exit 2), as a bad --sub or --trust is. */
+function checkTtl(command: string, ttl: string): void {
+  const ms = parseDuration(ttl);
+  if (ms === undefined || ms <= 0) throw new UsageError(`${command}: --ttl: expected a duration like "5m", got ${JSON.stringify(ttl)}`, command);
+}
+
+type Flag = { type: 'string'; short?: string; multiple?: boolean } | { type: 'boolean'; short?: string };
+
+/** Strict flags for one command: an unknown flag or a stray argument is a usage error naming it. */
+function flags<T extends Record<string, Flag>>(command: string, args: string[], options: T): ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true }>>['values'] {
+  try {
+    return parseArgs({ args, options, strict: true }).values;
+  } catch (error) {
+    throw new UsageError(`${command}: ${(error as Error).message}`, command);
+  }
+}
+
+function required(command: string, value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new UsageError(`${command}: ${flag} is required`, command);
+  return value;
+}
+
+/** `--log-level` first, then PORTCULLIS_LOG_LEVEL, then the command's default; a bad one is a usage error. */
+function loggerFor(command: string, flag: string | undefined, fallback: string): Logger {
+  const fromEnv = flag === undefined ? process.env.PORTCULLIS_LOG_LEVEL : undefined;
+  try {
+    return createLogger(flag ?? fromEnv ?? fallback);
+  } catch (error) {
+    if (error instanceof LogLevelError) throw new UsageError(`${command}: ${flag === undefined ? 'PORTCULLIS_LOG_LEVEL' : '--log-level'}: ${error.message}`, command);
+    throw error;
+  }
 }
 
 function onSignals(close: () => Promise<void>): void {
@@ -54,51 +74,87 @@ function onSignals(close: () => Promise<void>): void {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  const help = helpFor(argv);
+  if (help !== undefined) {
+    process.stdout.write(help);
+    return;
+  }
   const [command, ...rest] = argv;
   switch (command) {
     case 'run': {
-      const file = configFlag(rest);
-      const { config, problems } = checkConfig(file);
-      if (!config || problems.length > 0) fail(problems.join('\n'), 1);
-      const instance = await startInstance(config, { configFile: file });
-      onSignals(() => instance.close());
-      process.on('SIGHUP', () => instance.reload());
+      const v = flags('run', rest, { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' } });
+      const file = required('run', v.config, '--config FILE');
+      const logger = loggerFor('run', v['log-level'], 'info');
+      const { checkConfig, checkText } = await import('./check.ts');
+      const { config, problems, warnings } = checkConfig(file);
+      if (!config || problems.length > 0) fail(checkText(file, { problems, warnings: [] }).stderr.trimEnd(), 1);
+      // The grant-floor warnings `check` prints reach whoever reads only the pod's logs too.
+      for (const warning of warnings) logger.warn({ config: file, config_key: warning.key, line: warning.line }, warning.message); // not `key`: redacted as a secret
+      const { startInstance } = await import('./instance.ts');
+      // Signals are handled from before the start: a SIGTERM while starting exits 0, not by the signal.
+      const running: { instance?: Awaited<ReturnType<typeof startInstance>> } = {};
+      onSignals(() => running.instance?.close() ?? Promise.resolve());
+      running.instance = await startInstance(config, { configFile: file, logger });
+      process.on('SIGHUP', () => running.instance?.reload());
       return;
     }
     case 'check': {
-      const file = configFlag(rest);
-      const { problems } = checkConfig(file);
-      if (problems.length > 0) fail(problems.join('\n'), 1);
-      process.stdout.write(`${file}: ok\n`);
+      const v = flags('check', rest, { config: { type: 'string', short: 'c' }, offline: { type: 'boolean' }, format: { type: 'string' } });
+      const file = required('check', v.config, '--config FILE');
+      const format = v.format ?? 'text';
+      if (format !== 'text' && format !== 'json') throw new UsageError(`check: --format must be text or json, got ${JSON.stringify(format)}`, 'check');
+      const { checkConfig, checkJson, checkText } = await import('./check.ts');
+      const result = checkConfig(file, { offline: v.offline });
+      if (format === 'json') process.stdout.write(checkJson(file, result));
+      else {
+        const out = checkText(file, result);
+        process.stdout.write(out.stdout);
+        process.stderr.write(out.stderr);
+      }
+      process.exitCode = result.problems.length > 0 ? 1 : 0;
       return;
     }
     case 'demo': {
-      const demo = await startDemo({ logger: createLogger(process.env.PORTCULLIS_LOG_LEVEL ?? 'warn') });
+      const v = flags('demo', rest, { 'log-level': { type: 'string' } });
+      const logger = loggerFor('demo', v['log-level'], 'warn');
+      const { startDemo } = await import('./demo.ts');
+      const demo = await startDemo({ logger });
       process.stdout.write(demo.instructions);
       onSignals(() => demo.close());
       return;
     }
+    case 'dev-pki': {
+      const v = flags('dev-pki', rest, { out: { type: 'string' }, 'trust-domain': { type: 'string' }, workload: { type: 'string', multiple: true }, force: { type: 'boolean' } });
+      const out = required('dev-pki', v.out, '--out DIR');
+      const trustDomain = required('dev-pki', v['trust-domain'], '--trust-domain TD');
+      if (!v.workload || v.workload.length === 0) throw new UsageError('dev-pki: --workload NAME is required (at least one)', 'dev-pki');
+      const { writeDevPki } = await import('./dev-pki-command.ts');
+      const written = await writeDevPki({ out, trustDomain, workloads: v.workload, force: v.force ?? false });
+      process.stdout.write(written.summary);
+      return;
+    }
     case 'svid': {
       const [sub, ...args] = rest;
-      if (sub !== 'inspect') fail(USAGE);
-      const { values, positionals } = parseArgs({ args, options: { bundle: { type: 'string' }, 'trust-domain': { type: 'string' } }, allowPositionals: true, strict: true });
-      if (positionals.length !== 1) fail(`svid inspect takes one FILE.pem\nusage: ${SVID_INSPECT_USAGE}`);
-      const result = inspectSvid(positionals[0]!, { bundleFile: values.bundle, trustDomain: values['trust-domain'] });
+      if (sub !== 'inspect') throw new UsageError(sub === undefined ? 'svid: expected a subcommand: inspect' : `svid: unknown subcommand "${sub}"`, 'svid inspect');
+      let parsed;
+      try {
+        parsed = parseArgs({ args, options: { bundle: { type: 'string' }, 'trust-domain': { type: 'string' } }, allowPositionals: true, strict: true });
+      } catch (error) {
+        throw new UsageError(`svid inspect: ${(error as Error).message}`, 'svid inspect');
+      }
+      if (parsed.positionals.length !== 1) throw new UsageError('svid inspect takes one FILE.pem', 'svid inspect');
+      const result = inspectSvid(parsed.positionals[0]!, { bundleFile: parsed.values.bundle, trustDomain: parsed.values['trust-domain'] });
       (result.code === 0 ? process.stdout : process.stderr).write(`${result.text}\n`);
       process.exitCode = result.code;
       return;
     }
     case 'grant': {
       const [sub, ...args] = rest;
-      if (sub !== 'mint') fail(USAGE);
-      const { values } = parseArgs({
-        args,
-        strict: true,
-        options: Object.fromEntries(['key', 'iss', 'sub', 'aud', 'scope', 'ttl', 'intent', 'resources', 'cnf-cert', 'approver', 'justification', 'kid', 'jti'].map((k) => [k, { type: 'string' as const }])),
-      });
-      const v = values as Record<string, string | undefined>;
-      for (const required of ['key', 'iss', 'sub', 'aud', 'scope', 'ttl']) if (!v[required]) fail(`grant mint: --${required} is required\n${USAGE}`);
+      if (sub !== 'mint') throw new UsageError(sub === undefined ? 'grant: expected a subcommand: mint' : `grant: unknown subcommand "${sub}"`, 'grant mint');
+      const v = flags('grant mint', args, Object.fromEntries(['key', 'iss', 'sub', 'aud', 'scope', 'ttl', 'intent', 'resources', 'cnf-cert', 'approver', 'justification', 'kid', 'jti'].map((k) => [k, { type: 'string' as const }]))) as Record<string, string | undefined>;
+      for (const flag of ['key', 'iss', 'sub', 'aud', 'scope', 'ttl']) required('grant mint', v[flag], `--${flag}`);
       checkSpiffeId('grant mint: --sub', v.sub!);
+      checkTtl('grant mint', v.ttl!);
       const token = await mintGrant({
         key: readPrivateKey(v.key!),
         iss: v.iss!,
@@ -119,25 +175,42 @@ export async function main(argv: string[]): Promise<void> {
     }
     case 'posture': {
       const [sub, ...args] = rest;
-      if (sub !== 'mint') fail(USAGE);
-      const { values } = parseArgs({ args, strict: true, options: Object.fromEntries(['key', 'iss', 'sub', 'trust', 'ttl', 'kid'].map((k) => [k, { type: 'string' as const }])) });
-      const v = values as Record<string, string | undefined>;
-      for (const required of ['key', 'iss', 'sub', 'trust', 'ttl']) if (!v[required]) fail(`posture mint: --${required} is required\n${USAGE}`);
+      if (sub !== 'mint') throw new UsageError(sub === undefined ? 'posture: expected a subcommand: mint' : `posture: unknown subcommand "${sub}"`, 'posture mint');
+      const v = flags('posture mint', args, Object.fromEntries(['key', 'iss', 'sub', 'trust', 'ttl', 'kid'].map((k) => [k, { type: 'string' as const }]))) as Record<string, string | undefined>;
+      for (const flag of ['key', 'iss', 'sub', 'trust', 'ttl']) required('posture mint', v[flag], `--${flag}`);
       checkSpiffeId('posture mint: --sub', v.sub!);
+      checkTtl('posture mint', v.ttl!);
       if (!['low', 'medium', 'high'].includes(v.trust!)) fail(`posture mint: --trust must be low, medium or high, got ${JSON.stringify(v.trust)}`);
       process.stdout.write(`${await mintPosture({ key: readPrivateKey(v.key!), iss: v.iss!, sub: v.sub!, trust: v.trust!, ttl: v.ttl!, kid: v.kid })}\n`);
       return;
     }
-    case undefined:
-    case '-h':
-    case '--help':
-      process.stdout.write(USAGE);
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`portcullis ${VERSION}\n`);
       return;
+    case undefined:
+      // No command is a missing argument: usage on stderr, exit 2 (`--help` prints it on stdout, exit 0).
+      fail(USAGE);
+      break;
     default:
       fail(`unknown command "${command}"\n${USAGE}`);
   }
 }
 
+/** A usage error shows the command's synopsis and where the rest is, not the whole help. */
+function shortUsage(command: string | undefined): string {
+  const synopsis = usageOf(command).split('\n')[0]!;
+  return `${synopsis}\n(portcullis ${command ?? 'COMMAND'} --help for more)`;
+}
+
+/** node:util parseArgs' own errors (unknown option, stray argument) are usage errors too. */
+function isParseArgsError(error: unknown): boolean {
+  return typeof (error as { code?: unknown })?.code === 'string' && (error as { code: string }).code.startsWith('ERR_PARSE_ARGS_');
+}
+
 main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) fail(`${error.message}\n${shortUsage(error.command)}`, 2);
+  if (isParseArgsError(error)) fail(`portcullis: ${(error as Error).message}\n${shortUsage(undefined)}`, 2);
   fail(`portcullis: ${(error as Error).message}`, 1);
 });

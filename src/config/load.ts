@@ -5,6 +5,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
+import { substituteEnv } from './env.ts';
 
 export interface ConfigProblem {
   readonly file: string;
@@ -105,8 +106,12 @@ export function loadConfig(file: string): Config {
   if (parsed.value === null || typeof parsed.value !== 'object' || Array.isArray(parsed.value)) {
     throw new ConfigError([{ file, key: '', message: 'expected a mapping of config keys at the top level' }]);
   }
+  const substituted = substituteEnv(parsed.value, process.env);
+  if ('problems' in substituted) {
+    throw new ConfigError(substituted.problems.map(({ path, message }) => ({ file, key: keyPath(path), line: lineOf(parsed.doc, parsed.lines, path), message })));
+  }
   // reportInput: without it zod leaves `issue.input` unset, and every wrong type read as "required".
-  const result = configSchema.safeParse(parsed.value, { reportInput: true });
+  const result = configSchema.safeParse(substituted.value, { reportInput: true });
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {

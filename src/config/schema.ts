@@ -66,7 +66,9 @@ const routeBody = {
   privileged: z.boolean().default(true),
   action: nonEmpty.optional(),
   resource: nonEmpty.optional(),
-  sensitivity: sensitivity.default('medium'),
+  // No default (SPEC step 2): a privileged route must name its sensitivity, or a forgotten one
+  // would silently pick a tier (crossFieldRules reports it). An unprivileged route may omit it.
+  sensitivity: sensitivity.optional(),
   cacheTtl: duration.optional(),
 };
 
@@ -148,6 +150,9 @@ export const configSchema = z
         issuers: z.array(issuer).default([]),
         audience: z.union([z.literal('self'), z.array(nonEmpty).min(1)]).default('self'),
         clockSkew: duration.default(2_000),
+        // A grant whose exp - iat is longer is refused (grant_ttl_too_long); it also bounds how
+        // long a revocation must be kept (SPEC "Fleet-wide revocation").
+        maxLifetime: duration.default(24 * 3_600_000),
       })
       .prefault({}),
     posture: z
@@ -165,6 +170,9 @@ export const configSchema = z
     audit: z.strictObject({ file: nonEmpty.default('-') }).prefault({}),
     // SPEC "Responses": one JSON line per request, refusals included; off by default.
     accessLog: z.strictObject({ file: nonEmpty.default('off') }).prefault({}),
+    // Revocations held in memory (every source): at the bound, privileged requests refuse with
+    // revocation_unavailable rather than forget one (SPEC "Fleet-wide revocation").
+    revocation: z.strictObject({ maxEntries: z.number().int().min(1).max(100_000_000).default(1_000_000) }).prefault({}),
     // Reload by itself when the config or policy file changes (as a ConfigMap update does).
     reload: z.strictObject({ watch: z.boolean().default(false), interval: duration.default(2_000) }).prefault({}),
     limits: z
@@ -217,6 +225,7 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
       names.add(name);
     }
     if (r.privileged !== false && r.action === undefined) report(['routes', index, 'action'], 'required for a privileged route');
+    if (r.privileged !== false && r.sensitivity === undefined) report(['routes', index, 'sensitivity'], 'required for a privileged route');
     const path = str(loose(r.match).path) ?? '';
     const captures = new Set([...path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
     for (const ref of (str(r.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
@@ -226,6 +235,7 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
   if (config.defaultRoute !== undefined && config.defaultRoute !== 'deny') {
     const fallback = loose(config.defaultRoute);
     if (fallback.privileged !== false && fallback.action === undefined) report(['defaultRoute', 'action'], 'required for a privileged route');
+    if (fallback.privileged !== false && fallback.sensitivity === undefined) report(['defaultRoute', 'sensitivity'], 'required for a privileged route');
     // The default route has no match.path, so a `{capture}` would always render empty.
     for (const ref of (str(fallback.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
       report(['defaultRoute', 'resource'], `"{${ref[1]}}" cannot be used: defaultRoute has no match.path to capture from`);

@@ -1,6 +1,7 @@
-// decide(), per privileged request (SPEC "The decision, per request", steps 3 to 5):
-// tokens first (each verified once, then served from cache; request-dependent checks every
-// time, expiry first), then the decision cache, then one coalesced PDP evaluation per key.
+// decide(), per privileged request (SPEC "The decision, per request", steps 2 to 5): the grant
+// floor and a full revocation store first (no PDP is asked), then tokens (each verified once,
+// then served from cache; request-dependent checks every time, expiry first), then the decision
+// cache, then one coalesced PDP evaluation per key.
 // On a cache hit with cached tokens nothing here awaits.
 import type { Authorizer, RequestFacts, Verdict } from './authorizer.ts';
 import { denial, type DenyReason } from './denial.ts';
@@ -13,6 +14,8 @@ import { isRefused, type TokenResult, type TokenVerifier } from '../tokens/token
 import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from '../pdp/pdp.ts';
 import type { CounterCell, Metrics } from '../telemetry/metrics.ts';
 import { auditTime, type AuditLog } from '../telemetry/audit.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { RateLimitedLog } from './rate-limited-log.ts';
 
 export type DecisionSource = 'cache' | 'pdp' | 'coalesced' | 'local';
 
@@ -25,6 +28,8 @@ export interface DecisionPathOptions {
   readonly postureHeader: string;
   readonly intentHeader: string;
   readonly postureMaxAgeMs: number;
+  /** grants.maxLifetime: a grant whose exp - iat is longer is refused (grant_ttl_too_long). */
+  readonly grantMaxLifetimeMs: number;
   readonly allowTtlMs: number;
   readonly denyTtlMs: number;
   readonly pdpTimeoutMs: number;
@@ -33,6 +38,9 @@ export interface DecisionPathOptions {
   readonly revocations: Revocations;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
+  /** Where PDP failures go (rate-limited: one line per kind per `failureLogIntervalMs`). */
+  readonly logger?: Logger;
+  readonly failureLogIntervalMs?: number;
 }
 
 interface PdpOutcome {
@@ -42,6 +50,11 @@ interface PdpOutcome {
 
 const ALLOW_NO_GRANT: Verdict = Object.freeze({ allow: true, grantId: undefined, grantExpMs: undefined });
 const DENIED = new Map<DenyReason, Verdict>();
+/** A route whose sensitivity demands a grant whatever the PDP (SPEC step 2: the grant floor). */
+function needsGrant(sensitivity: RequestFacts['route']['sensitivity']): boolean {
+  return sensitivity === 'high' || sensitivity === 'critical';
+}
+
 function deniedVerdict(reason: DenyReason): Verdict {
   let verdict = DENIED.get(reason);
   if (!verdict) DENIED.set(reason, (verdict = Object.freeze({ allow: false, denial: denial(reason) })));
@@ -54,15 +67,25 @@ export class DecisionPath implements Authorizer {
   private readonly o: DecisionPathOptions;
   private readonly inflight = new Map<string, Promise<PdpOutcome>>();
   private readonly allowCells = new WeakMap<RequestFacts['route'], Partial<Record<DecisionSource, CounterCell>>>();
+  private readonly failureLog: RateLimitedLog | undefined;
 
   constructor(options: DecisionPathOptions) {
     this.o = options;
+    this.failureLog = options.logger ? new RateLimitedLog(options.logger, options.failureLogIntervalMs ?? 10_000) : undefined;
   }
 
-  /** Revokes a grant by jti (kept until its exp when we have seen it) and purges its decisions. */
+  /**
+   * Revokes every grant with this jti and purges their decisions. Kept until no grant it names
+   * can be valid (SPEC "Fleet-wide revocation"): the exp of one we have seen counts too.
+   */
   revokeGrant(jti: string): number {
-    const seen = this.o.grants.find((grant) => grant.jti === jti);
-    this.o.revocations.revokeJti(jti, seen?.expMs);
+    let seenExpMs = 0;
+    this.o.grants.find((grant) => {
+      if (grant.jti === jti && grant.expMs > seenExpMs) seenExpMs = grant.expMs;
+      return false;
+    });
+    this.o.revocations.revokeJti(jti, seenExpMs);
+    this.warnIfFull();
     const purged = this.o.cache.purge({ jti });
     this.o.metrics.cacheEntries.set(this.o.cache.size);
     return purged;
@@ -71,9 +94,15 @@ export class DecisionPath implements Authorizer {
   /** Revokes every grant issued to `sub` so far and purges that peer's decisions. */
   revokeSubject(sub: string): number {
     this.o.revocations.revokeSub(sub);
+    this.warnIfFull();
     const purged = this.o.cache.purge({ peer: sub });
     this.o.metrics.cacheEntries.set(this.o.cache.size);
     return purged;
+  }
+
+  private warnIfFull(): void {
+    const r = this.o.revocations;
+    if (r.full) this.o.logger?.warn({ entries: r.size, max_entries: r.maxEntries }, 'revocation store full (revocation.maxEntries): privileged requests refuse with 503 revocation_unavailable until expired entries are swept');
   }
 
   authorize(facts: RequestFacts): Verdict | Promise<Verdict> {
@@ -81,6 +110,16 @@ export class DecisionPath implements Authorizer {
     const now = Date.now();
     const grantToken = facts.headers[this.o.grantHeader];
     const postureToken = facts.headers[this.o.postureHeader];
+    // The grant floor comes from the proxy itself, not the policy: no PDP (embedded or remote)
+    // is asked, so none can forget it.
+    if (grantToken === undefined && needsGrant(facts.route.sensitivity)) {
+      return this.finish(facts, started, 'grant_required', undefined, undefined, 'local', `sensitivity ${facts.route.sensitivity} needs a grant`);
+    }
+    // A full revocation store cannot take one more revocation without forgetting one: fail closed.
+    if (this.o.revocations.full) {
+      this.failureLog?.warn('revocation_full', { entries: this.o.revocations.size, request_id: facts.requestId }, 'revocation store full: privileged request refused with 503 revocation_unavailable');
+      return this.finish(facts, started, 'revocation_unavailable', undefined, undefined, 'local', 'revocation.maxEntries reached');
+    }
     if (Array.isArray(grantToken)) return this.finish(facts, started, 'grant_invalid', undefined, undefined, 'local', undefined);
     if (Array.isArray(postureToken)) return this.finish(facts, started, 'posture_invalid', undefined, undefined, 'local', undefined);
     const grantResult = grantToken === undefined ? undefined : this.o.grants.verify(grantToken, now);
@@ -100,12 +139,12 @@ export class DecisionPath implements Authorizer {
         return this.finish(facts, started, grantResult.problem === 'expired' ? 'grant_expired' : 'grant_invalid', grantResult.value, undefined, 'local', grantResult.detail);
       }
       grant = grantResult.value;
-      const problem = checkGrant(grant, facts.peer, facts.route.action, facts.resource, now);
+      const problem = checkGrant(grant, facts.peer, facts.route.action, facts.resource, now, this.o.grantMaxLifetimeMs);
       if (problem) {
         if (problem === 'grant_expired') this.o.metrics.grantExpired.inc();
         return this.finish(facts, started, problem, grant, undefined, 'local', undefined);
       }
-      if (this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs)) return this.finish(facts, started, 'grant_revoked', grant, undefined, 'local', undefined);
+      if (this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) return this.finish(facts, started, 'grant_revoked', grant, undefined, 'local', undefined);
     }
     let posture: PostureAssertion | undefined;
     if (postureResult) {
@@ -144,7 +183,7 @@ export class DecisionPath implements Authorizer {
         this.o.metrics.grantExpired.inc();
         return this.finish(facts, started, 'grant_expired', grant, posture, source, undefined);
       }
-      if (grant && this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs)) return this.finish(facts, started, 'grant_revoked', grant, posture, source, undefined);
+      if (grant && this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) return this.finish(facts, started, 'grant_revoked', grant, posture, source, undefined);
       return this.finish(facts, started, result.allow ? undefined : (result.reason ?? 'policy_denied'), grant, posture, source, result.detail);
     });
   }
@@ -174,14 +213,17 @@ export class DecisionPath implements Authorizer {
       const outcome = error instanceof PdpTimeout ? 'timeout' : error instanceof PdpUnavailable ? error.outcome : 'error';
       this.o.metrics.pdpRequests.inc({ outcome });
       this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
-      return { result: undefined, error: `${outcome}: ${(error as Error).message}` };
+      const detail = `${outcome}: ${(error as Error).message}`;
+      // "check the sidecar logs" must find something: one line per kind of failure per interval.
+      this.failureLog?.warn(outcome, { pdp: this.o.pdp.kind, outcome, route: facts.route.name, request_id: facts.requestId, detail: detail.slice(0, 300) }, 'PDP call failed: privileged requests get 503 pdp_unavailable');
+      return { result: undefined, error: detail };
     }
     this.o.metrics.pdpRequests.inc({ outcome: result.allow ? 'allow' : 'deny' });
     this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
     const ttl = this.ttlFor(result, facts, grant, posture);
     const decision: CachedDecision = { allow: result.allow, reason: result.reason, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '' };
     // A revocation that landed while the PDP thought has already purged this grant's entries.
-    if (!grant || !this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs)) this.o.cache.set(key, decision, ttl);
+    if (!grant || !this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) this.o.cache.set(key, decision, ttl);
     this.o.metrics.cacheEntries.set(this.o.cache.size);
     return { result, error: undefined };
   }
@@ -222,7 +264,7 @@ export class DecisionPath implements Authorizer {
       grant_jti: grant?.jti,
       approver: grant?.approver,
       justification: grant?.justification,
-      intent: typeof facts.headers[this.o.intentHeader] === 'string' ? (facts.headers[this.o.intentHeader] as string).slice(0, 256) : undefined,
+      intent: auditIntent(facts.headers[this.o.intentHeader]),
       posture_tier: posture?.tier,
       latency_ms: seconds * 1000,
       pdp_detail: detail,
@@ -230,6 +272,13 @@ export class DecisionPath implements Authorizer {
     if (reason) return deniedVerdict(reason);
     return grant ? { allow: true, grantId: grant.jti, grantExpMs: grant.expMs } : ALLOW_NO_GRANT;
   }
+}
+
+/** The intent as declared (UTF-8 decoded); a malformed one as received, cut short. */
+function auditIntent(value: string | string[] | undefined): string | undefined {
+  const intent = readIntent(value);
+  if (typeof intent === 'string') return intent;
+  return typeof value === 'string' ? value.slice(0, 256) : undefined;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

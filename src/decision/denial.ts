@@ -18,6 +18,7 @@ export type DenyReason =
   | 'intent_mismatch'
   | 'policy_denied'
   | 'pdp_unavailable'
+  | 'revocation_unavailable'
   | 'upstream_unavailable'
   | 'upstream_timeout'
   // Beyond SPEC's list, for requests HTTP itself refuses before any policy runs.
@@ -49,6 +50,8 @@ const TABLE: Record<DenyReason, [number, string]> = {
   intent_mismatch: [403, "the declared intent does not match the grant's"],
   policy_denied: [403, 'the policy does not allow this request'],
   pdp_unavailable: [503, 'the policy decision point is unavailable'],
+  // Never cached: a local refusal, lifted as soon as the revocation store has room again.
+  revocation_unavailable: [503, 'revocations cannot be checked right now'],
   upstream_unavailable: [502, 'the service is unavailable'],
   upstream_timeout: [504, 'the service did not answer in time'],
   bad_request: [400, 'the request is malformed'],

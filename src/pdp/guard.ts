@@ -2,7 +2,10 @@
 // rather than queueing), and a circuit breaker that stops calling a PDP that keeps failing and
 // lets one probe through after a pause. Failing fast is still failing closed: 503
 // pdp_unavailable, never an allow.
+// Every change of the circuit is logged (opening at warn, probing and closing at info), so an
+// SRE paged for 503s finds when and why in the sidecar's log.
 import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
+import type { Logger } from '../telemetry/logger.ts';
 
 export interface GuardOptions {
   readonly maxInFlight: number;
@@ -26,14 +29,16 @@ export class GuardedPdp implements Pdp {
   private state: State = 'closed';
   private openUntil = 0;
   private currentOpenMs: number;
+  private readonly logger: Logger | undefined;
   /** Whether the PDP has answered since start (readiness). */
   answered = false;
 
-  constructor(inner: Pdp, options: GuardOptions = DEFAULT_GUARD) {
+  constructor(inner: Pdp, options: GuardOptions = DEFAULT_GUARD, logger?: Logger) {
     this.inner = inner;
     this.kind = inner.kind;
     this.options = options;
     this.currentOpenMs = options.openMs;
+    this.logger = logger;
   }
 
   /** Healthy: has answered and the circuit is not open. */
@@ -49,6 +54,7 @@ export class GuardedPdp implements Pdp {
     if (this.state === 'open') {
       if (Date.now() < this.openUntil) throw new PdpUnavailable('circuit_open', 'circuit open: the PDP failed repeatedly');
       this.state = 'half-open'; // this call is the probe
+      this.logger?.info({ pdp: this.kind, circuit: 'half-open' }, 'PDP circuit half-open: one probe call goes through');
     } else if (this.state === 'half-open') {
       throw new PdpUnavailable('circuit_open', 'circuit half-open: a probe is in flight');
     }
@@ -69,6 +75,7 @@ export class GuardedPdp implements Pdp {
   private onSuccess(): void {
     this.answered = true;
     this.failures = 0;
+    if (this.state !== 'closed') this.logger?.info({ pdp: this.kind, circuit: 'closed' }, 'PDP circuit closed: the PDP answers again');
     this.state = 'closed';
     this.currentOpenMs = this.options.openMs;
   }
@@ -78,8 +85,11 @@ export class GuardedPdp implements Pdp {
     if (this.state === 'half-open') {
       this.currentOpenMs = Math.min(this.currentOpenMs * 2, this.options.maxOpenMs);
       this.open();
+      this.logger?.warn({ pdp: this.kind, circuit: 'open', open_ms: this.currentOpenMs }, 'PDP circuit re-opened: the probe failed; calls fail fast (503 pdp_unavailable) until the next probe');
     } else if (this.failures >= this.options.failureThreshold) {
+      const wasOpen = this.state === 'open'; // a call still in flight when it opened
       this.open();
+      if (!wasOpen) this.logger?.warn({ pdp: this.kind, circuit: 'open', failures: this.failures, open_ms: this.currentOpenMs }, 'PDP circuit opened: consecutive failures; calls fail fast (503 pdp_unavailable) until a probe succeeds');
     }
   }
 

@@ -48,7 +48,8 @@ function toRoute(name: string, body: RouteBody, captureNames: readonly string[])
     name,
     privileged: body.privileged,
     action: body.action ?? '',
-    sensitivity: body.sensitivity,
+    // Required on privileged routes (the schema); an unprivileged one never reaches a PDP or tier.
+    sensitivity: body.sensitivity ?? 'low',
     cacheTtlMs: body.cacheTtl,
     resource: compileResource(body.resource, captureNames),
   };

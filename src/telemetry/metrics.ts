@@ -3,19 +3,50 @@
 // an ID or a token.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FastHistogram } from './fast-histogram.ts';
+import { VERSION } from '../version.ts';
 
-// Decisions on a cache hit take microseconds; PDP and upstream calls take milliseconds.
-const DECISION_BUCKETS = [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
+// Decisions on a cache hit take microseconds; PDP and upstream calls take milliseconds. The top
+// buckets reach past any sane pdp.timeout (default 250ms), so a slow PDP shows where it sits
+// instead of piling into +Inf and making every quantile above 250ms read as 250ms.
+const DECISION_BUCKETS = [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const REMOTE_BUCKETS = [0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * prom-client's gauges of the same counts as `nodejs_active_{handles,requests,resources}{type}`,
+ * named `_total` although they are gauges (`promtool check metrics` flags them). Dropped: the
+ * per-type gauges remain, and `sum()` of one is its total.
+ */
+const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** `portcullis_pdp_circuit_state`: the remote PDP's circuit breaker, as a number. */
+export const CIRCUIT_STATE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry });
+    for (const name of MISNAMED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  }
   const registers = [registry];
+  const buildInfo = new Gauge({ name: 'portcullis_build_info', help: 'Always 1; the version label says which Portcullis this is.', labelNames: ['version'] as const, registers });
+  buildInfo.set({ version: VERSION }, 1);
+  const configReloads = new Counter({ name: 'portcullis_config_reloads_total', help: 'Config reloads (admin, SIGHUP, reload.watch), by result: error means refused, the running config kept serving.', labelNames: ['result'] as const, registers });
+  // Both results exist from the start, so rate() and increase() see the first failure.
+  for (const result of ['ok', 'error'] as const) configReloads.inc({ result }, 0);
+  const jwksFetches = new Counter({ name: 'portcullis_jwks_fetches_total', help: 'Fetches of remote issuer key sets (jwksUrl), by result.', labelNames: ['result'] as const, registers });
+  for (const result of ['ok', 'error', 'timeout'] as const) jwksFetches.inc({ result }, 0);
   return {
     registry,
+    configReloads,
+    configLastReloadSuccess: new Gauge({ name: 'portcullis_config_last_reload_success_timestamp_seconds', help: 'When the running config was last loaded successfully, at start or on a reload (Unix seconds).', registers }),
+    activeConnections: liveGauge({ name: 'portcullis_active_connections', help: 'Client connections open on the mTLS listener (handshake completed).', registers }),
+    requestsInFlight: liveGauge({ name: 'portcullis_requests_in_flight', help: 'HTTP requests being handled: from admission until their response is finished or cut (upgrades count in portcullis_open_tunnels once switched).', registers }),
+    openTunnels: liveGauge({ name: 'portcullis_open_tunnels', help: 'Upgraded connections (WebSocket…) relayed to the service right now.', registers }),
+    pdpCircuit: readGauge({ name: 'portcullis_pdp_circuit_state', help: "The remote PDP's circuit breaker: 0 closed, 1 half-open (one probe), 2 open (failing fast). Always 0 for the embedded PDP.", registers }),
+    /** For the key sets: one fetch's result. */
+    jwksFetched: (result: 'ok' | 'error' | 'timeout') => jwksFetches.inc({ result }),
     requests: batchedCounter({ name: 'portcullis_requests_total', help: 'Requests answered, by route and status code.', labelNames: ['route', 'code'], registers }),
     decisions: batchedCounter({ name: 'portcullis_decisions_total', help: 'Authorization decisions for privileged routes.', labelNames: ['route', 'decision', 'reason', 'source'], registers }),
     decisionDuration: new FastHistogram({ name: 'portcullis_decision_duration_seconds', help: 'Time to reach a decision, by source.', labelName: 'source', buckets: DECISION_BUCKETS, registers }),
@@ -27,6 +58,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     cacheEvictions: new Counter({ name: 'portcullis_cache_evictions_total', help: 'Decision cache entries evicted to stay within maxEntries.', registers }),
     grantExpired: new Counter({ name: 'portcullis_grant_expired_total', help: 'Requests refused because the grant had expired.', registers }),
     revocations: new Counter({ name: 'portcullis_revocations_total', help: 'Revocations received on the admin API.', registers }),
+    revocationEntries: new Gauge({ name: 'portcullis_revocation_entries', help: 'Revocations held in memory (jti and sub entries); at revocation.maxEntries privileged requests refuse.', registers }),
     tlsHandshakeFailures: new Counter({ name: 'portcullis_tls_handshake_failures_total', help: 'Connections refused during or right after the TLS handshake.', labelNames: ['reason'] as const, registers }),
     svidExpiry: new Gauge({ name: 'portcullis_svid_expiry_timestamp_seconds', help: "Expiry of this sidecar's own X509-SVID (Unix seconds).", registers }),
     svidReloads: new Counter({ name: 'portcullis_svid_reloads_total', help: 'SVID and bundle file changes, by result.', labelNames: ['result'] as const, registers }),
@@ -35,6 +67,38 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     auditDropped: new Counter({ name: 'portcullis_audit_dropped_total', help: 'Audit lines dropped because the audit file fell too far behind.', registers }),
     badRequests: new Counter({ name: 'portcullis_bad_requests_total', help: 'Requests refused before routing (bad path, malformed or oversized request).', labelNames: ['reason'] as const, registers }),
   };
+}
+
+/** A gauge the request path moves with plain additions on `n`; read when scraped. */
+export interface LiveCount {
+  n: number;
+}
+
+function liveGauge(config: { name: string; help: string; registers: Registry[] }): LiveCount {
+  const live: LiveCount = { n: 0 };
+  new Gauge({
+    ...config,
+    collect() {
+      this.set(live.n);
+    },
+  });
+  return live;
+}
+
+/** A gauge whose owner supplies `read` (e.g. the current generation's PDP); 0 until then. */
+export interface ReadGauge {
+  read: () => number;
+}
+
+function readGauge(config: { name: string; help: string; registers: Registry[] }): ReadGauge {
+  const source: ReadGauge = { read: () => 0 };
+  new Gauge({
+    ...config,
+    collect() {
+      this.set(source.read());
+    },
+  });
+  return source;
 }
 
 /** One label set of a BatchedCounter: the request path adds to `n`. */

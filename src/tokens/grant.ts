@@ -9,6 +9,7 @@ export interface Grant {
   readonly jti: string;
   readonly iss: string;
   readonly sub: string;
+  /** `iat`, or the time it was verified if that is earlier (an issuer clock ahead of ours). */
   readonly iatMs: number;
   readonly expMs: number;
   readonly scope: Matcher;
@@ -32,7 +33,7 @@ function optionalString(value: unknown, name: string): string | undefined {
 }
 
 /** Shapes verified claims into a Grant, or throws with what is wrong (→ grant_invalid). */
-export function shapeGrant(claims: JWTPayload): Grant {
+export function shapeGrant(claims: JWTPayload, _token?: string, nowMs = Number.POSITIVE_INFINITY): Grant {
   if (typeof claims.jti !== 'string' || claims.jti === '') throw new Error('jti is required');
   // The jti is forwarded as x-jit-grant-id and written to the audit log: printable ASCII only.
   if (!JTI.test(claims.jti)) throw new Error('jti must be 1 to 256 printable ASCII characters');
@@ -53,7 +54,9 @@ export function shapeGrant(claims: JWTPayload): Grant {
     jti: claims.jti,
     iss: claims.iss ?? '',
     sub: claims.sub,
-    iatMs: claims.iat * 1000,
+    // SPEC "Tokens": an iat ahead of us (within clockSkew) counts from when we first saw the
+    // grant, so it never stretches maxGrantTtl or grants.maxLifetime, nor escapes a revocation.
+    iatMs: Math.min(claims.iat * 1000, nowMs),
     expMs: (claims.exp ?? 0) * 1000,
     scope: actionMatcher(scope),
     resources: resources ? resourceMatcher(resources as string[]) : undefined,
@@ -66,8 +69,10 @@ export function shapeGrant(claims: JWTPayload): Grant {
 }
 
 /** The per-request checks of a verified grant; undefined when it holds. Expiry is checked first. */
-export function checkGrant(grant: Grant, peer: PeerIdentity, action: string, resource: string, now: number): DenyReason | undefined {
+export function checkGrant(grant: Grant, peer: PeerIdentity, action: string, resource: string, now: number, maxLifetimeMs: number): DenyReason | undefined {
   if (now >= grant.expMs) return 'grant_expired';
+  // grants.maxLifetime: also what lets a revocation be forgotten safely (SPEC "Fleet-wide revocation").
+  if (grant.expMs - grant.iatMs > maxLifetimeMs) return 'grant_ttl_too_long';
   if (grant.sub !== peer.svid.id.uri) return 'grant_subject_mismatch';
   if (grant.certThumbprint !== undefined && grant.certThumbprint !== peer.svid.leafSha256B64u) return 'grant_subject_mismatch';
   if (!grant.scope.matches(action)) return 'grant_scope';

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, importSPKI, importX509, type JWTVerifyGetKey, type JSONWebKeySet, type CryptoKey } from 'jose';
 import type { IssuerConfig } from '../config/schema.ts';
+import { countingFetch, type JwksFetchResult } from './jwks-fetch.ts';
 
 /** Asymmetric algorithms only (SPEC "Tokens"): never `none`, never HMAC. */
 export const ALLOWED_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'RS256', 'PS256'];
@@ -23,9 +24,9 @@ function asSigningKeys(jwks: JSONWebKeySet): JSONWebKeySet {
   return { ...jwks, keys: jwks.keys.map((key) => ((key as { use?: unknown }).use === 'jwt-svid' ? { ...key, use: 'sig' } : key)) };
 }
 
-/** fetch for jose's remote JWKS: the same answer, with SPIFFE bundle keys read as signing keys. */
-async function fetchSigningKeys(url: string, init: RequestInit): Promise<Response> {
-  const response = await fetch(url, init);
+/** fetch for jose's remote JWKS: `inner`'s answer, with SPIFFE bundle keys read as signing keys. */
+const signingKeysFetch = (inner: typeof fetch) => async (url: string, init: RequestInit): Promise<Response> => {
+  const response = await inner(url, init);
   if (response.status !== 200) return response;
   const text = await response.text();
   let jwks: JSONWebKeySet;
@@ -36,7 +37,7 @@ async function fetchSigningKeys(url: string, init: RequestInit): Promise<Respons
     return new Response(text, { status: 200, headers: response.headers });
   }
   return new Response(JSON.stringify(typeof jwks === 'object' && jwks !== null ? asSigningKeys(jwks) : jwks), { status: 200, headers: { 'content-type': 'application/json' } });
-}
+};
 
 function pemKeyGetter(file: string): JWTVerifyGetKey {
   const pem = readFileSync(file, 'utf8');
@@ -56,7 +57,7 @@ function pemKeyGetter(file: string): JWTVerifyGetKey {
   };
 }
 
-export function issuerKeys(config: IssuerConfig, timeoutMs: number): JWTVerifyGetKey {
+export function issuerKeys(config: IssuerConfig, timeoutMs: number, onFetch: (result: JwksFetchResult) => void = () => undefined): JWTVerifyGetKey {
   if (config.jwksFile) {
     let jwks: JSONWebKeySet;
     try {
@@ -68,7 +69,7 @@ export function issuerKeys(config: IssuerConfig, timeoutMs: number): JWTVerifyGe
     return createLocalJWKSet(asSigningKeys(jwks));
   }
   if (config.jwksUrl) {
-    return createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: 600_000, [customFetch]: fetchSigningKeys });
+    return createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: 600_000, [customFetch]: signingKeysFetch(countingFetch(onFetch)) });
   }
   if (config.publicKeyFile) return pemKeyGetter(config.publicKeyFile);
   throw new KeySetError(`issuer ${config.issuer}: no key source`);

@@ -14,7 +14,7 @@ export interface PostureAssertion {
   readonly posture: Readonly<Record<string, unknown>>;
 }
 
-export function shapePosture(claims: JWTPayload): PostureAssertion {
+export function shapePosture(claims: JWTPayload, _token?: string, nowMs = Number.POSITIVE_INFINITY): PostureAssertion {
   if (typeof claims.sub !== 'string') throw new Error('sub is required');
   if (typeof claims.iat !== 'number') throw new Error('iat is required');
   const posture = claims.posture;
@@ -22,7 +22,8 @@ export function shapePosture(claims: JWTPayload): PostureAssertion {
   const trust = (posture as Record<string, unknown>).trust;
   const tier = trust === 'low' || trust === 'medium' || trust === 'high' ? trust : undefined;
   if (trust !== undefined && tier === undefined) throw new Error('posture.trust must be low, medium or high');
-  return { sub: claims.sub, iatMs: claims.iat * 1000, expMs: (claims.exp ?? 0) * 1000, tier, posture: posture as Record<string, unknown> };
+  // posture.maxAge counts from iat, or from when we first saw it if iat is ahead (SPEC "Tokens").
+  return { sub: claims.sub, iatMs: Math.min(claims.iat * 1000, nowMs), expMs: (claims.exp ?? 0) * 1000, tier, posture: posture as Record<string, unknown> };
 }
 
 export function checkPosture(posture: PostureAssertion, peer: PeerIdentity, maxAgeMs: number, now: number): DenyReason | undefined {

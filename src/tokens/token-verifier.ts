@@ -31,8 +31,11 @@ export interface RefusedToken<T = never> {
 export type TokenResult<T> = VerifiedToken<T> | RefusedToken<T>;
 
 export interface TokenVerifierOptions<T> {
-  /** Turns verified claims into the value callers use; throws to refuse the token. */
-  readonly shape: (claims: JWTPayload, token: string) => T;
+  /**
+   * Turns verified claims into the value callers use; throws to refuse the token. `nowMs` is the
+   * time of verification: an `iat` ahead of it (within clockSkew) counts from now instead.
+   */
+  readonly shape: (claims: JWTPayload, token: string, nowMs: number) => T;
   readonly issuers: ReadonlyMap<string, JWTVerifyGetKey>;
   /** Accepted `aud` values; undefined skips the check (posture assertions). */
   readonly audience: readonly string[] | undefined;
@@ -130,15 +133,22 @@ export class TokenVerifier<T> {
         requiredClaims: [...this.options.requiredClaims],
       });
       if (typeof payload.exp !== 'number') return this.refuse(token, 'invalid', 'exp is required');
+      const now = Date.now();
+      // SPEC "Tokens": an iat later than now + clockSkew is refused (jose checks iat only with
+      // maxTokenAge). Lifetimes are measured from iat, so a future iat would stretch them.
+      if (typeof payload.iat === 'number' && payload.iat * 1000 > now + this.options.clockSkewMs) {
+        // Remembered only until it could pass, as nbf is: the cache never changes an answer.
+        return this.refuse(token, 'invalid', 'iat is in the future (beyond clockSkew)', Math.min(INVALID_TTL_MS, payload.iat * 1000 - this.options.clockSkewMs - now));
+      }
       let value: T;
       try {
-        value = this.options.shape(payload, token);
+        value = this.options.shape(payload, token, now);
       } catch (error) {
         return this.refuse(token, 'invalid', (error as Error).message);
       }
       const result: VerifiedToken<T> = { value, expMs: payload.exp * 1000, ref: (nextRef++).toString(36) };
       // `exp` is never stretched by clock skew: the tolerance applied to nbf/iat only.
-      if (Date.now() >= result.expMs) return expired(value);
+      if (now >= result.expMs) return expired(value);
       // No LRU ttl: cached() compares exp itself on every hit (an LRU ttl would read the clock
       // again per lookup); an expired entry is refused as expired until the LRU evicts it.
       this.verified.set(keyOf(token), { token, result });

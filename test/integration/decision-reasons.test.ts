@@ -12,6 +12,7 @@ import type { Generation } from '../../src/server.ts';
 import type { Instance } from '../../src/cli/instance.ts';
 import { memoryAuditLog } from '../../src/telemetry/audit.ts';
 import { clientAgent, configYaml, createPki, get, startProxy, startUpstream, type Issued, type Pki, type Upstream } from '../support/harness.ts';
+import { parseRaw, rawSession } from '../support/raw-tls.ts';
 import {
   BILLING_ID, grantClaims, issuerKey, JIT_ISS, metric, newJti, OWN_ID, PEM_ISS, POSTURE_ISS, REMOTE_ISS, serveJwks, signToken, sleep, SUPPORT_ID, SUPPORT_WEB_ID,
   type GrantClaims, type IssuerKey, type JwksServer,
@@ -334,6 +335,36 @@ describe('the decision path, reason by reason', () => {
     it("intent_mismatch 403: the declared intent is not the grant's", async () => {
       expectDeny(await call(asSupport, '/orders/1/refund', { grant: await grant({ intent: 'refund INC-7' }), posture: await posture(), intent: 'refund INC-8' }), 403, 'intent_mismatch');
     });
+    it('an intent in UTF-8 equal to the grant\'s is accepted (bytes on the wire, not UTF-16 units, count toward 256); bad UTF-8, controls or 257 bytes are intent_mismatch', async () => {
+      // Sent as raw bytes: the header value is UTF-8 on the wire, as a real client sends it.
+      const raw = async (grantToken: string, intent: Buffer): Promise<{ status: number; reason?: string; requestId?: string }> => {
+        const session = await rawSession(proxy.proxyPort, pki.ca.bundlePem, support);
+        const head = `POST /orders/31/refund HTTP/1.1\r\nHost: localhost\r\nx-jit-grant: ${grantToken}\r\nx-device-posture: ${await posture()}\r\nContent-Length: 0\r\nConnection: close\r\nx-intent: `;
+        session.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), intent, Buffer.from('\r\n\r\n', 'latin1')]));
+        await session.closedWithin(5_000);
+        const reply = parseRaw(session.text());
+        if (reply.status === 200) return { status: 200 };
+        const body = JSON.parse(reply.body) as { reason: string; request_id: string };
+        return { status: reply.status, reason: body.reason, requestId: body.request_id };
+      };
+      const text = 'remboursement café №42 ☕ 退款';
+      const good = await grant({ intent: text });
+      tokensSent.add(good);
+      const before = audit.records.length;
+      expect(await raw(good, Buffer.from(text, 'utf8'))).toEqual({ status: 200 });
+      expect(audit.records.slice(before).find((r) => r.resource === 'order:31')?.intent).toBe(text);
+      // 128 × "é" is 256 bytes (128 UTF-16 units): allowed; one more byte is too long.
+      const full = 'é'.repeat(128);
+      const fullGrant = await grant({ intent: full });
+      expect(await raw(fullGrant, Buffer.from(full, 'utf8'))).toEqual({ status: 200 });
+      const longer = `${full}x`;
+      expect(await raw(await grant({ intent: longer }), Buffer.from(longer, 'utf8'))).toMatchObject({ status: 403, reason: 'intent_mismatch' });
+      // Latin-1 bytes that are not UTF-8, an overlong encoding, a C1 control (U+0085) in UTF-8.
+      for (const bad of [Buffer.from('caf\xe9', 'latin1'), Buffer.from([0x63, 0xc0, 0xaf]), Buffer.from('a\u0085b', 'utf8')]) {
+        expect(await raw(good, bad)).toMatchObject({ status: 403, reason: 'intent_mismatch' });
+      }
+    });
+
     it('intent_mismatch 403: a malformed intent header', async () => {
       expectDeny(await call(asSupport, '/orders/1/refund', { grant: await grant(), posture: await posture(), intent: 'x'.repeat(300) }), 403, 'intent_mismatch');
     });

@@ -108,13 +108,13 @@ describe('forwarding to the service', () => {
     expect(upstream.received.length).toBe(before);
   });
 
-  it('gives no_route for unmatched paths and policy_denied for privileged routes without a decision path', async () => {
+  it('gives no_route for unmatched paths and grant_required for a high-sensitivity route without a grant (the grant floor)', async () => {
     const none = await get(agent, proxy.proxyPort, '/admin');
     expect(none.status).toBe(403);
     expect(none.json().reason).toBe('no_route');
     const privileged = await get(agent, proxy.proxyPort, '/orders/9/refund', { method: 'POST', body: '{}' });
-    expect(privileged.status).toBe(403);
-    expect(privileged.json().reason).toBe('policy_denied');
+    expect(privileged.status).toBe(401);
+    expect(privileged.json().reason).toBe('grant_required');
     expect(privileged.headers['content-type']).toBe('application/json');
   });
 

@@ -34,7 +34,8 @@ const ALLOWED_LABELS: Record<string, RegExp> = {
   reason: /^[a-z_]+$/,
   source: /^(cache|pdp|coalesced|local)$/,
   outcome: /^[a-z_]+$/,
-  result: /^(ok|error)$/,
+  result: /^(ok|error|timeout)$/,
+  version: /^(\d+\.\d+\.\d+[0-9A-Za-z.+-]*|unknown)$/,
   le: /^[0-9.e+-]+|\+Inf$/,
 };
 

@@ -16,6 +16,7 @@ const ROUTES = `routes:
     match: { methods: [GET], path: /admin-feed }
     action: feed.read
     resource: feed
+    sensitivity: low
 `;
 
 function open(url: string, ca: string, client: Issued, headers: Record<string, string> = {}): Promise<{ socket?: WebSocket; status?: number; body?: string; error?: Error }> {

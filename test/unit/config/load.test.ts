@@ -67,7 +67,8 @@ describe('loadConfig: a minimal valid config', () => {
     expect(config.upstream).toMatchObject({ url: 'http://127.0.0.1:8080', timeout: 2_000, connectTimeout: 5_000 });
     expect(config.routes).toEqual([]);
     expect(config.defaultRoute).toBe('deny');
-    expect(config.routing).toEqual({ allowPathParams: false });
+    expect(config.routing).toEqual({ allowPathParams: false, upgrades: ['websocket'] });
+    expect(config.accessLog).toEqual({ file: 'off' });
     expect(config.pdp).toMatchObject({ kind: 'embedded', timeout: 250, onError: 'deny' });
     expect(config.cache).toEqual({ maxEntries: 100_000, allowTtl: 30_000, denyTtl: 2_000 });
     expect(config.grants).toMatchObject({ header: 'x-jit-grant', issuers: [], audience: 'self', clockSkew: 2_000 });
@@ -268,9 +269,9 @@ describe('loadConfig: schema problems name the key path and line', () => {
   });
 
   it('a bad route cacheTtl names the route index', () => {
-    const p = problemAt(`${MINIMAL}routes:\n  - name: r\n    match: { path: /r }\n    action: a\n    cacheTtl: 10\n`, 'routes[0].cacheTtl');
+    const p = problemAt(`${MINIMAL}routes:\n  - name: r\n    match: { path: /r }\n    action: a\n    sensitivity: low\n    cacheTtl: 10\n`, 'routes[0].cacheTtl');
     expect(p.message).toMatch(/expected a duration like "30s"/);
-    expect(p.line).toBe(13);
+    expect(p.line).toBe(14);
   });
 
   it('an unknown top-level key is an error naming the key', () => {
@@ -389,18 +390,26 @@ describe('loadConfig: cross-field rules', () => {
     expect(p.message).toBe('required for a privileged route');
   });
 
+  it('a privileged route, or defaultRoute, without a sensitivity is refused, naming the route and its line (SPEC step 2)', () => {
+    const routes = `${MINIMAL}routes:\n  - name: open\n    match: { path: /o }\n    privileged: false\n  - name: r\n    match: { path: /r }\n    action: a\n`;
+    const { file, list } = problems(routes);
+    expect(list.map(formatProblem)).toEqual([`${file}:13: routes[1].sensitivity: required for a privileged route`]);
+    expect(problemAt(`${MINIMAL}defaultRoute: { action: a }\n`, 'defaultRoute.sensitivity').message).toBe('required for a privileged route');
+    expect(load(`${MINIMAL}defaultRoute: { privileged: false }\n`).defaultRoute).toMatchObject({ privileged: false });
+  });
+
   it('a privileged defaultRoute without an action is refused', () => {
     const p = problemAt(`${MINIMAL}defaultRoute: { sensitivity: low }\n`, 'defaultRoute.action');
     expect(p.message).toBe('required for a privileged route');
   });
 
   it('a resource referencing a capture not in the path is refused', () => {
-    const p = problemAt(`${MINIMAL}routes:\n  - name: r\n    match: { path: "/orders/{oid}" }\n    action: a\n    resource: "order:{id}"\n`, 'routes[0].resource');
+    const p = problemAt(`${MINIMAL}routes:\n  - name: r\n    match: { path: "/orders/{oid}" }\n    action: a\n    sensitivity: low\n    resource: "order:{id}"\n`, 'routes[0].resource');
     expect(p.message).toBe('"{id}" is not captured by match.path');
   });
 
   it('a defaultRoute resource cannot reference a capture: it has no path', () => {
-    const p = problemAt(`${MINIMAL}defaultRoute: { action: a, resource: "x:{id}" }\n`, 'defaultRoute.resource');
+    const p = problemAt(`${MINIMAL}defaultRoute: { action: a, sensitivity: low, resource: "x:{id}" }\n`, 'defaultRoute.resource');
     expect(p.message).toMatch(/\{id\}/);
   });
 
@@ -439,6 +448,7 @@ describe('loadConfig: cross-field rules', () => {
       'admin.address: "0.0.0.0" is not loopback; set admin.allowNonLoopback: true to expose the admin API',
       'cache.allowTtl: expected a duration like "30s", got "soon"',
       'routes[0].action: required for a privileged route',
+      'routes[0].sensitivity: required for a privileged route',
       'routes[1].match.path: expected string, got 5',
       'routes[1].name: duplicate route name "r"',
     ]);

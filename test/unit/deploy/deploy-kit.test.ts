@@ -270,6 +270,14 @@ describe('metrics queried by the dashboard and the alerts', async () => {
       'portcullis_requests_total',
       'portcullis_tls_handshake_failures_total',
       'portcullis_svid_expiry_timestamp_seconds',
+      'portcullis_audit_dropped_total',
+      'portcullis_build_info',
+      'portcullis_active_connections',
+      'portcullis_requests_in_flight',
+      'portcullis_open_tunnels',
+      'portcullis_pdp_circuit_state',
+      'portcullis_config_reloads_total',
+      'portcullis_jwks_fetches_total',
     ]) {
       expect(all, name).toContain(name);
     }
@@ -332,31 +340,67 @@ describe('the Dockerfile', () => {
     .filter((l) => l !== '' && !l.startsWith('#'));
   const of = (op: string) => instructions.filter((l) => l.toUpperCase().startsWith(`${op} `)).map((l) => l.slice(op.length + 1).trim());
 
-  it('builds on node:24 slim in every stage', () => {
-    const froms = of('FROM');
-    expect(froms.length).toBeGreaterThanOrEqual(2);
-    for (const from of froms) expect(from).toMatch(/^node:24(\.\d+)*-slim(@sha256:[0-9a-f]{64})?(\s+AS\s+\w+)?$/i);
+  /** The stages, in order: the FROM image (ARG defaults substituted) and the instructions after it. */
+  const args = new Map<string, string>();
+  const stages: { from: string; name: string | undefined; body: string[] }[] = [];
+  for (const line of instructions) {
+    const arg = /^ARG\s+(\w+)(?:=(.*))?$/i.exec(line);
+    if (arg && stages.length === 0) args.set(arg[1]!, arg[2] ?? '');
+    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\w+))?$/i.exec(line);
+    if (from) stages.push({ from: from[1]!.replace(/^\$\{(\w+)\}$/, (_, name: string) => args.get(name) ?? ''), name: from[2], body: [] });
+    else if (stages.length > 0) stages.at(-1)!.body.push(line);
+  }
+  const runtime = stages.at(-1)!;
+  const inRuntime = (op: string) => runtime.body.filter((l) => l.toUpperCase().startsWith(`${op} `)).map((l) => l.slice(op.length + 1).trim());
+
+  it('builds on node:24-slim pinned by digest, and runs on distroless Node 24', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const stage of stages.slice(0, -1)) expect(stage.from).toMatch(/^node:24(\.\d+)*-slim@sha256:[0-9a-f]{64}$/);
+    expect(runtime.from).toMatch(/^gcr\.io\/distroless\/nodejs24-debian12(:nonroot)?(@sha256:[0-9a-f]{64})?$/);
+    // The runtime base is pinned, or the Dockerfile says plainly that it is not and how to pin it.
+    if (!runtime.from.includes('@sha256:')) expect(text).toMatch(/NOT PINNED BY DIGEST[\s\S]*--build-arg RUNTIME_IMAGE=gcr\.io\/distroless\/nodejs24-debian12:nonroot@sha256:/);
   });
 
-  it('runs the build in one stage and installs production dependencies only in the image', () => {
+  it('runs the build in one stage and installs production dependencies only, outside the image', () => {
     expect(of('RUN').some((r) => /npm ci\b(?!.*--omit)/.test(r))).toBe(true);
     expect(of('RUN').some((r) => r.includes('npm run build'))).toBe(true);
     expect(of('RUN').some((r) => r.includes('npm ci --omit=dev'))).toBe(true);
-    expect(of('COPY').some((r) => /--from=\w+\s+\S*dist/.test(r))).toBe(true);
+    expect(inRuntime('COPY').some((r) => /--from=\w+\s+\S*dist/.test(r))).toBe(true);
+    expect(inRuntime('COPY').some((r) => /--from=\w+\s+\S*node_modules/.test(r))).toBe(true);
   });
 
-  it('runs as a user that is not root', () => {
-    const users = of('USER');
+  it('the runtime stage runs nothing (distroless has no shell) and has no npm', () => {
+    expect(inRuntime('RUN')).toEqual([]);
+    expect(runtime.body.join('\n')).not.toMatch(/\bnpm\b/);
+    expect(inRuntime('COPY').some((r) => /\bpackage\.json\b/.test(r))).toBe(true);
+  });
+
+  it('carries the OCI labels version, revision and source, from build args', () => {
+    const labels = inRuntime('LABEL').join(' ');
+    for (const [key, arg] of [['version', 'VERSION'], ['revision', 'REVISION'], ['source', 'SOURCE']]) {
+      expect(labels).toContain(`org.opencontainers.image.${key}="\${${arg}}"`);
+      expect(inRuntime('ARG').some((a) => a === arg || a.startsWith(`${arg}=`)), arg).toBe(true);
+    }
+    // The default version label is the package's (bump both together).
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(inRuntime('ARG')).toContain(`VERSION=${pkg.version}`);
+  });
+
+  it('runs as a numeric user that is not root, the one the Deployment runs as', () => {
+    const users = inRuntime('USER');
     expect(users.length).toBeGreaterThan(0);
-    const user = users.at(-1)!.split(':')[0]!;
+    const [user, group] = users.at(-1)!.split(':');
+    expect(user).toMatch(/^\d+$/);
     expect(['root', '0']).not.toContain(user);
+    expect(obj(podSpec.securityContext).runAsUser).toBe(Number(user));
+    expect(obj(podSpec.securityContext).runAsGroup).toBe(Number(group));
   });
 
   it('exposes 8443 and 9901 and runs `portcullis run --config`', () => {
     expect(of('EXPOSE').join(' ').split(/\s+/)).toEqual(expect.arrayContaining(['8443', '9901']));
     const entrypoint = JSON.parse(of('ENTRYPOINT').at(-1)!) as string[];
     const cmd = JSON.parse(of('CMD').at(-1)!) as string[];
-    expect(entrypoint).toEqual(['node', 'bin/portcullis.js']);
+    expect(entrypoint).toEqual(['/nodejs/bin/node', 'bin/portcullis.js']);
     expect(cmd.slice(0, 2)).toEqual(['run', '--config']);
     expect(cmd[2]).toMatch(/^\/etc\/portcullis\/.+\.ya?ml$/);
   });

@@ -100,23 +100,23 @@ describe('RouteTable: captures', () => {
 
   it('renders several captures in any order, with literals around them', () => {
     const c = table([
-      { name: 'item', match: { path: '/t/{tenant}/orders/{id}' }, action: 'read', resource: 'x/{id}@{tenant}!' },
+      { name: 'item', match: { path: '/t/{tenant}/orders/{id}' }, action: 'read', resource: 'x/{id}@{tenant}!', sensitivity: 'low' },
     ]);
     expect(c.match('GET', '/t/acme/orders/9')?.resource).toBe('x/9@acme!');
   });
 
   it('does not leak captures from a route that failed part-way', () => {
     const c = table([
-      { name: 'first', match: { path: '/a/{x}/never' }, action: 'a', resource: 'first:{x}' },
-      { name: 'second', match: { path: '/a/{y}/b' }, action: 'b', resource: 'second:{y}' },
+      { name: 'first', match: { path: '/a/{x}/never' }, action: 'a', resource: 'first:{x}', sensitivity: 'low' },
+      { name: 'second', match: { path: '/a/{y}/b' }, action: 'b', resource: 'second:{y}', sensitivity: 'low' },
     ]);
     expect(c.match('GET', '/a/one/b')).toMatchObject({ route: { name: 'second' }, resource: 'second:one' });
   });
 
   it('a literal resource is used as is; no resource renders empty', () => {
     const c = table([
-      { name: 'lit', match: { path: '/lit' }, action: 'a', resource: 'orders' },
-      { name: 'none', match: { path: '/none' }, action: 'a' },
+      { name: 'lit', match: { path: '/lit' }, action: 'a', resource: 'orders', sensitivity: 'low' },
+      { name: 'none', match: { path: '/none' }, action: 'a', sensitivity: 'low' },
     ]);
     expect(c.match('GET', '/lit')?.resource).toBe('orders');
     expect(c.match('GET', '/none')?.resource).toBe('');
@@ -140,7 +140,7 @@ describe('RouteTable: /** tail', () => {
   });
 
   it('captures before a tail', () => {
-    const c = table([{ name: 'c', match: { path: '/t/{tenant}/**' }, action: 'a', resource: 'tenant:{tenant}' }]);
+    const c = table([{ name: 'c', match: { path: '/t/{tenant}/**' }, action: 'a', resource: 'tenant:{tenant}', sensitivity: 'low' }]);
     expect(c.match('GET', '/t/acme')?.resource).toBe('tenant:acme');
     expect(c.match('GET', '/t/acme/x/y')?.resource).toBe('tenant:acme');
     expect(c.match('GET', '/t/')).toBeUndefined();
@@ -166,13 +166,19 @@ describe('RouteTable: trailing slash', () => {
 });
 
 describe('RouteTable: route fields', () => {
-  it('applies schema defaults: privileged true, sensitivity medium, no cache TTL', () => {
-    const t = table([{ name: 'r', match: { path: '/r' }, action: 'r.read' }]);
-    expect(t.match('GET', '/r')?.route).toEqual({ name: 'r', privileged: true, action: 'r.read', sensitivity: 'medium', cacheTtlMs: undefined, resource: [] });
+  it('applies schema defaults: privileged true, no cache TTL', () => {
+    const t = table([{ name: 'r', match: { path: '/r' }, action: 'r.read', sensitivity: 'high' }]);
+    expect(t.match('GET', '/r')?.route).toEqual({ name: 'r', privileged: true, action: 'r.read', sensitivity: 'high', cacheTtlMs: undefined, resource: [] });
+  });
+
+  it('a privileged route has no default sensitivity (SPEC step 2); an unprivileged one may omit it', () => {
+    expect(() => table([{ name: 'r', match: { path: '/r' }, action: 'r.read' }])).toThrow(/"sensitivity"[^}]*required for a privileged route/);
+    expect(() => table([], { action: 'r.read' })).toThrow(/"defaultRoute","sensitivity"[^}]*required for a privileged route/);
+    expect(table([{ name: 'open', match: { path: '/o' }, privileged: false }]).match('GET', '/o')?.route).toMatchObject({ privileged: false, sensitivity: 'low' });
   });
 
   it('carries cacheTtl in milliseconds', () => {
-    const t = table([{ name: 'r', match: { path: '/r' }, action: 'a', cacheTtl: '10s' }]);
+    const t = table([{ name: 'r', match: { path: '/r' }, action: 'a', cacheTtl: '10s', sensitivity: 'low' }]);
     expect(t.match('GET', '/r')?.route.cacheTtlMs).toBe(10_000);
   });
 
