@@ -19,10 +19,24 @@ import { TokenVerifier } from './tokens/token-verifier.ts';
 import { RequestHeaderFilter } from './forward/headers.ts';
 import { Upstream } from './forward/upstream.ts';
 import { RouteTable } from './routing/route-table.ts';
-import type { Generation } from './server.ts';
+import { compileSpiffePatterns, type SpiffePatternSet } from './identity/spiffe-pattern.ts';
+import type { Authorizer } from './decision/authorizer.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { AuditLog } from './telemetry/audit.ts';
 import type { Logger } from './telemetry/logger.ts';
+
+/** Everything built from one config load; replaced as a whole on reload. */
+export interface Generation {
+  readonly id: number;
+  readonly config: Config;
+  /** identity.allow, compiled: checked per request, so a reload applies to open connections too. */
+  readonly allow: SpiffePatternSet;
+  readonly routes: RouteTable;
+  readonly headerFilter: RequestHeaderFilter;
+  readonly upstream: Upstream;
+  readonly authorizer: Authorizer;
+  readonly pdp: Pdp;
+}
 
 export interface SharedState {
   readonly cache: DecisionCache;
@@ -98,6 +112,7 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
   const generation: Generation = {
     id,
     config,
+    allow: compileSpiffePatterns(config.identity.allow),
     routes: new RouteTable(config.routes, config.defaultRoute),
     headerFilter: new RequestHeaderFilter({ tokenHeaders: [config.grants.header, config.posture.header, config.intent.header] }),
     upstream: new Upstream({
@@ -105,6 +120,7 @@ export function buildGeneration(id: number, config: Config, shared: SharedState,
       timeoutMs: config.upstream.timeout,
       connectTimeoutMs: config.upstream.connectTimeout,
       connections: config.upstream.connections,
+      protocol: config.upstream.protocol,
     }),
     authorizer,
     pdp,

@@ -1,100 +1,42 @@
-// The proxy, in request order: TLS handshake → peer identity (once per connection) → path
-// normalisation → route → authorization (privileged routes only) → forward to the service.
+// The listener, in request order: TLS handshake (ALPN h2 or http/1.1) → peer identity, once per
+// connection → one Exchange per request, whatever the protocol (an HTTP/1.1 request, an upgrade,
+// an HTTP/2 stream, a gRPC call) → admit: peer allowed, framing, path normalised, route, and for
+// a privileged route the decision → forward to the service, the answer relayed into the
+// exchange's Reply → cut when its grounds end (OpenExchanges).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import { ServerResponse, STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as h2, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/schema.ts';
+import type { Generation } from './generation.ts';
 import { denial, type Denial } from './decision/denial.ts';
-import type { Authorizer, Verdict } from './decision/authorizer.ts';
-import type { Pdp } from './pdp/pdp.ts';
+import type { Verdict } from './decision/authorizer.ts';
 import { PeerVerifier, type PeerIdentity } from './identity/peer-verifier.ts';
 import type { IdentityMaterial } from './identity/svid-source.ts';
 import { SvidError } from './identity/x509-svid.ts';
 import { refuseRenegotiation, TLS_POLICY } from './identity/tls-policy.ts';
-import type { RouteMatch, RouteTable } from './routing/route-table.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
-import { acceptableRequestId, badFraming, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
-import type { Upstream } from './forward/upstream.ts';
+import { badFraming } from './forward/headers.ts';
+import { CHUNKED, type UpstreamError } from './forward/upstream.ts';
 import { openTunnel, upgradeHead } from './forward/upgrade-tunnel.ts';
-import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
+import { rawDenialResponse } from './forward/deny-response.ts';
+import { ClientConnection } from './exchange/client-connection.ts';
+import { endsWith, Exchange, UNROUTED, type RequestInit } from './exchange/exchange.ts';
+import { Http1Reply } from './exchange/http1-reply.ts';
+import { GrpcReply, H2Reply } from './exchange/h2-reply.ts';
+import { UpgradeReply } from './exchange/upgrade-reply.ts';
+import { OpenExchanges, type Bound, type CutReason, type Revoked } from './exchange/open-exchanges.ts';
+import type { RelayReply, ReplyEvents } from './exchange/reply.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HistogramCell } from './telemetry/fast-histogram.ts';
 import type { Logger } from './telemetry/logger.ts';
-import type { AccessLog, AccessRecord } from './telemetry/access-log.ts';
+import { auditTime, type AuditLog } from './telemetry/audit.ts';
+import type { AccessLog } from './telemetry/access-log.ts';
 
-/** Everything built from one config load; replaced as a whole on reload. */
-export interface Generation {
-  readonly id: number;
-  readonly config: Config;
-  readonly routes: RouteTable;
-  readonly headerFilter: RequestHeaderFilter;
-  readonly upstream: Upstream;
-  readonly authorizer: Authorizer;
-  readonly pdp: Pdp;
-}
-
-/** The `route` label of requests refused before a route was chosen. */
-const UNROUTED = 'none';
-
-/**
- * One request through the proxy, made once when it arrives and handed to every stage (STYLE.md:
- * one object per request, instead of a row of positional arguments).
- */
-class Exchange {
-  readonly req: IncomingMessage;
-  /** Where the answer goes: our response, or the raw socket of an upgrade request. */
-  readonly to: ServerResponse | Duplex;
-  /** For an upgrade: the bytes that came after its head. */
-  readonly head: Buffer | undefined;
-  readonly generation: Generation;
-  readonly requestId: string;
-  readonly peer: PeerIdentity | undefined;
-  readonly startedMs: number;
-  /** Filled in as the request passes the stages; written when its answer ends (access log on). */
-  readonly access: AccessRecord | undefined;
-  match: RouteMatch | undefined;
-  /** The normalised path plus the original query: what the service is sent. */
-  upstreamPath = '';
-  /** The client sent `Expect: 100-continue`: it is invited to send its body only once allowed. */
-  expectsContinue = false;
-
-  constructor(req: IncomingMessage, to: ServerResponse | Duplex, head: Buffer | undefined, generation: Generation, access: AccessLog | undefined) {
-    this.req = req;
-    this.to = to;
-    this.head = head;
-    this.generation = generation;
-    const inboundId = req.headers['x-request-id'];
-    this.requestId = acceptableRequestId(inboundId) ? inboundId : randomUUID();
-    this.peer = (req.socket as IdentifiedSocket)[PEER];
-    this.startedMs = performance.now();
-    this.access = access?.begin(this.requestId, this.peer?.svid.id.uri ?? '', req.method ?? '', 'http1');
-  }
-
-  get routeName(): string {
-    return this.match?.route.name ?? UNROUTED;
-  }
-}
-
-/** `Upgrade: a, b/2`: every protocol offered must be one we tunnel, or the service could pick another. */
-function upgradeAllowed(value: string, allowed: readonly string[]): boolean {
-  if (value.length === 0 || value.length > 256) return false;
-  for (const offer of value.split(',')) {
-    const token = offer.trim();
-    const slash = token.indexOf('/');
-    const name = (slash === -1 ? token : token.slice(0, slash)).toLowerCase();
-    if (!/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(name) || (slash !== -1 && !/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(token.slice(slash + 1)))) return false;
-    if (name === 'h2c' || !allowed.includes(name)) return false;
-  }
-  return true;
-}
-
-const PEER = Symbol('portcullis.peer');
-const XFCC = Symbol('portcullis.xfcc');
-/** A connection carries its peer's identity and its XFCC value, both computed once per connection. */
-type IdentifiedSocket = TLSSocket & { [PEER]?: PeerIdentity; [XFCC]?: { readonly by: string; readonly value: string } };
+export type { Generation } from './generation.ts';
 
 /**
  * Bounded reasons for handshake failures the TLS stack reports (metric label values). A chain
@@ -113,45 +55,96 @@ function handshakeReason(error: NodeJS.ErrnoException, socket: TLSSocket | undef
   return 'other';
 }
 
+/** `Upgrade: a, b/2`: every protocol offered must be one we tunnel, or the service could pick another. */
+function upgradeAllowed(value: string, allowed: readonly string[]): boolean {
+  if (value.length === 0 || value.length > 256) return false;
+  for (const offer of value.split(',')) {
+    const token = offer.trim();
+    const slash = token.indexOf('/');
+    const name = (slash === -1 ? token : token.slice(0, slash)).toLowerCase();
+    if (!/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(name) || (slash !== -1 && !/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(token.slice(slash + 1)))) return false;
+    if (name === 'h2c' || !allowed.includes(name)) return false;
+  }
+  return true;
+}
+
+/** gRPC over HTTP/2 (gRPC's PROTOCOL-HTTP2: `application/grpc` or `application/grpc+<codec>`); grpc-web is ordinary HTTP. */
+function isGrpc(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.startsWith('application/grpc') && (contentType.length === 16 || contentType[16] === '+' || contentType[16] === ';');
+}
+
+/**
+ * SPEC "Protocols and streams": every HTTP/2 limit set (node:http2 leaves concurrent streams
+ * unbounded by default), and the flood defences of 2023-24 (Rapid Reset, CONTINUATION, SETTINGS
+ * and PING floods) held to small numbers: a peer past them gets GOAWAY and is disconnected.
+ */
+function h2Options(limits: Config['limits']) {
+  return {
+    settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes, enablePush: false, enableConnectProtocol: false },
+    maxHeaderListPairs: 128,
+    maxSessionMemory: 10, // MB per session, nghttp2's buffers included
+    maxOutstandingPings: 10,
+    maxSettings: 32,
+    maxSessionInvalidFrames: 100,
+    maxSessionRejectedStreams: 100,
+    // Rapid Reset (CVE-2023-44487): at most this many streams reset by the peer per second, after a burst.
+    streamResetBurst: 200,
+    streamResetRate: 100,
+    peerMaxConcurrentStreams: 100,
+    unknownProtocolTimeout: 10_000,
+  };
+}
+
+const H2_FLAGS_END_STREAM = h2.NGHTTP2_FLAG_END_STREAM;
+
 export interface ProxyOptions {
   readonly generation: Generation;
   readonly identity: IdentityMaterial;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly audit: AuditLog;
   /** `accessLog.file`; undefined when off. */
   readonly accessLog?: AccessLog | undefined;
 }
 
-export class Proxy {
+export class Proxy implements ReplyEvents<Exchange> {
   readonly server: Server;
+  private readonly h2: Http2Server;
   private generation: Generation;
   private identity: IdentityMaterial;
   private verifier: PeerVerifier;
   private readonly metrics: Metrics;
   private readonly logger: Logger;
+  private readonly audit: AuditLog;
   private readonly accessLog: AccessLog | undefined;
   private draining = false;
   private readonly upstreamCell: HistogramCell;
-  /** Open tunnels (WebSocket…) admitted on a grant: a revocation closes them. */
-  private readonly grantTunnels = new Set<{ readonly jti: string; readonly sub: string; readonly socket: Duplex }>();
-  // Gauges of connections, requests and tunnels: one listener each, shared, so counting
-  // allocates nothing per request (on(), not once(): once() wraps the listener every time).
+  /** Every exchange and connection that must end when its grounds do: one timer for all. */
+  readonly open: OpenExchanges;
+  /** A client connection's facts, by its TLS socket (HTTP/1.1) or its HTTP/2 session. */
+  private readonly connections = new WeakMap<object, ClientConnection>();
+  private readonly sessions = new Set<ServerHttp2Session>();
+  /** The connection whose socket is being handed to the HTTP/2 server right now ('session' is synchronous). */
+  private handingOver: ClientConnection | undefined;
+  // Gauge bookkeeping: shared listeners, no closure per connection or request.
   private readonly connectionClosed = (): void => void this.metrics.activeConnections.n--;
-  private readonly requestClosed = (): void => void this.metrics.requestsInFlight.n--;
   private readonly tunnelClosed = (): void => void this.metrics.openTunnels.n--;
+  private readonly exchangeEnded = (x: Exchange): void => this.ended(x);
 
   constructor(options: ProxyOptions) {
     this.generation = options.generation;
     this.identity = options.identity;
     this.metrics = options.metrics;
     this.logger = options.logger;
+    this.audit = options.audit;
     this.accessLog = options.accessLog;
     this.upstreamCell = options.metrics.upstreamDuration.cell();
     this.verifier = new PeerVerifier(options.identity.bundles, options.generation.config.identity.allow);
-    const limits = options.generation.config.limits;
+    this.open = new OpenExchanges((bound, reason) => this.onCut(bound, reason));
+    const { limits, listen } = options.generation.config;
     this.server = createServer(
       {
-        ...this.tlsOptions(options.identity),
+        ...this.tlsOptions(options.identity, listen.protocols),
         maxHeaderSize: limits.maxHeaderBytes,
         handshakeTimeout: 10_000,
         headersTimeout: limits.headersTimeout,
@@ -163,28 +156,29 @@ export class Proxy {
         // admit() refuses a missing or repeated Host with the SPEC's 400 (Node's own 400 has no body).
         requireHostHeader: false,
       },
-      (req, res) => this.handle(req, res, false),
+      (req, res) => this.onRequest(req, res, false),
     );
     // With this listener Node no longer answers `Expect: 100-continue` by itself: the client is
     // invited to send its body only once the request is allowed (SPEC "To the service").
-    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res, true));
-    this.server.prependListener('secureConnection', (socket: TLSSocket) => this.identify(socket));
-    this.server.on('secureConnection', refuseRenegotiation);
-    // Counted before identify() runs, so a connection it refuses leaves with its own 'close'.
-    this.server.prependListener('secureConnection', (socket: TLSSocket) => {
-      this.metrics.activeConnections.n++;
-      socket.on('close', this.connectionClosed);
-    });
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
+    // ALPN picks the protocol: the https server's own connection listener serves http/1.1, and an
+    // h2 connection is handed to the HTTP/2 server instead (one port, one TLS stack, one identity).
+    const http1 = this.server.listeners('secureConnection')[0] as (socket: TLSSocket) => void;
+    this.server.removeAllListeners('secureConnection');
+    this.server.on('secureConnection', (socket: TLSSocket) => this.onConnection(socket, http1));
+    this.h2 = createH2Server(h2Options(limits));
+    this.h2.on('session', (session: ServerHttp2Session) => this.onSession(session));
+    this.h2.on('stream', (stream: ServerHttp2Stream, headers: H2Headers, flags: number) => this.onStream(stream, headers, flags));
     this.server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
       this.logger.debug({ code: error.code, detail: error.message }, 'TLS handshake failed');
     });
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.onClientError(error, socket));
     this.metrics.svidExpiry.set(options.identity.notAfter.getTime() / 1000);
   }
 
-  private tlsOptions(identity: IdentityMaterial) {
+  private tlsOptions(identity: IdentityMaterial, protocols: readonly string[]) {
     return {
       cert: identity.certPem,
       key: identity.keyPem,
@@ -196,9 +190,8 @@ export class Proxy {
       // (socket.authorized) and drops the connection before a byte is read, counting one precise
       // reason (with rejectUnauthorized: true, Node drops such a socket with no reason at all).
       rejectUnauthorized: false,
-      // TLS 1.2 and 1.3, ECDHE + AEAD only (SPEC step 1).
       ...TLS_POLICY,
-      ALPNProtocols: ['http/1.1'],
+      ALPNProtocols: [...protocols],
     };
   }
 
@@ -217,20 +210,19 @@ export class Proxy {
     return this.generation;
   }
 
-  /** Swaps the config generation; requests in flight finish on the one they started with. */
+  /**
+   * Swaps the config generation; requests in flight finish on the one they started with. The new
+   * identity.allow applies to the next request of every open connection (SPEC step 1).
+   */
   useGeneration(generation: Generation): void {
-    const previous = this.generation;
     this.generation = generation;
-    if (previous.config.identity.allow.join('\n') !== generation.config.identity.allow.join('\n')) {
-      this.verifier = new PeerVerifier(this.identity.bundles, generation.config.identity.allow);
-    }
   }
 
   /** New SVID or bundles: new connections use them; existing connections carry on. */
   useIdentity(identity: IdentityMaterial): void {
     const bundleChanged = identity.bundles.fingerprint !== this.identity.bundles.fingerprint;
     this.identity = identity;
-    this.server.setSecureContext(this.tlsOptions(identity));
+    this.server.setSecureContext(this.tlsOptions(identity, this.generation.config.listen.protocols));
     if (bundleChanged) {
       // Tickets issued under the old bundle must not resume: new ticket keys force a full handshake.
       this.server.setTicketKeys(randomBytes(48));
@@ -239,9 +231,41 @@ export class Proxy {
     this.metrics.svidExpiry.set(identity.notAfter.getTime() / 1000);
   }
 
-  private identify(socket: IdentifiedSocket): void {
+  /**
+   * A revocation reaches what is already open (SPEC "Streams"): exchanges on the revoked grant
+   * (jti), on any grant of the revoked peer (sub), or on the revoked peer's posture, are cut now.
+   * Returns how many.
+   */
+  cutOpen(revoked: Revoked): number {
+    return this.open.revoke(revoked);
+  }
+
+  // ---- connections -------------------------------------------------------------------------
+
+  private onConnection(socket: TLSSocket, http1: (socket: TLSSocket) => void): void {
+    // Counted before identify() runs, so a connection it refuses leaves with its own 'close'.
+    this.metrics.activeConnections.n++;
+    socket.on('close', this.connectionClosed);
+    refuseRenegotiation(socket);
+    const peer = this.identify(socket);
+    if (peer === undefined) return;
+    const connection = new ClientConnection(peer, socket.remoteAddress ?? '', socket.remotePort ?? 0, () => socket.destroy());
+    this.connections.set(socket, connection);
+    // SPEC step 1: the connection closes when the peer's SVID expires.
+    this.open.add(connection);
+    socket.once('close', () => this.open.remove(connection));
+    if (socket.alpnProtocol === 'h2') {
+      this.handingOver = connection;
+      this.h2.emit('connection', socket);
+      this.handingOver = undefined;
+    } else {
+      http1.call(this.server, socket);
+    }
+  }
+
+  private identify(socket: TLSSocket): PeerIdentity | undefined {
     try {
-      socket[PEER] = this.verifier.verify(socket);
+      return this.verifier.verify(socket);
     } catch (error) {
       // Not a valid X509-SVID of a trusted domain: the connection ends before a byte is read. A
       // certificate our parsers choke on is refused too; it must never take the process down.
@@ -249,7 +273,99 @@ export class Proxy {
       this.metrics.tlsHandshakeFailures.inc({ reason: rejection });
       this.logger.info({ rejection, detail: (error as Error).message, remote: socket.remoteAddress }, 'peer certificate refused');
       socket.destroy();
+      return undefined;
     }
+  }
+
+  private onSession(session: ServerHttp2Session): void {
+    const connection = this.handingOver;
+    if (connection === undefined) {
+      session.destroy();
+      return;
+    }
+    this.connections.set(session, connection);
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
+    // A peer that breaks the protocol or floods (nghttp2 and Node's limits above) is sent GOAWAY
+    // and disconnected by node:http2; counted here.
+    session.on('error', (error: NodeJS.ErrnoException) => {
+      this.metrics.badRequests.inc({ reason: 'h2_protocol' });
+      this.logger.info({ peer: connection.peerId, code: error.code, detail: error.message }, 'HTTP/2 session ended by a protocol error');
+    });
+    session.on('frameError', () => this.metrics.badRequests.inc({ reason: 'h2_protocol' }));
+    const idle = this.generation.config.limits.idleTimeout;
+    session.setTimeout(idle, () => {
+      // Idle: no stream open and nothing heard for limits.idleTimeout. An open stream (a quiet
+      // gRPC watch) keeps the connection; its grounds bound it instead.
+      if (connection.openStreams === 0) session.close();
+    });
+    if (this.draining) session.close();
+  }
+
+  // ---- arrivals: one Exchange per request ----------------------------------------------------
+
+  private onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    const connection = this.connections.get(req.socket);
+    if (connection === undefined) {
+      req.socket.destroy();
+      return;
+    }
+    if (this.draining) res.shouldKeepAlive = false;
+    const x = new Exchange(connection, this.generation, 'http1', http1Request(req), this.accessLog, this.exchangeEnded);
+    x.reply = new Http1Reply(x, res, req.socket, this);
+    x.expectsContinue = expectsContinue;
+    // In flight until the response is finished, refused or cut: 'close' comes in every case.
+    this.metrics.requestsInFlight.n++;
+    endsWith(x, res);
+    if (badFraming(req.rawHeaders, req.httpVersion)) {
+      // Where this request ends is in doubt, so nothing after it on this connection can be trusted.
+      res.shouldKeepAlive = false;
+      x.malformed = 'framing';
+    }
+    this.admit(x);
+  }
+
+  /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // An upgrade pipelined behind a request still being answered would take over the connection
+    // mid-answer (its 101 or refusal interleaved with, or replacing, that answer): cut it instead.
+    const connection = this.connections.get(req.socket);
+    if ((socket as Duplex & { _httpMessage?: unknown })._httpMessage != null || connection === undefined) {
+      this.metrics.badRequests.inc({ reason: 'malformed' });
+      socket.destroy();
+      return;
+    }
+    const x = new Exchange(connection, this.generation, 'http1', http1Request(req), this.accessLog, this.exchangeEnded);
+    x.reply = new UpgradeReply(x, socket, head, this);
+    endsWith(x, socket);
+    const length = req.headers['content-length'];
+    // Only the protocols in routing.upgrades are tunnelled (SPEC "To the service"): a service
+    // that switches to anything it is asked for (h2c smuggling) would otherwise be handed the
+    // client's next bytes unjudged. An upgrade request with a body has no honest reading either:
+    // its bytes would reach the service unframed, ahead of the new protocol.
+    if (!upgradeAllowed(req.headers.upgrade ?? '', x.generation.config.routing.upgrades) || req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+      x.malformed = 'upgrade';
+    } else if (badFraming(req.rawHeaders, req.httpVersion)) {
+      x.malformed = 'framing';
+    }
+    this.admit(x);
+  }
+
+  /** An HTTP/2 stream: the very same admission as an HTTP/1.1 request, on `:path` and `:authority`. */
+  private onStream(stream: ServerHttp2Stream, headers: H2Headers, flags: number): void {
+    const connection = this.connections.get(stream.session!);
+    if (connection === undefined) {
+      stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    connection.openStreams++;
+    const grpc = isGrpc(headers['content-type']);
+    const x = new Exchange(connection, this.generation, grpc ? 'grpc' : 'h2', h2Request(stream, headers, flags), this.accessLog, this.exchangeEnded);
+    x.reply = grpc ? new GrpcReply(x, stream, this) : new H2Reply(x, stream, this);
+    this.metrics.requestsInFlight.n++;
+    endsWith(x, stream);
+    x.malformed = h2Problem(headers);
+    this.admit(x);
   }
 
   private onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
@@ -278,8 +394,8 @@ export class Proxy {
       const refusal = tooLarge ? { ...denial('bad_request'), status: 431, error: 'the request headers are too large' } : denial(badTarget ? 'bad_path' : 'bad_request');
       const answer = rawDenialResponse(refusal.status, tooLarge ? 'Request Header Fields Too Large' : 'Bad Request', refusal, requestId);
       socket.end(answer);
-      this.metrics.requests.cell(UNROUTED, String(refusal.status)).n++;
-      const peer = (socket as IdentifiedSocket)[PEER]?.svid.id.uri ?? '';
+      this.metrics.requests.cell(UNROUTED, String(refusal.status), 'http1').n++;
+      const peer = this.connections.get(socket)?.peerId ?? '';
       this.logRefusal(requestId, peer, UNROUTED, refusal, code);
       if (this.accessLog) {
         const record = this.accessLog.begin(requestId, peer, '', 'http1');
@@ -293,83 +409,31 @@ export class Proxy {
     }
   }
 
-  /**
-   * SPEC "Responses": every refusal can be found by its request id. Privileged decisions are in
-   * the audit log; every other refusal is logged here, at info.
-   */
-  private logRefusal(requestId: string, peer: string, route: string, denied: Denial, detail?: string): void {
-    this.logger.info({ request_id: requestId, peer, route, status: denied.status, reason: denied.reason, ...(detail ? { detail } : {}) }, 'request refused');
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
-    if (this.draining) res.shouldKeepAlive = false;
-    const x = new Exchange(req, res, undefined, this.generation, this.accessLog);
-    x.expectsContinue = expectsContinue;
-    // In flight until the response is finished, refused or cut: 'close' comes in every case.
-    this.metrics.requestsInFlight.n++;
-    res.on('close', this.requestClosed);
-    if (x.access) this.logWhenDone(x, res);
-    this.admit(x);
-  }
-
-  /** Access log: the line is written when the answer has gone (or the client has). */
-  private logWhenDone(x: Exchange, to: ServerResponse | Duplex): void {
-    to.once('close', () => {
-      const record = x.access!;
-      if (to instanceof ServerResponse) record.status = to.statusCode;
-      this.accessLog!.end(record, x.startedMs);
-    });
-  }
-
-  /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */
-  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    // An upgrade pipelined behind a request still being answered would take over the connection
-    // mid-answer (its 101 or refusal interleaved with, or replacing, that answer): cut it instead.
-    if ((socket as Duplex & { _httpMessage?: unknown })._httpMessage != null) {
-      this.metrics.badRequests.inc({ reason: 'malformed' });
-      socket.destroy();
-      return;
-    }
-    const x = new Exchange(req, socket, head, this.generation, this.accessLog);
-    if (x.access) this.logWhenDone(x, socket);
-    const length = req.headers['content-length'];
-    // Only the protocols in routing.upgrades are tunnelled (SPEC "To the service"): a service
-    // that switches to anything it is asked for (h2c smuggling) would otherwise be handed the
-    // client's next bytes unjudged. An upgrade request with a body has no honest reading either:
-    // its bytes would reach the service unframed, ahead of the new protocol.
-    if (!upgradeAllowed(req.headers.upgrade ?? '', x.generation.config.routing.upgrades) || req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
-      this.metrics.badRequests.inc({ reason: 'malformed' });
-      this.refuse(x, denial('bad_request'), false);
-      return;
-    }
-    this.admit(x);
-  }
+  // ---- admission ----------------------------------------------------------------------------
 
   /**
-   * The checks every request passes, in order: peer allowed, path normalised, route found, and
-   * for a privileged route the decision.
+   * The checks every request passes, in order, whatever its protocol: peer allowed, framing,
+   * path normalised, route found, and for a privileged route the decision.
    */
   private admit(x: Exchange): void {
-    const { req, generation, peer } = x;
-    if (!peer || !peer.allowed) {
+    const { generation, connection } = x;
+    if (!connection.allowedBy(generation.allow)) {
       this.refuse(x, denial('peer_not_allowed'), false);
       return;
     }
-    if (badFraming(req.rawHeaders, req.httpVersion)) {
-      // Where this request ends is in doubt, so nothing after it on this connection can be trusted.
-      if (x.to instanceof ServerResponse) x.to.shouldKeepAlive = false;
+    if (x.malformed !== undefined) {
       this.metrics.badRequests.inc({ reason: 'malformed' });
       this.refuse(x, denial('bad_request'), false);
       return;
     }
-    const target = normaliseTarget(req.url ?? '', generation.config.routing);
+    const target = normaliseTarget(x.request.target, generation.config.routing);
     if (isBadPath(target)) {
       this.metrics.badRequests.inc({ reason: 'bad_path' });
       this.refuse(x, denial('bad_path'), false);
       return;
     }
     if (x.access) x.access.path = target.path;
-    const match = generation.routes.match(req.method ?? '', target.path);
+    const match = generation.routes.match(x.request.method, target.path);
     if (!match) {
       this.refuse(x, denial('no_route'), false);
       return;
@@ -378,19 +442,19 @@ export class Proxy {
     if (x.access) x.access.route = match.route.name;
     x.upstreamPath = target.query === '' ? target.path : target.path + target.query;
     if (!match.route.privileged) {
-      this.pass(x, undefined, undefined);
+      this.pass(x, undefined);
       return;
     }
     const verdict = generation.authorizer.authorize({
-      peer,
+      peer: connection.peer!,
       route: match.route,
       resource: match.resource,
-      method: req.method ?? '',
-      headers: req.headers,
+      method: x.request.method,
+      headers: x.request.headers,
       requestId: x.requestId,
       path: x.upstreamPath,
-      peerAddress: req.socket.remoteAddress ?? '',
-      peerPort: req.socket.remotePort ?? 0,
+      peerAddress: connection.remoteAddress,
+      peerPort: connection.remotePort,
     });
     if (verdict instanceof Promise) {
       verdict.then(
@@ -406,47 +470,74 @@ export class Proxy {
   }
 
   private afterVerdict(x: Exchange, verdict: Verdict): void {
-    if (verdict.allow) this.pass(x, verdict.grantId, verdict.grantExpMs);
+    if (verdict.allow) this.pass(x, verdict);
     // The decision path has written this refusal to the audit log.
     else this.refuse(x, verdict.denial, true);
   }
 
-  /** Answers the exchange with a SPEC denial; `audited` when the decision path logged it already. */
-  private refuse(x: Exchange, denied: Denial, audited: boolean): void {
-    const route = x.routeName;
-    if (x.access) x.access.reason = denied.reason;
-    if (!audited) this.logRefusal(x.requestId, x.peer?.svid.id.uri ?? '', route, denied);
-    const to = x.to;
-    if (to instanceof ServerResponse) {
-      // A client that was not invited to send its body may or may not send it: after the
-      // refusal nothing on this connection can be read as the next request.
-      if (x.expectsContinue) to.shouldKeepAlive = false;
-      const bytes = writeDenial(to, denied, x.requestId);
-      if (x.access) x.access.bytes = bytes;
-    } else {
-      const answer = rawDenialResponse(denied.status, STATUS_CODES[denied.status] ?? 'Error', denied, x.requestId);
-      to.end(answer);
-      if (x.access) {
-        x.access.status = denied.status;
-        x.access.bytes = answer.length - answer.indexOf('\r\n\r\n') - 4;
-      }
-    }
-    this.metrics.requests.cell(route, String(denied.status)).n++;
+  /**
+   * SPEC "Responses": every refusal can be found by its request id. Privileged decisions are in
+   * the audit log; every other refusal is logged here, at info.
+   */
+  private logRefusal(requestId: string, peer: string, route: string, denied: Denial, detail?: string): void {
+    this.logger.info({ request_id: requestId, peer, route, status: denied.status, reason: denied.reason, ...(detail ? { detail } : {}) }, 'request refused');
   }
 
-  private pass(x: Exchange, grantId: string | undefined, grantExpMs: number | undefined): void {
-    const { req, generation, to } = x;
-    const peer = x.peer!;
-    if (to instanceof ServerResponse) {
-      if (x.expectsContinue) to.writeContinue();
-      this.forward(x, to, grantId);
+  /** Answers the exchange with a SPEC denial; `audited` when the decision path logged it already. */
+  private refuse(x: Exchange, denied: Denial, audited: boolean): void {
+    if (x.access) x.access.reason = denied.reason;
+    if (!audited) this.logRefusal(x.requestId, x.peerId, x.routeName, denied);
+    // A client that was not invited to send its body may or may not send it: after the refusal
+    // nothing on this connection can be read as the next request.
+    if (x.expectsContinue && x.reply instanceof Http1Reply) x.reply.closeAfter();
+    x.reply.deny(denied, x.requestId);
+  }
+
+  // ---- forwarding ---------------------------------------------------------------------------
+
+  private pass(x: Exchange, verdict: Extract<Verdict, { allow: true }> | undefined): void {
+    const grantId = verdict?.grantId;
+    if (verdict !== undefined) this.bind(x, verdict);
+    const reply = x.reply;
+    if (reply instanceof UpgradeReply) {
+      this.tunnel(x, reply, grantId);
       return;
     }
-    const headers = this.serviceHeaders(req, generation, peer, x.requestId, grantId);
-    const route = x.routeName;
-    const method = req.method ?? 'GET';
+    const relay = reply as RelayReply;
+    const upstream = x.generation.upstream;
+    if (x.protocol === 'grpc' && upstream.protocol !== 'h2c') {
+      // SPEC: gRPC needs an h2c upstream; over HTTP/1.1 its trailers, and so its status, would be lost.
+      this.refuse(x, denial('upstream_unavailable'), false);
+      return;
+    }
+    if (reply instanceof Http1Reply) {
+      if (x.expectsContinue) reply.invite();
+    }
+    x.forwardedAt = performance.now();
+    const { request } = x;
+    relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), request.body, request.bodyLength, relay));
+  }
+
+  /** An exchange admitted on a grant or posture assertion ends when they do (SPEC "Streams"). */
+  private bind(x: Exchange, verdict: Extract<Verdict, { allow: true }>): void {
+    const grantExp = verdict.grantExpMs ?? Infinity;
+    const postureDeadline = (verdict as { postureDeadlineMs?: number }).postureDeadlineMs ?? Infinity;
+    if (grantExp === Infinity && postureDeadline === Infinity) return;
+    x.jti = verdict.grantId;
+    x.onPosture = postureDeadline !== Infinity;
+    x.deadlineMs = Math.min(grantExp, postureDeadline);
+    x.deadlineReason = grantExp <= postureDeadline ? 'grant_expired' : 'posture_stale';
+    x.tracked = true;
+    this.open.add(x);
+  }
+
+  private tunnel(x: Exchange, reply: UpgradeReply<Exchange>, grantId: string | undefined): void {
+    const { generation } = x;
+    const headers = this.serviceHeaders(x, grantId);
+    const method = x.request.method;
     const upstream = generation.upstream;
-    const serviceHead = upgradeHead(method, x.upstreamPath, headers, req.headers.upgrade ?? '', upstream.hostHeader);
+    const serviceHead = upgradeHead(method, x.upstreamPath, headers, String(x.request.headers.upgrade ?? ''), upstream.hostHeader);
+    const to = reply.socket;
     if (serviceHead === undefined) {
       // A header that could not be sent safely (the forwarding pool refuses the same): as the pool does, 502.
       this.refuse(x, denial('upstream_unavailable'), false);
@@ -454,20 +545,15 @@ export class Proxy {
     }
     // The client left while the decision was being made: nothing to open, nothing to track.
     if (to.destroyed) return;
-    const bytesBefore = x.access ? (req.socket.bytesWritten ?? 0) : 0;
     openTunnel(
       { connect: () => upstream.connect(), connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
       to,
       method,
       serviceHead,
-      x.head ?? Buffer.alloc(0),
+      reply.firstBytes,
       (status) => {
-        this.metrics.requests.cell(route, status).n++;
-        if (x.access) {
-          x.access.status = Number(status);
-          // The tunnel owns the connection from here: what it relays is this exchange's.
-          to.once('close', () => (x.access!.bytes = (req.socket.bytesWritten ?? 0) - bytesBefore));
-        }
+        reply.started = true;
+        this.answered(x, status);
         // Switched: an open tunnel until the client's side closes (a relayed refusal is none).
         if (status === '101' && !to.closed) {
           this.metrics.openTunnels.n++;
@@ -476,92 +562,81 @@ export class Proxy {
       },
       (reason) => this.refuse(x, denial(reason), false),
     );
-    if (grantId !== undefined && grantExpMs !== undefined) {
-      // A tunnel opened on a grant closes when the grant expires or is revoked: JIT access ends on time.
-      const expiry = setTimeout(() => {
-        this.metrics.grantExpired.inc();
-        to.destroy();
-      }, Math.max(0, grantExpMs - Date.now()));
-      expiry.unref();
-      const tunnel = { jti: grantId, sub: peer.svid.id.uri, socket: to };
-      this.grantTunnels.add(tunnel);
-      to.once('close', () => {
-        clearTimeout(expiry);
-        this.grantTunnels.delete(tunnel);
-      });
-    }
-  }
-
-  /**
-   * Revocation reaches tunnels already open: those opened on grant `jti`, or on any grant of
-   * `sub` (a grant's sub is always its peer), close now. Returns how many were closed.
-   */
-  closeTunnels(revoked: { readonly jti?: string; readonly sub?: string }): number {
-    let closed = 0;
-    for (const tunnel of this.grantTunnels) {
-      if ((revoked.jti !== undefined && tunnel.jti === revoked.jti) || (revoked.sub !== undefined && tunnel.sub === revoked.sub)) {
-        this.grantTunnels.delete(tunnel);
-        tunnel.socket.destroy();
-        closed++;
-      }
-    }
-    return closed;
-  }
-
-  /** The connection's XFCC value, made on its first request (again only if our own ID changed). */
-  private xfccOf(socket: IdentifiedSocket, peer: PeerIdentity): string {
-    const by = this.identity.id.uri;
-    let memo = socket[XFCC];
-    if (memo === undefined || memo.by !== by) socket[XFCC] = memo = { by, value: xfcc(by, peer.svid.leafSha256Hex, peer.svid.id.uri) };
-    return memo.value;
   }
 
   /** The request headers for the service: the inbound ones filtered, plus SPEC's identity headers. */
-  private serviceHeaders(req: IncomingMessage, generation: Generation, peer: PeerIdentity, requestId: string, grantId: string | undefined): string[] {
-    const headers = generation.headerFilter.filter(req.rawHeaders, req.headers.connection);
+  private serviceHeaders(x: Exchange, grantId: string | undefined): string[] {
+    const { request, connection } = x;
+    const headers = x.generation.headerFilter.filter(request.fields, request.connectionHeader);
     headers.push(
-      'x-forwarded-client-cert', this.xfccOf(req.socket as IdentifiedSocket, peer),
-      'x-request-id', requestId,
-      'x-forwarded-for', req.socket.remoteAddress ?? '',
+      'x-forwarded-client-cert', connection.xfcc(this.identity.id.uri),
+      'x-request-id', x.requestId,
+      'x-forwarded-for', connection.remoteAddress,
       'x-forwarded-proto', 'https',
     );
     if (grantId !== undefined) headers.push('x-jit-grant-id', grantId);
     return headers;
   }
 
-  private forward(x: Exchange, res: ServerResponse, grantId: string | undefined): void {
-    const { req, generation } = x;
-    const headers = this.serviceHeaders(req, generation, x.peer!, x.requestId, grantId);
-    const started = performance.now();
-    const route = x.routeName;
-    generation.upstream.forward(
-      req,
-      res,
-      x.upstreamPath,
-      headers,
-      (status) => {
-        this.metrics.upstreamDuration.observe(this.upstreamCell, (performance.now() - started) / 1000);
-        this.metrics.requests.cell(route, String(status)).n++;
-      },
-      (reason, error) => {
-        if (res.destroyed) return;
-        // Logged here with the cause, so the refusal below is not logged twice.
-        this.logger.warn({ request_id: x.requestId, peer: x.peer!.svid.id.uri, route, status: denial(reason).status, reason, code: error.code, detail: error.message }, 'upstream request failed');
-        this.refuse(x, denial(reason), true);
-      },
-      x.access,
-    );
+  // ---- ReplyEvents: what the replies report ---------------------------------------------------
+
+  answered(x: Exchange, code: string): void {
+    if (x.forwardedAt !== 0) {
+      this.metrics.upstreamDuration.observe(this.upstreamCell, (performance.now() - x.forwardedAt) / 1000);
+      x.forwardedAt = 0;
+    }
+    this.metrics.requests.cell(x.routeName, code, x.protocol).n++;
+    if (x.access) x.access.status = Number(code);
   }
 
+  failed(x: Exchange, error: UpstreamError): void {
+    const denied = denial(error.reason);
+    // Logged here with the cause, so the refusal is not logged twice.
+    this.logger.warn({ request_id: x.requestId, peer: x.peerId, route: x.routeName, status: denied.status, reason: error.reason, code: error.code, detail: error.message }, 'upstream request failed');
+    this.refuse(x, denied, true);
+  }
+
+  /** The exchange ended, whichever way: it leaves the gauges, the open set and the access log. */
+  private ended(x: Exchange): void {
+    if (!(x.reply instanceof UpgradeReply)) this.metrics.requestsInFlight.n--;
+    if (x.protocol !== 'http1') x.connection.openStreams--;
+    if (x.tracked) {
+      x.tracked = false;
+      this.open.remove(x);
+    }
+    if (x.access) {
+      x.access.bytes = x.reply.bytesSent;
+      this.accessLog!.end(x.access, x.startedMs);
+    }
+  }
+
+  /** Each cut is counted, audited with its request id and logged (SPEC "Streams"). */
+  private onCut(bound: Bound, reason: CutReason): void {
+    if (!(bound instanceof Exchange)) {
+      this.logger.info({ peer: bound.peerId, reason }, 'connection closed: the peer SVID expired');
+      return;
+    }
+    if (reason === 'grant_expired') this.metrics.grantExpired.inc();
+    this.metrics.streamsCut.inc(reason);
+    this.audit.write({ time: auditTime(), event: 'stream_cut', request_id: bound.requestId, reason, peer: bound.peerId, route: bound.routeName, grant_jti: bound.jti, protocol: bound.protocol });
+    this.logger.info({ request_id: bound.requestId, peer: bound.peerId, route: bound.routeName, reason, protocol: bound.protocol }, 'exchange cut');
+  }
+
+  // ---- shutdown -----------------------------------------------------------------------------
+
   /**
-   * Graceful stop: no new connections; requests in flight finish (their responses say
-   * `Connection: close`); idle keep-alive connections close now; whatever is still open at the
-   * deadline is cut. Resolves when every connection is gone.
+   * Graceful stop: no new connections; requests in flight finish (HTTP/1.1 responses say
+   * `Connection: close`, HTTP/2 sessions get GOAWAY); idle keep-alive connections close now;
+   * whatever is still open at the deadline is cut. Resolves when every connection is gone.
    */
   close(deadlineMs = 10_000): Promise<void> {
     this.draining = true;
+    for (const session of this.sessions) session.close();
     return new Promise((resolve) => {
-      const deadline = setTimeout(() => this.server.closeAllConnections(), deadlineMs);
+      const deadline = setTimeout(() => {
+        this.server.closeAllConnections();
+        for (const session of this.sessions) session.destroy();
+      }, deadlineMs);
       // A keep-alive connection whose last response ends during the drain turns idle: close it then.
       const sweep = setInterval(() => this.server.closeIdleConnections(), 50);
       this.server.close(() => {
@@ -572,4 +647,57 @@ export class Proxy {
       this.server.closeIdleConnections();
     });
   }
+}
+
+/** What an HTTP/1.1 request asks, for the exchange. */
+function http1Request(req: IncomingMessage): RequestInit {
+  // The framing comes from what Node's parser read (it refused CL with TE, and bad lengths).
+  const length = req.headers['transfer-encoding'] !== undefined ? CHUNKED : req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
+  return { method: req.method ?? '', target: req.url ?? '', headers: req.headers, fields: req.rawHeaders, connectionHeader: req.headers.connection, body: req, bodyLength: length };
+}
+
+/** What an HTTP/2 request asks: pseudo-headers become the method, target and Host (RFC 9113 8.3.1). */
+function h2Request(stream: ServerHttp2Stream, headers: H2Headers, flags: number): RequestInit {
+  const fields: string[] = [];
+  let host = false;
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 0x3a) continue; // a pseudo-header
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (name === 'host') host = true;
+    // Node joins repeated cookie fields with "; " (RFC 9113 8.2.3), as HTTP/1.1 needs them.
+    if (Array.isArray(value)) for (const v of value) fields.push(name, v);
+    else fields.push(name, value);
+  }
+  const authority = headers[':authority'];
+  if (!host && typeof authority === 'string') fields.push('host', authority);
+  const ended = (flags & H2_FLAGS_END_STREAM) !== 0;
+  const length = headers['content-length'];
+  return {
+    method: String(headers[':method'] ?? ''),
+    target: String(headers[':path'] ?? ''),
+    headers,
+    fields,
+    connectionHeader: undefined,
+    body: ended ? null : stream,
+    bodyLength: ended ? undefined : length !== undefined ? Number(length) : CHUNKED,
+  };
+}
+
+/**
+ * What RFC 9113 section 8 leaves to us after nghttp2's own checks (which refuse uppercase names,
+ * connection-specific fields, a `te` other than "trailers", unknown or repeated pseudo-headers):
+ * an ordinary request over TLS with a target and an authority. CONNECT tunnels nothing here.
+ */
+function h2Problem(headers: H2Headers): string | undefined {
+  const method = headers[':method'];
+  if (method === 'CONNECT' || headers[':protocol'] !== undefined) return 'connect';
+  if (headers[':scheme'] !== 'https') return 'scheme';
+  const authority = headers[':authority'];
+  const host = headers.host;
+  if (authority === undefined && host === undefined) return 'authority';
+  if (authority !== undefined && host !== undefined && authority !== host) return 'authority';
+  const length = headers['content-length'];
+  if (length !== undefined && !/^\d{1,15}$/.test(String(length))) return 'content-length';
+  return undefined;
 }

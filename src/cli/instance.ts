@@ -103,7 +103,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   };
   let generationId = 1;
   const accessLog = createAccessLog(config.accessLog.file, () => metrics.accessLogDropped.inc());
-  const proxy = new Proxy({ generation: buildGeneration(generationId, config, shared), identity: svidSource.material, metrics, logger, accessLog });
+  const proxy = new Proxy({ generation: buildGeneration(generationId, config, shared), identity: svidSource.material, metrics, logger, audit: shared.audit, accessLog });
   // The config serving now was loaded now; the circuit is the current generation's PDP's.
   metrics.configLastReloadSuccess.set(Date.now() / 1000);
   metrics.pdpCircuit.read = () => {
@@ -231,13 +231,13 @@ export async function startInstance(config: Config, options: InstanceOptions = {
         let closed = 0;
         if (typeof jti === 'string') {
           purged += decisionPath().revokeGrant(jti);
-          closed += proxy.closeTunnels({ jti });
+          closed += proxy.cutOpen({ jti });
           metrics.revocations.inc();
           logger.info({ jti }, 'grant revoked');
         }
         if (typeof sub === 'string') {
           purged += decisionPath().revokeSubject(sub);
-          closed += proxy.closeTunnels({ sub });
+          closed += proxy.cutOpen({ sub });
           metrics.revocations.inc();
           logger.info({ sub }, 'grants of subject revoked');
         }

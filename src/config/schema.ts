@@ -91,7 +91,18 @@ const issuer = z.strictObject(keySource).superRefine((value, ctx) => {
 
 export const configSchema = z
   .strictObject({
-    listen: z.strictObject({ address: nonEmpty.default('0.0.0.0'), port: port.default(8443) }).prefault({}),
+    listen: z
+      .strictObject({
+        address: nonEmpty.default('0.0.0.0'),
+        port: port.default(8443),
+        // ALPN, in order of preference (SPEC "Protocols and streams").
+        protocols: z
+          .array(z.enum(['h2', 'http/1.1']))
+          .min(1, 'offer at least one protocol')
+          .refine((list) => new Set(list).size === list.length, 'each protocol at most once')
+          .default(['h2', 'http/1.1']),
+      })
+      .prefault({}),
     identity: z.strictObject({
       source: z.enum(['files', 'workload-api']).default('files'),
       certFile: nonEmpty.optional(),
@@ -107,6 +118,9 @@ export const configSchema = z
       url: z.string().refine((u) => /^http:\/\/[^/]+\/?$/.test(u) || /^unix:\/.+/.test(u), 'expected "http://host:port" or "unix:/path/to.sock" (TLS to the service is not supported)'),
       timeout: duration.default(30_000),
       connectTimeout: duration.default(5_000),
+      // http1: every request (HTTP/2 ones translated) over our HTTP/1.1 pool; h2c: HTTP/2 in clear
+      // with prior knowledge, which gRPC needs.
+      protocol: z.enum(['http1', 'h2c']).default('http1'),
       connections: z.number().int().min(1).max(10_000).default(128),
     }),
     routes: z.array(route).default([]),
@@ -182,6 +196,8 @@ export const configSchema = z
         headersTimeout: duration.default(10_000),
         idleTimeout: duration.default(60_000),
         shutdownTimeout: duration.default(10_000),
+        // Node leaves HTTP/2 streams per connection unbounded; SPEC "Protocols and streams" caps them.
+        maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
       })
       .prefault({}),
   })

@@ -13,6 +13,7 @@ export type DenyReason =
   | 'posture_required'
   | 'posture_invalid'
   | 'posture_stale'
+  | 'posture_revoked'
   | 'posture_insufficient'
   | 'intent_required'
   | 'intent_mismatch'
@@ -45,6 +46,7 @@ const TABLE: Record<DenyReason, [number, string]> = {
   posture_required: [401, 'this route needs a posture assertion'],
   posture_invalid: [401, 'the posture assertion is malformed or cannot be verified'],
   posture_stale: [401, 'the posture assertion is too old'],
+  posture_revoked: [401, 'the posture assertion has been revoked'],
   posture_insufficient: [403, 'the device posture is not trusted enough for this route'],
   intent_required: [403, 'this route needs a declared intent'],
   intent_mismatch: [403, "the declared intent does not match the grant's"],

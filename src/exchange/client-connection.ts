@@ -17,6 +17,8 @@ export class ClientConnection implements Bound {
   readonly jti = undefined;
   readonly onPosture = false;
   private readonly close: () => void;
+  /** HTTP/2 streams open on this connection (an idle session with none is closed). */
+  openStreams = 0;
   private xfccBy = '';
   private xfccValue = '';
   private allowChecked: SpiffePatternSet | undefined;

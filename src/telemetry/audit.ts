@@ -24,19 +24,34 @@ export interface AuditRecord {
   readonly pdp_detail?: string | undefined;
 }
 
+/** SPEC "Audit log": one line per stream cut. */
+export interface StreamCutRecord {
+  readonly time: string;
+  readonly event: 'stream_cut';
+  readonly request_id: string;
+  readonly reason: string;
+  readonly peer: string;
+  readonly route: string;
+  readonly grant_jti: string | undefined;
+  readonly protocol: string;
+}
+
+export type AuditLine = AuditRecord | StreamCutRecord;
+
 export interface AuditLog {
-  write(record: AuditRecord): void;
+  write(record: AuditLine): void;
   flush(): Promise<void>;
 }
 
 export function createAuditLog(file: string, onDrop: () => void = () => undefined): AuditLog {
-  return createJsonLines<AuditRecord>(file, onDrop);
+  return createJsonLines<AuditLine>(file, onDrop);
 }
 
 /** For tests and embedding: keeps records in memory. */
-export function memoryAuditLog(): AuditLog & { records: AuditRecord[] } {
+export function memoryAuditLog(): AuditLog & { records: AuditRecord[]; events: StreamCutRecord[] } {
   const records: AuditRecord[] = [];
-  return { records, write: (record) => void records.push(record), flush: async () => undefined };
+  const events: StreamCutRecord[] = [];
+  return { records, events, write: (record) => void ('event' in record ? events.push(record) : records.push(record)), flush: async () => undefined };
 }
 
 let isoMs = 0;

@@ -47,7 +47,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     pdpCircuit: readGauge({ name: 'portcullis_pdp_circuit_state', help: "The remote PDP's circuit breaker: 0 closed, 1 half-open (one probe), 2 open (failing fast). Always 0 for the embedded PDP.", registers }),
     /** For the key sets: one fetch's result. */
     jwksFetched: (result: 'ok' | 'error' | 'timeout') => jwksFetches.inc({ result }),
-    requests: batchedCounter({ name: 'portcullis_requests_total', help: 'Requests answered, by route and status code.', labelNames: ['route', 'code'], registers }),
+    requests: batchedCounter({ name: 'portcullis_requests_total', help: 'Requests answered, by route, status code (for gRPC calls: the grpc-status) and protocol (http1, h2, grpc).', labelNames: ['route', 'code', 'protocol'], registers }),
+    streamsCut: batchedCounter({ name: 'portcullis_streams_cut_total', help: 'Open exchanges (streaming responses, HTTP/2 streams, gRPC calls, tunnels) cut when their grant or posture expired or was revoked.', labelNames: ['reason'], registers }),
     decisions: batchedCounter({ name: 'portcullis_decisions_total', help: 'Authorization decisions for privileged routes.', labelNames: ['route', 'decision', 'reason', 'source'], registers }),
     decisionDuration: new FastHistogram({ name: 'portcullis_decision_duration_seconds', help: 'Time to reach a decision, by source.', labelName: 'source', buckets: DECISION_BUCKETS, registers }),
     pdpRequests: new Counter({ name: 'portcullis_pdp_requests_total', help: 'PDP evaluations (embedded ones too), by outcome.', labelNames: ['outcome'] as const, registers }),

@@ -127,13 +127,13 @@ describe('forwarding to the service', () => {
     expect(big.status).toBe(431);
     expect(JSON.parse(big.body)).toMatchObject({ reason: 'bad_request', error: 'the request headers are too large' });
     // Raw bytes above 0x7f in the target never reach our path parser: Node's refuses them, and it is still a bad path.
-    const unroutedBefore = metricValue(await metricsText(proxy), 'portcullis_requests_total{route="none",code="400"}');
+    const unroutedBefore = metricValue(await metricsText(proxy), 'portcullis_requests_total{route="none",code="400",protocol="http1"}');
     const raw8bit = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GET /orders/\u00e9 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
     expect([raw8bit.status, JSON.parse(raw8bit.body).reason]).toEqual([400, 'bad_path']);
     // Refusals the HTTP parser raises look like every other refusal, and are counted like them.
     expect(raw8bit.headers).toMatch(new RegExp(`\\r\\nx-request-id: ${JSON.parse(raw8bit.body).request_id}\\r\\n`));
     expect(raw8bit.headers).toMatch(/\r\ncache-control: no-store\r\n/);
-    expect(metricValue(await metricsText(proxy), 'portcullis_requests_total{route="none",code="400"}')).toBe(unroutedBefore + 1);
+    expect(metricValue(await metricsText(proxy), 'portcullis_requests_total{route="none",code="400",protocol="http1"}')).toBe(unroutedBefore + 1);
     // No Host at all: the SPEC's 400, not Node's bare one.
     const noHost = parseRaw(await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GET /orders/1 HTTP/1.1\r\nConnection: close\r\n\r\n'));
     expect([noHost.status, JSON.parse(noHost.body).reason]).toEqual([400, 'bad_request']);

@@ -22,6 +22,7 @@ const SPEC_METRICS = [
   'portcullis_tls_handshake_failures_total',
   'portcullis_svid_expiry_timestamp_seconds',
   'portcullis_upstream_duration_seconds',
+  'portcullis_streams_cut_total',
   'process_cpu_seconds_total',
   'process_resident_memory_bytes',
   'nodejs_eventloop_lag_seconds',
@@ -29,7 +30,9 @@ const SPEC_METRICS = [
 
 const ALLOWED_LABELS: Record<string, RegExp> = {
   route: /^(none|default|[A-Za-z0-9_.-]{1,64})$/,
-  code: /^\d{3}$/,
+  // an HTTP status, or a grpc-status (0-16) for protocol="grpc"
+  code: /^(\d{3}|\d{1,2})$/,
+  protocol: /^(http1|h2|grpc)$/,
   decision: /^(allow|deny)$/,
   reason: /^[a-z_]+$/,
   source: /^(cache|pdp|coalesced|local)$/,
@@ -82,7 +85,7 @@ describe('/metrics', () => {
     expect(text).toMatch(/^portcullis_decisions_total\{route="refund",decision="allow",reason="allowed",source="pdp"\} 1$/m);
     expect(text).toMatch(/^portcullis_decisions_total\{route="refund",decision="allow",reason="allowed",source="cache"\} 1$/m);
     expect(text).toMatch(/^portcullis_decisions_total\{route="refund",decision="deny",reason="grant_invalid",source="local"\} 1$/m);
-    expect(text).toMatch(/^portcullis_requests_total\{route="none",code="403"\} 1$/m);
+    expect(text).toMatch(/^portcullis_requests_total\{route="none",code="403",protocol="http1"\} 1$/m);
     expect(text).toMatch(/^portcullis_tls_handshake_failures_total\{reason="no_client_cert"\} 1$/m);
   });
 

@@ -82,7 +82,7 @@ describe('WebSocket through the proxy', () => {
     expect(last.headers.x_jit_grant_id).toBeUndefined();
     expect(last.headers.upgrade).toBe('websocket');
     // The service's own status is what the requests metric counts.
-    expect(await proxy.metrics.registry.metrics()).toMatch(/^portcullis_requests_total\{route="live",code="101"\} [1-9]/m);
+    expect(await proxy.metrics.registry.metrics()).toMatch(/^portcullis_requests_total\{route="live",code="101",protocol="http1"\} [1-9]/m);
   });
 
   it('refuses an upgrade exactly as a request: no route, bad path, privileged without a grant, unknown peer', async () => {

@@ -61,7 +61,7 @@ describe('loadConfig: a minimal valid config', () => {
   it('loads and fills documented defaults', () => {
     const file = write(MINIMAL);
     const config = loadConfig(file);
-    expect(config.listen).toEqual({ address: '0.0.0.0', port: 8443 });
+    expect(config.listen).toEqual({ address: '0.0.0.0', port: 8443, protocols: ['h2', 'http/1.1'] });
     expect(config.identity.source).toBe('files');
     expect(config.identity.trustDomains).toEqual(['example.org']);
     expect(config.upstream).toMatchObject({ url: 'http://127.0.0.1:8080', timeout: 2_000, connectTimeout: 5_000 });

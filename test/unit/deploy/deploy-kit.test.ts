@@ -100,7 +100,7 @@ describe('the Portcullis config and policy in the ConfigMap', () => {
   });
 
   it('listens on 8443, forwards to the service on loopback, exposes the admin API deliberately', () => {
-    expect(config.listen).toEqual({ address: '0.0.0.0', port: 8443 });
+    expect(config.listen).toEqual({ address: '0.0.0.0', port: 8443, protocols: ['h2', 'http/1.1'] });
     expect(config.upstream.url).toBe('http://127.0.0.1:8080');
     expect(config.admin).toEqual({ address: '0.0.0.0', port: 9901, allowNonLoopback: true });
     expect(config.pdp.kind).toBe('embedded');
