@@ -94,7 +94,7 @@ export class ExtAuthzPdp implements Pdp {
   evaluate(input: PdpInput): Promise<PdpResult> {
     const request = this.checkRequest(input);
     return new Promise((resolve) => {
-      this.client.Check(request, { deadline: Date.now() + this.timeoutMs }, (error, response) => {
+      const answer = (error: Grpc.ServiceError | null, response?: CheckResponse): void => {
         const { status } = grpcLib();
         if (error) {
           resolve(pdpError(error.code === status.DEADLINE_EXCEEDED ? 'timeout' : 'error', `gRPC ${status[error.code] ?? error.code}: ${error.details}`));
@@ -103,7 +103,14 @@ export class ExtAuthzPdp implements Pdp {
         const code = response?.status?.code ?? 0;
         const detail = `ext_authz: ${status[code] ?? code}${response?.status?.message ? ` ${response.status.message.slice(0, 200)}` : ''}`;
         resolve(code === 0 ? { kind: 'allow', ttlMs: undefined, detail } : { kind: 'deny', reason: 'policy_denied', ttlMs: undefined, detail });
-      });
+      };
+      try {
+        this.client.Check(request, { deadline: Date.now() + this.timeoutMs }, answer);
+      } catch (error) {
+        // grpc-js throws, rather than calling back, on a channel already closed (a call that was
+        // still on its way when a reload closed this generation's client): a failed call too.
+        resolve(pdpError('error', `gRPC: ${(error as Error).message}`));
+      }
     });
   }
 

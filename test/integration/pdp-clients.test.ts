@@ -163,6 +163,12 @@ describe('Envoy ext_authz client', () => {
     await answersError(dead);
     expect(Date.now() - started).toBeLessThan(800);
   });
+
+  it('answers an error value, not a rejection, once its client is closed (a reload closed it mid-call)', async () => {
+    const pdp = new ExtAuthzPdp('127.0.0.1:1', 300, [], 'spiffe://example.org/x');
+    await pdp.close();
+    expect((await answersError(pdp, 'error')).detail).toContain('Channel has been shut down');
+  });
 });
 
 describe('guard: in-flight bound and circuit breaker', () => {
