@@ -18,7 +18,6 @@ import type { RouteMatch, RouteTable } from './routing/route-table.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
 import { acceptableRequestId, badFraming, xfcc, type RequestHeaderFilter } from './forward/headers.ts';
 import type { Upstream } from './forward/upstream.ts';
-import { openTunnel, upgradeHead } from './forward/upgrade-tunnel.ts';
 import { rawDenialResponse, writeDenial } from './forward/deny-response.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HistogramCell } from './telemetry/fast-histogram.ts';
@@ -431,27 +430,20 @@ export class Proxy {
     }
     const headers = this.serviceHeaders(req, generation, peer, x.requestId, grantId);
     const route = x.routeName;
-    const method = req.method ?? 'GET';
-    const upstream = generation.upstream;
-    const serviceHead = upgradeHead(method, x.upstreamPath, headers, req.headers.upgrade ?? '', upstream.hostHeader);
-    if (serviceHead === undefined) {
-      // A header that could not be sent safely (the forwarding pool refuses the same): as the pool does, 502.
-      this.refuse(x, denial('upstream_unavailable'), false);
-      return;
-    }
     // The client left while the decision was being made: nothing to open, nothing to track.
     if (to.destroyed) return;
     const bytesBefore = x.access ? (req.socket.bytesWritten ?? 0) : 0;
-    openTunnel(
-      { connect: () => upstream.connect(), connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
+    // A head that cannot be sent safely is refused by the pool as any request's is (502).
+    generation.upstream.upgrade(
+      req,
       to,
-      method,
-      serviceHead,
       x.head ?? Buffer.alloc(0),
+      x.upstreamPath,
+      headers,
       (status) => {
-        this.metrics.requests.cell(route, status).n++;
+        this.metrics.requests.cell(route, String(status)).n++;
         if (x.access) {
-          x.access.status = Number(status);
+          x.access.status = status;
           // The tunnel owns the connection from here: what it relays is this exchange's.
           to.once('close', () => (x.access!.bytes = (req.socket.bytesWritten ?? 0) - bytesBefore));
         }

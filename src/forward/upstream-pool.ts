@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { ResponseParser, type ResponseEvents } from './response-parser.ts';
 import { requestLines } from './request-head.ts';
+import { BAD_VALUE_WRITTEN } from './http-syntax.ts';
 import type { DenyReason } from '../decision/denial.ts';
 
 export type UpstreamFailure = Extract<DenyReason, 'upstream_unavailable' | 'upstream_timeout'>;
@@ -34,6 +35,12 @@ export interface UpstreamExchange {
   onEnd(last: Buffer | undefined): void;
   /** `responseStarted`: the head was already delivered (the caller can only cut its answer). */
   onError(error: UpstreamError, responseStarted: boolean): void;
+  /**
+   * The service switched protocols (a call with `upgrade` only; to any other call a 101 is a broken
+   * answer). The connection has left the pool: `socket` is the caller's, with no listeners of
+   * ours, and `rest` is what was read after the 101 head (the new protocol's first bytes).
+   */
+  onUpgrade?(status: 101, headers: string[], socket: Socket, rest: Buffer): void;
 }
 
 export interface UpstreamPoolOptions {
@@ -64,6 +71,11 @@ export class UpstreamCall {
   /** The body's length, `CHUNKED` when unknown (sent chunk-framed), undefined when there is no body. */
   readonly bodyLength: number | undefined;
   readonly exchange: UpstreamExchange;
+  /**
+   * The protocol asked for (`websocket`), for an upgrade request: sent with `connection: upgrade`
+   * on a connection of its own that is never reused, whatever the answer.
+   */
+  readonly upgrade: string | undefined;
   connection: UpstreamConnection | undefined;
   /** The request head, made once when dispatched (a retry sends the same). */
   head: string | undefined;
@@ -73,13 +85,14 @@ export class UpstreamCall {
   aborted = false;
   retried = false;
 
-  constructor(method: string, path: string, headers: readonly string[], body: Readable | null, bodyLength: number | undefined, exchange: UpstreamExchange) {
+  constructor(method: string, path: string, headers: readonly string[], body: Readable | null, bodyLength: number | undefined, exchange: UpstreamExchange, upgrade?: string) {
     this.method = method;
     this.path = path;
     this.headers = headers;
     this.body = body;
     this.bodyLength = bodyLength;
     this.exchange = exchange;
+    this.upgrade = upgrade;
   }
 
   /** The caller's client went away: drop the exchange (its connection can't be reused). */
@@ -103,6 +116,11 @@ export const CHUNKED = -1;
 function requestHead(call: UpstreamCall, defaultHost: string): string | undefined {
   const lines = requestLines(call.method, call.path, call.headers, defaultHost);
   if (lines === undefined) return undefined;
+  if (call.upgrade !== undefined) {
+    // Hop-by-hop headers were dropped by the caller; an upgrade needs its own pair back, for this hop.
+    // An upgrade request has no body (the front door refuses one): its head is all there is.
+    return call.upgrade !== '' && !BAD_VALUE_WRITTEN.test(call.upgrade) ? lines + 'connection: upgrade\r\nupgrade: ' + call.upgrade + '\r\n\r\n' : undefined;
+  }
   // The framing is ours alone: the caller's headers never carry Content-Length or Transfer-Encoding.
   if (call.bodyLength === CHUNKED) return lines + 'transfer-encoding: chunked\r\n\r\n';
   if (call.bodyLength !== undefined) return lines + 'content-length: ' + call.bodyLength + '\r\n\r\n';
@@ -133,6 +151,8 @@ class UpstreamConnection implements ResponseEvents {
   /** When the connection last made progress (performance.now()); the pool's sweep times it out. */
   lastActivity: number;
   private keepAliveSeen: string | undefined;
+  /** The 101's headers, when the service switched protocols during this read. */
+  private switched: string[] | undefined;
   /** Body bytes parsed in this read, delivered after it: with the end when they are the last. */
   private held: Buffer | undefined;
   private detachBody: (() => void) | undefined;
@@ -173,7 +193,7 @@ class UpstreamConnection implements ResponseEvents {
     this.call = call;
     call.connection = this;
     this.headSeen = this.bytesSeen = this.completed = this.timedOut = this.paused = false;
-    this.parser.reset(call.method);
+    this.parser.reset(call.method, call.upgrade !== undefined && call.exchange.onUpgrade !== undefined);
     this.touch();
     this.socket.write(call.head!, 'latin1');
     if (call.body === null) {
@@ -274,6 +294,23 @@ class UpstreamConnection implements ResponseEvents {
     this.completed = true;
   }
 
+  onSwitch(headers: string[]): void {
+    this.switched = headers;
+  }
+
+  /**
+   * The service switched protocols: the connection leaves the pool (no sweep, no listener of
+   * ours) and its socket goes to the caller with what was read after the 101 head.
+   */
+  private handOver(call: UpstreamCall, headers: string[], rest: Buffer): void {
+    this.call = undefined;
+    call.connection = undefined;
+    for (const event of ['connect', 'data', 'drain', 'end', 'error', 'close']) this.socket.removeAllListeners(event);
+    this.pool.remove(this);
+    if (call.aborted) this.socket.destroy();
+    else call.exchange.onUpgrade!(101, headers, this.socket, rest);
+  }
+
   private onSocketData(chunk: Buffer): void {
     const call = this.call;
     if (call === undefined) {
@@ -292,6 +329,10 @@ class UpstreamConnection implements ResponseEvents {
       this.socket.destroy();
       return;
     }
+    if (this.switched !== undefined) {
+      this.handOver(call, this.switched, chunk.subarray(consumed));
+      return;
+    }
     const last = this.held;
     this.held = undefined;
     if (!this.completed) {
@@ -299,7 +340,8 @@ class UpstreamConnection implements ResponseEvents {
       return;
     }
     // Complete: hand the connection back only if nothing about its framing is in doubt.
-    const reusable = this.parser.keepAlive && consumed === chunk.length && this.bodySent && !this.pool.closed;
+    // An upgrade's connection never is: the service was asked to switch, whatever it answered.
+    const reusable = this.parser.keepAlive && consumed === chunk.length && this.bodySent && !this.pool.closed && call.upgrade === undefined;
     this.call = undefined;
     call.connection = undefined;
     if (this.detachBody) {
@@ -374,6 +416,12 @@ export class UpstreamPool {
   private readonly idle: UpstreamConnection[] = [];
   private readonly queue: UpstreamCall[] = [];
   private readonly connections = new Set<UpstreamConnection>();
+  /**
+   * Connections opened for an upgrade, until it is answered. Not counted against `connections`:
+   * a switched one becomes a tunnel that lives as long as its WebSocket, and a few of those must
+   * not take every slot from plain requests (nor do they once switched: they leave the pool).
+   */
+  private readonly upgrades = new Set<UpstreamConnection>();
   private onAllClosed: (() => void) | undefined;
   private closing: Promise<void> | undefined;
   /** Requests waiting for a connection, at most; beyond that they fail at once (502). */
@@ -413,6 +461,14 @@ export class UpstreamPool {
       call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request has a method, target or header that cannot be sent'), false);
       return;
     }
+    if (call.upgrade !== undefined) {
+      // A fresh connection, never an idle one, never queued: it will not come back to the pool.
+      const fresh = new UpstreamConnection(this, this.connectSocket());
+      this.upgrades.add(fresh);
+      this.ensureSweep();
+      fresh.send(call);
+      return;
+    }
     const connection = this.idle.pop();
     if (connection !== undefined) {
       connection.send(call);
@@ -436,8 +492,8 @@ export class UpstreamPool {
     this.stopSweepIfIdle();
   }
 
-  /** A new socket to the service (TCP or unix): the pool's own, and upgrade tunnels'. */
-  connectSocket(): Socket {
+  /** A new socket to the service (TCP or unix). */
+  private connectSocket(): Socket {
     return connect(this.target as { host: string; port: number });
   }
 
@@ -453,6 +509,7 @@ export class UpstreamPool {
     this.sweep = setInterval(() => {
       const now = performance.now();
       for (const c of this.connections) c.expireIfStale(now);
+      for (const c of this.upgrades) c.expireIfStale(now);
       // The queue is in arrival order: whoever waited past the timeout is at its head.
       while (this.queue.length > 0 && now - this.queue[0]!.queuedAt > this.timeoutMs) this.failQueued(this.queue.shift()!);
       this.stopSweepIfIdle();
@@ -461,7 +518,7 @@ export class UpstreamPool {
   }
 
   private stopSweepIfIdle(): void {
-    if (this.sweep !== undefined && this.connections.size === 0 && this.queue.length === 0) {
+    if (this.sweep !== undefined && this.connections.size === 0 && this.upgrades.size === 0 && this.queue.length === 0) {
       clearInterval(this.sweep);
       this.sweep = undefined;
     }
@@ -486,12 +543,15 @@ export class UpstreamPool {
   }
 
   remove(connection: UpstreamConnection): void {
-    this.connections.delete(connection);
-    const at = this.idle.indexOf(connection);
-    if (at !== -1) this.idle.splice(at, 1);
-    if (this.queue.length > 0 && !this.closed) this.newConnection().send(this.nextQueued()!);
+    // An upgrade's connection held no slot: its end frees none for the queue.
+    if (!this.upgrades.delete(connection)) {
+      this.connections.delete(connection);
+      const at = this.idle.indexOf(connection);
+      if (at !== -1) this.idle.splice(at, 1);
+      if (this.queue.length > 0 && !this.closed) this.newConnection().send(this.nextQueued()!);
+    }
     this.stopSweepIfIdle();
-    if (this.closed && this.connections.size === 0) this.onAllClosed?.();
+    if (this.closed && this.connections.size === 0 && this.upgrades.size === 0) this.onAllClosed?.();
   }
 
   /** Closes idle connections now and busy ones when their exchange ends; resolves when all are gone. */
@@ -503,7 +563,7 @@ export class UpstreamPool {
       call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_POOL_CLOSED', 'the upstream pool is closed'), false);
     }
     for (const connection of this.idle.splice(0)) connection.socket.destroy();
-    this.closing = this.connections.size === 0 ? Promise.resolve() : new Promise((resolve) => (this.onAllClosed = resolve));
+    this.closing = this.connections.size === 0 && this.upgrades.size === 0 ? Promise.resolve() : new Promise((resolve) => (this.onAllClosed = resolve));
     return this.closing;
   }
 }

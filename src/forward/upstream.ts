@@ -1,9 +1,11 @@
 // Forwarding to the service: the inbound request goes out on our keep-alive pool
 // (upstream-pool.ts) and the service's answer streams back into our response, with backpressure
-// both ways.
+// both ways. An upgrade request goes through the same pool (upgrade-exchange.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { connectionListed, isResponseHopByHop } from './headers.ts';
+import type { Duplex } from 'node:stream';
+import { relayedHeaders } from './raw-response.ts';
+import { upgradeThrough } from './upgrade-exchange.ts';
 import { CHUNKED, UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
 
 export { UpstreamError, type UpstreamFailure } from './upstream-pool.ts';
@@ -51,14 +53,13 @@ export class Upstream {
     this.pool.dispatch(call);
   }
 
-  /** A connection of its own to the service (an upgrade tunnel), outside the keep-alive pool. */
-  connect(): Socket {
-    return this.pool.connectSocket();
-  }
-
-  /** The Host header for a request that brought none: the service's authority. */
-  get hostHeader(): string {
-    return this.pool.hostHeader;
+  /**
+   * Sends an upgrade request (its head already admitted; `head` is what the client sent after it)
+   * on a connection of its own. On 101 the two connections are joined; any other answer is relayed
+   * to `client` with `connection: close` and both end. `onFailure` as for forward().
+   */
+  upgrade(req: IncomingMessage, client: Duplex, head: Buffer, path: string, headers: string[], onStatus: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
+    upgradeThrough(this.pool, client, { method: req.method ?? 'GET', path, headers, upgrade: req.headers.upgrade ?? '', firstBytes: head }, onStatus, onFailure);
   }
 
   close(): Promise<void> {
@@ -114,13 +115,7 @@ class ResponseRelay implements UpstreamExchange {
 
   onHead(status: number, headers: string[]): void {
     this.reportStatus(status);
-    const listed = connectionListed(headers);
-    const out: string[] = [];
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      if (!isResponseHopByHop(name) && (listed === undefined || !listed.has(name))) out.push(name, headers[i + 1]!);
-    }
-    this.res.writeHead(status, out);
+    this.res.writeHead(status, relayedHeaders(headers));
   }
 
   onData(chunk: Buffer): boolean {

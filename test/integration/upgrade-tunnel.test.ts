@@ -1,14 +1,17 @@
 // The upgrade tunnel against a scripted service and a client that reads slowly (its writes take
 // time to complete), so what a fast loopback client would hide shows: bytes still queued for
 // the client when the service ends, and how many 'drain' waits a relayed refusal stacks up.
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openTunnel } from '../../src/forward/upgrade-tunnel.ts';
+import { upgradeThrough } from '../../src/forward/upgrade-exchange.ts';
+import { UpstreamPool } from '../../src/forward/upstream-pool.ts';
 
 const servers: Server[] = [];
 const sockets = new Set<Socket>();
+const pools: UpstreamPool[] = [];
 afterEach(async () => {
+  for (const pool of pools.splice(0)) void pool.close();
   for (const socket of sockets) socket.destroy();
   sockets.clear();
   for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
@@ -63,13 +66,13 @@ function slowClient(delayMs = 5) {
 }
 
 function open(port: number, client: Duplex, outcome: { status?: string; failure?: string }, method = 'GET'): void {
-  openTunnel(
-    { connect: () => connect(port, '127.0.0.1'), connectTimeoutMs: 1000, timeoutMs: 1000 },
+  const pool = new UpstreamPool({ url: `http://127.0.0.1:${port}`, connectTimeoutMs: 1000, timeoutMs: 1000, connections: 8 });
+  pools.push(pool);
+  upgradeThrough(
+    pool,
     client,
-    method,
-    `${method} /feed HTTP/1.1\r\nhost: service\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n`,
-    Buffer.alloc(0),
-    (status) => (outcome.status = status),
+    { method, path: '/feed', headers: ['host', 'service'], upgrade: 'x', firstBytes: Buffer.alloc(0) },
+    (status) => (outcome.status = String(status)),
     (failure) => (outcome.failure = failure),
   );
 }
