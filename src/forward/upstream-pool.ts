@@ -4,6 +4,8 @@
 // most of its time (bench/README.md: a bare proxy costs 22.8 µs of CPU per request this way,
 // 28.9 µs through undici). A connection whose
 // framing is in any doubt is closed, never reused, so one exchange's bytes can't reach another.
+// An upgrade (WebSocket) is one more exchange here, so its head and answer follow the same rules:
+// it goes on a connection of its own, which leaves the pool if the service switches.
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { ResponseParser, type ResponseEvents } from './response-parser.ts';
