@@ -158,6 +158,8 @@ class UpstreamConnection implements ResponseEvents {
   /** Body bytes parsed in this read, delivered after it: with the end when they are the last. */
   private held: Buffer | undefined;
   private detachBody: (() => void) | undefined;
+  /** Ours on the socket, kept so a switched connection can take off exactly these (Node has its own). */
+  private readonly listeners: Readonly<Record<string, (chunk: Buffer) => void>>;
 
   constructor(pool: UpstreamPool, socket: Socket) {
     this.pool = pool;
@@ -166,18 +168,21 @@ class UpstreamConnection implements ResponseEvents {
     this.idleTimeoutMs = pool.idleTimeoutMs;
     this.lastActivity = this.connectStartedAt = performance.now();
     socket.setNoDelay(true);
-    socket.on('connect', () => {
-      this.connected = true;
-      this.lastActivity = performance.now();
-    });
-    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
-    socket.on('drain', () => {
-      this.touch();
-      this.call?.body?.resume();
-    });
-    socket.on('end', () => (this.endedCleanly = true));
-    socket.on('error', () => (this.errored = true)); // 'close' follows and decides
-    socket.on('close', () => this.onSocketClose());
+    this.listeners = {
+      connect: () => {
+        this.connected = true;
+        this.lastActivity = performance.now();
+      },
+      data: (chunk: Buffer) => this.onSocketData(chunk),
+      drain: () => {
+        this.touch();
+        this.call?.body?.resume();
+      },
+      end: () => (this.endedCleanly = true),
+      error: () => (this.errored = true), // 'close' follows and decides
+      close: () => this.onSocketClose(),
+    };
+    for (const event in this.listeners) socket.on(event, this.listeners[event]!);
   }
 
   /** Progress on a connected socket (before it connects, only the connect timeout counts). */
@@ -307,7 +312,7 @@ class UpstreamConnection implements ResponseEvents {
   private handOver(call: UpstreamCall, headers: string[], rest: Buffer): void {
     this.call = undefined;
     call.connection = undefined;
-    for (const event of ['connect', 'data', 'drain', 'end', 'error', 'close']) this.socket.removeAllListeners(event);
+    for (const event in this.listeners) this.socket.off(event, this.listeners[event]!);
     this.pool.remove(this);
     if (call.aborted) this.socket.destroy();
     else call.exchange.onUpgrade!(101, headers, this.socket, rest);

@@ -3,7 +3,7 @@
 // (smuggled second answers, garbage, a close right after a request arrives).
 import { createHash } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer, Socket as NetSocket, type Server as TcpServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CHUNKED, UpstreamCall, UpstreamPool, type UpstreamError } from '../../src/forward/upstream-pool.ts';
@@ -551,6 +551,10 @@ describe('UpstreamPool: upgrades', () => {
     expect(status).toBe(101);
     expect(switched!.headers).toEqual(['connection', 'Upgrade', 'upgrade', 'websocket']);
     expect(switched!.rest.toString()).toBe('first frame');
+    // None of the pool's listeners stay on it, and Node's own (on 'end') do.
+    const socket = switched!.socket;
+    expect(['connect', 'data', 'drain', 'error', 'close'].map((event) => socket.listenerCount(event))).toEqual([0, 0, 0, 0, 0]);
+    expect(socket.listenerCount('end')).toBe(new NetSocket().listenerCount('end'));
     // Out of the pool: closing it waits for nothing, and the tunnel's socket still carries bytes.
     await upstream.close();
     const heard = new Promise<string>((resolve) => serviceSide!.once('data', (chunk: Buffer) => resolve(chunk.toString())));
