@@ -441,9 +441,9 @@ export class Proxy {
       x.upstreamPath,
       headers,
       (status) => {
-        this.metrics.requests.cell(route, String(status)).n++;
+        this.metrics.requests.cell(route, status).n++;
         if (x.access) {
-          x.access.status = status;
+          x.access.status = Number(status);
           // The tunnel owns the connection from here: what it relays is this exchange's.
           to.once('close', () => (x.access!.bytes = (req.socket.bytesWritten ?? 0) - bytesBefore));
         }

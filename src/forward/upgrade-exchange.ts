@@ -24,11 +24,11 @@ export interface UpgradeRequest {
 }
 
 /**
- * Sends the upgrade request on `pool`. `onStatus` gets the service's final status (101 or the
- * answer relayed); `onFailure` runs only when nothing was written to the client yet (the caller
+ * Sends the upgrade request on `pool`. `onStatus` gets the service's final status (`'101'` or the
+ * answer relayed; as text, the requests metric's label); `onFailure` runs only when nothing was written to the client yet (the caller
  * answers 502/504). A client already gone sends nothing.
  */
-export function upgradeThrough(pool: UpstreamPool, client: Duplex, request: UpgradeRequest, onStatus: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
+export function upgradeThrough(pool: UpstreamPool, client: Duplex, request: UpgradeRequest, onStatus: (status: string) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
   // The client may have left while the decision was being made: then nothing goes to the service.
   if (client.destroyed) return;
   const exchange = new UpgradeExchange(client, request.firstBytes, onStatus, onFailure);
@@ -46,11 +46,11 @@ class UpgradeExchange implements UpstreamExchange {
   private readonly client: Duplex;
   private readonly answer: RawResponse;
   private readonly firstBytes: Buffer;
-  private readonly onStatus: (status: number) => void;
+  private readonly onStatus: (status: string) => void;
   private readonly onFailure: (reason: UpstreamFailure, error: UpstreamError) => void;
   private readonly resume = (): void => this.call?.resume();
 
-  constructor(client: Duplex, firstBytes: Buffer, onStatus: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void) {
+  constructor(client: Duplex, firstBytes: Buffer, onStatus: (status: string) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void) {
     this.client = client;
     this.answer = new RawResponse(client);
     this.firstBytes = firstBytes;
@@ -59,7 +59,7 @@ class UpgradeExchange implements UpstreamExchange {
   }
 
   onUpgrade(status: 101, headers: string[], service: Socket, rest: Buffer): void {
-    this.onStatus(status);
+    this.onStatus('101');
     // The 101 goes to the client with the service's headers (its Upgrade and Connection pair and
     // handshake fields are the new protocol's, for the client to check).
     this.client.write(rawHead(status, headers), 'latin1');
@@ -67,7 +67,7 @@ class UpgradeExchange implements UpstreamExchange {
   }
 
   onHead(status: number, headers: string[]): void {
-    this.onStatus(status);
+    this.onStatus(String(status));
     this.answer.writeHead(status, headers);
   }
 

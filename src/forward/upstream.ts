@@ -58,7 +58,7 @@ export class Upstream {
    * on a connection of its own. On 101 the two connections are joined; any other answer is relayed
    * to `client` with `connection: close` and both end. `onFailure` as for forward().
    */
-  upgrade(req: IncomingMessage, client: Duplex, head: Buffer, path: string, headers: string[], onStatus: (status: number) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
+  upgrade(req: IncomingMessage, client: Duplex, head: Buffer, path: string, headers: string[], onStatus: (status: string) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
     upgradeThrough(this.pool, client, { method: req.method ?? 'GET', path, headers, upgrade: req.headers.upgrade ?? '', firstBytes: head }, onStatus, onFailure);
   }
 

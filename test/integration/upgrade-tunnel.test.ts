@@ -72,7 +72,7 @@ function open(port: number, client: Duplex, outcome: { status?: string; failure?
     pool,
     client,
     { method, path: '/feed', headers: ['host', 'service'], upgrade: 'x', firstBytes },
-    (status) => (outcome.status = String(status)),
+    (status) => (outcome.status = status),
     (failure) => (outcome.failure = failure),
   );
 }
