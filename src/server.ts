@@ -520,7 +520,7 @@ export class Proxy implements ReplyEvents<Exchange> {
   /** An exchange admitted on a grant or posture assertion ends when they do (SPEC "Streams"). */
   private bind(x: Exchange, verdict: Extract<Verdict, { allow: true }>): void {
     const grantExp = verdict.grantExpMs ?? Infinity;
-    const postureDeadline = (verdict as { postureDeadlineMs?: number }).postureDeadlineMs ?? Infinity;
+    const postureDeadline = verdict.postureDeadlineMs ?? Infinity;
     if (grantExp === Infinity && postureDeadline === Infinity) return;
     x.jti = verdict.grantId;
     x.onPosture = postureDeadline !== Infinity;
