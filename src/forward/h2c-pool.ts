@@ -24,6 +24,9 @@
 //   never processed (above GOAWAY's last stream id, or reset with REFUSED_STREAM, RFC 9113 8.7)
 //   is sent again, once, on another session, if none of its body had been sent yet. Any other
 //   end of a session or stream before the response ends fails the call `upstream_unavailable`.
+//   (node:http2 can't tell a RST_STREAM NO_ERROR before END_STREAM from an end: an answer with a
+//   content-length it did not meet is reset by nghttp2 itself, RFC 9113 8.1.1; a gRPC answer cut
+//   so has no grpc-status trailer, which its client reports as an error.)
 // - Trailers both ways: the service's trailers go to `onEnd`; a request body that emits
 //   'trailers' before 'end' (an inbound Http2Stream does) has them sent on the upstream stream.
 // - Flow control end to end: `onData` returning false pauses the upstream stream (node:http2 then
@@ -105,12 +108,7 @@ export class H2cCall {
   bodyAttached = false;
   bodyEnded = false;
   bodyCut = false;
-  /** The answer ended short of its content-length. */
-  truncated = false;
   bodyBytes = 0;
-  /** The answer's content-length, when it has one and a body (-1: none). */
-  expectedLength = -1;
-  receivedLength = 0;
   requestTrailers: Record<string, string | string[]> | undefined;
   responseTrailers: string[] | undefined;
 
@@ -186,17 +184,13 @@ function onResponse(this: Tagged<ClientHttp2Stream>, headers: IncomingHttpHeader
   if (call.done) return;
   call.headSeen = true;
   call.lastActivity = performance.now();
-  const status = headers[':status'] ?? 502;
-  const length = headers['content-length'];
-  if (length !== undefined && call.request.method !== 'HEAD' && status !== 204 && status !== 304) call.expectedLength = Number(length);
-  call.request.exchange.onHead(status, relayedFields(raw ?? flatten(headers)));
+  call.request.exchange.onHead(headers[':status'] ?? 502, relayedFields(raw ?? flatten(headers)));
 }
 
 function onStreamData(this: Tagged<ClientHttp2Stream>, chunk: Buffer): void {
   const call = this[CALL]!;
   if (call.done) return;
   call.lastActivity = performance.now();
-  call.receivedLength += chunk.length;
   if (!call.request.exchange.onData(chunk)) {
     call.paused = true;
     this.pause();
@@ -212,14 +206,8 @@ function onStreamEnd(this: Tagged<ClientHttp2Stream>): void {
   const call = this[CALL]!;
   if (call.done) return;
   // node:http2 also ends the readable side when the stream is reset or destroyed (our own CANCEL,
-  // a session torn down): that is no answer, and 'close' fails the call. A reset with NO_ERROR
-  // before END_STREAM looks exactly like an end; a content-length that was not met gives it away
-  // (RFC 9113 8.1.1), and gRPC's missing trailers do.
+  // a session torn down): that is no answer, and 'close' fails the call.
   if (this.destroyed || this.rstCode !== NGHTTP2_NO_ERROR) return;
-  if (call.expectedLength >= 0 && call.receivedLength !== call.expectedLength) {
-    call.truncated = true;
-    return;
-  }
   call.done = true;
   const body = call.request.body;
   if (body !== null && !call.bodyEnded) {
@@ -507,7 +495,6 @@ export class H2cPool {
     if (call.timedOut) error = new UpstreamError('upstream_timeout', 'ERR_UPSTREAM_TIMEOUT', 'the service did not answer in time');
     else if (session.connectTimedOut) error = new UpstreamError('upstream_timeout', 'ERR_CONNECT_TIMEOUT', 'connecting to the service timed out');
     else if (!session.handshaken) error = new UpstreamError('upstream_unavailable', 'ERR_CONNECT_FAILED', 'could not connect to the service');
-    else if (call.truncated) error = new UpstreamError('upstream_unavailable', 'ERR_TRUNCATED', 'the answer ended short of its content-length');
     else if (call.bodyCut) error = new UpstreamError('upstream_unavailable', 'ERR_BODY_CUT', 'the request body ended before it was complete');
     else if (stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR) error = new UpstreamError('upstream_unavailable', 'ERR_STREAM_RESET', `the service reset the stream (code ${stream.rstCode})`);
     else error = new UpstreamError('upstream_unavailable', 'ERR_CONNECTION_CLOSED', 'the stream or session to the service closed mid-exchange');

@@ -304,6 +304,17 @@ describe('h2c pool: failures', () => {
     expect(out.responseStarted).toBe(true);
   });
 
+  it('a reset with NO_ERROR before the whole content-length arrived is a failure, not an end', async () => {
+    const service = await h2Service((stream) => {
+      stream.respond({ ':status': 200, 'content-length': '10' });
+      stream.write('half', () => stream.close(constants.NGHTTP2_NO_ERROR));
+    });
+    const out = await send(pool(service.url), '/a').done;
+    expect(out.error?.reason).toBe('upstream_unavailable');
+    expect(out.error?.code).toBe('ERR_STREAM_RESET'); // nghttp2 checks content-length itself (RFC 9113 8.1.1)
+    expect(out.responseStarted).toBe(true);
+  });
+
   it('a stream the service resets with an error fails upstream_unavailable', async () => {
     const service = await h2Service((stream) => stream.close(constants.NGHTTP2_INTERNAL_ERROR));
     const out = await send(pool(service.url), '/a').done;
@@ -358,15 +369,23 @@ describe('h2c pool: concurrency limits and GOAWAY', () => {
     expect((await busy.done).status).toBe(200);
     const q = await queued.done;
     expect(q.error?.reason === 'upstream_timeout' || q.status === 200).toBe(true);
-    // With a shorter queue limit than the busy stream, the queued call times out in the queue.
-    const p2 = pool(service.url, { maxSessions: 1, timeoutMs: 300 });
-    await sleep(0);
+    // A stream that holds the only slot (its head came, its body takes 600 ms) makes the next
+    // call wait in the queue past timeoutMs.
+    const holding = await h2Service(
+      (stream) => {
+        stream.resume();
+        stream.respond({ ':status': 200 });
+        setTimeout(() => !stream.destroyed && stream.end('held'), 600);
+      },
+      { settings: { maxConcurrentStreams: 1 } },
+    );
+    const p2 = pool(holding.url, { maxSessions: 1, timeoutMs: 300 });
     const busy2 = send(p2, '/busy2');
     await sleep(20);
     const waited = await send(p2, '/waits').done;
     expect(waited.error?.reason).toBe('upstream_timeout');
     expect(waited.error?.code).toBe('ERR_QUEUE_TIMEOUT');
-    expect((await busy2.done).error?.reason).toBe('upstream_timeout'); // 600 ms > 300 ms head limit
+    expect((await busy2.done).body.toString()).toBe('held');
   });
 
   it('GOAWAY mid-flight: the stream in flight finishes, the next call goes to a new session', async () => {
