@@ -34,7 +34,7 @@ export interface UpstreamExchange {
   /** Returns false to pause the service's body until `UpstreamCall.resume()`. */
   onData(chunk: Buffer): boolean;
   /** The answer is complete; `last` is its final body bytes, if they came with the end (one write instead of two). */
-  onEnd(last: Buffer | undefined): void;
+  onEnd(last: Buffer | undefined, trailers?: string[]): void; // trailers: HTTP/2 trailer fields (name, value…)
   /** `responseStarted`: the head was already delivered (the caller can only cut its answer). */
   onError(error: UpstreamError, responseStarted: boolean): void;
   /**
