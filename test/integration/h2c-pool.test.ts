@@ -403,12 +403,16 @@ describe('h2c pool: concurrency limits and GOAWAY', () => {
         stream.end('new session');
       }
     });
-    const p = pool(service.url);
+    // One session at most: the draining one no longer counts, so the next call need not wait for it.
+    const p = pool(service.url, { maxSessions: 1 });
     const first = send(p, '/first');
+    let firstDone = false;
+    void first.done.then(() => (firstDone = true));
     await waitFor(() => count === 1);
     await sleep(50); // the GOAWAY has reached the pool
     const second = await send(p, '/second').done;
     expect(second.body.toString()).toBe('new session');
+    expect(firstDone).toBe(false); // served while the first session still drains
     const out = await first.done;
     expect(out.error).toBeUndefined();
     expect(out.body.toString()).toBe('finished after goaway');
