@@ -315,6 +315,37 @@ describe('h2c pool: failures', () => {
     expect(out.responseStarted).toBe(true);
   });
 
+  it('a client body cut mid-upload resets the service stream and fails the call', async () => {
+    let serverSaw: { rst: number | undefined; aborted: boolean } | undefined;
+    let got = 0;
+    const service = await h2Service((stream) => {
+      let aborted = false;
+      stream.on('data', (c: Buffer) => (got += c.length));
+      stream.on('aborted', () => (aborted = true));
+      stream.on('close', () => (serverSaw = { rst: stream.rstCode, aborted }));
+    });
+    const body = new PassThrough();
+    const sent = send(pool(service.url), '/up', { body });
+    body.write(Buffer.alloc(1000));
+    await waitFor(() => got === 1000);
+    body.destroy(new Error('client reset'));
+    const out = await sent.done;
+    expect(out.error?.reason).toBe('upstream_unavailable');
+    expect(out.error?.code).toBe('ERR_BODY_CUT');
+    await waitFor(() => serverSaw !== undefined);
+    expect(serverSaw).toEqual({ rst: constants.NGHTTP2_CANCEL, aborted: true });
+  });
+
+  it('a session without streams for sessionIdleMs is closed', async () => {
+    const service = await h2Service(echo);
+    const p = pool(service.url, { sessionIdleMs: 100, timeoutMs: 200 });
+    expect((await send(p, '/a').done).status).toBe(200);
+    expect(p.sessionCount).toBe(1);
+    await waitFor(() => p.sessionCount === 0, 2000);
+    expect((await send(p, '/b').done).status).toBe(200);
+    expect(service.sessions).toHaveLength(2);
+  });
+
   it('a stream the service resets with an error fails upstream_unavailable', async () => {
     const service = await h2Service((stream) => stream.close(constants.NGHTTP2_INTERNAL_ERROR));
     const out = await send(pool(service.url), '/a').done;
