@@ -89,7 +89,7 @@ const UNKNOWN_CAPACITY = 1;
 export class H2cCall {
   readonly request: H2cRequest;
   private readonly pool: H2cPool;
-  /** The request's raw header list, made once (a retry sends the same). */
+  /** The request's raw header list, made once when requested (a retry sends the same). */
   fields: string[] | undefined;
   session: H2cSession | undefined;
   stream: ClientHttp2Stream | undefined;
@@ -110,6 +110,8 @@ export class H2cCall {
   bodyCut = false;
   bodyBytes = 0;
   requestTrailers: Record<string, string | string[]> | undefined;
+  /** The body's trailers could not be sent as they were: the request is not completed. */
+  badTrailers = false;
   responseTrailers: string[] | undefined;
 
   constructor(pool: H2cPool, request: H2cRequest) {
@@ -232,11 +234,17 @@ function onStreamClose(this: Tagged<ClientHttp2Stream>): void {
 
 function onWantTrailers(this: Tagged<ClientHttp2Stream>): void {
   const call = this[CALL]!;
+  if (call.badTrailers) {
+    call.bodyCut = true; // trailers we won't send: the request can't be completed
+    this.close(NGHTTP2_CANCEL);
+    return;
+  }
   try {
     // No trailers: node:http2 sends an empty DATA frame with END_STREAM instead.
     this.sendTrailers(call.requestTrailers ?? NO_TRAILERS);
   } catch {
-    this.close(NGHTTP2_CANCEL); // trailers node:http2 refuses to send: the request can't be completed
+    call.bodyCut = true;
+    this.close(NGHTTP2_CANCEL);
   }
 }
 
@@ -263,7 +271,9 @@ function onBodyData(this: Tagged<Readable>, chunk: Buffer): void {
 }
 
 function onBodyTrailers(this: Tagged<Readable>, headers: IncomingHttpHeaders, _flags?: number, raw?: string[]): void {
-  this[CALL]!.requestTrailers = trailerObject(raw ?? flatten(headers));
+  const call = this[CALL]!;
+  call.requestTrailers = trailerObject(raw ?? flatten(headers));
+  call.badTrailers = call.requestTrailers === undefined;
 }
 
 function onBodyEnd(this: Tagged<Readable>): void {
@@ -387,7 +397,10 @@ export class H2cPool {
    */
   request(request: H2cRequest): H2cCall {
     const call = new H2cCall(this, request);
-    this.dispatch(call);
+    // Checked before a session is chosen: a request that cannot be sent costs no connection.
+    call.fields = requestFields(request.method, request.path, request.authority ?? this.authority, request.headers);
+    if (call.fields === undefined) call.fail(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request has a method, target or header that cannot be sent'));
+    else this.dispatch(call);
     return call;
   }
 
@@ -444,10 +457,9 @@ export class H2cPool {
 
   private start(call: H2cCall, session: H2cSession): void {
     const request = call.request;
-    call.fields ??= requestFields(request.method, request.path, request.authority ?? this.authority, request.headers);
     let stream: Tagged<ClientHttp2Stream>;
     try {
-      stream = session.session.request(call.fields, request.body === null ? END_STREAM : WITH_BODY);
+      stream = session.session.request(call.fields!, request.body === null ? END_STREAM : WITH_BODY);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ERR_HTTP2_OUT_OF_STREAMS' || code === 'ERR_HTTP2_INVALID_SESSION' || code === 'ERR_HTTP2_GOAWAY_SESSION') {
@@ -492,10 +504,12 @@ export class H2cPool {
       return;
     }
     let error: UpstreamError;
+    // Our own resets first (they can come before the handshake ends), then the session's fate.
     if (call.timedOut) error = new UpstreamError('upstream_timeout', 'ERR_UPSTREAM_TIMEOUT', 'the service did not answer in time');
+    else if (call.badTrailers) error = new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request trailers cannot be sent');
+    else if (call.bodyCut) error = new UpstreamError('upstream_unavailable', 'ERR_BODY_CUT', 'the request body ended before it was complete');
     else if (session.connectTimedOut) error = new UpstreamError('upstream_timeout', 'ERR_CONNECT_TIMEOUT', 'connecting to the service timed out');
     else if (!session.handshaken) error = new UpstreamError('upstream_unavailable', 'ERR_CONNECT_FAILED', 'could not connect to the service');
-    else if (call.bodyCut) error = new UpstreamError('upstream_unavailable', 'ERR_BODY_CUT', 'the request body ended before it was complete');
     else if (stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR) error = new UpstreamError('upstream_unavailable', 'ERR_STREAM_RESET', `the service reset the stream (code ${stream.rstCode})`);
     else error = new UpstreamError('upstream_unavailable', 'ERR_CONNECTION_CLOSED', 'the stream or session to the service closed mid-exchange');
     call.fail(error);

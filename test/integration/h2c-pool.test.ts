@@ -346,6 +346,34 @@ describe('h2c pool: failures', () => {
     expect(service.sessions).toHaveLength(2);
   });
 
+  it('a header node:http2 refuses to send fails the call at once, and the session stays usable', async () => {
+    const service = await h2Service(echo);
+    const p = pool(service.url);
+    const bad = await send(p, '/a', { headers: ['x-bad', 'line\r\nx-injected: 1'] }).done;
+    expect(bad.error?.reason).toBe('upstream_unavailable');
+    expect(bad.error?.code).toBe('ERR_INVALID_HEADER');
+    expect(bad.responseStarted).toBe(false);
+    expect((await send(p, '/b').done).status).toBe(200);
+  });
+
+  it('request trailers that cannot be sent as they are reset the service stream instead', async () => {
+    let serverRst: number | undefined;
+    const service = await h2Service((stream) => {
+      stream.resume();
+      stream.on('close', () => (serverRst = stream.rstCode));
+    });
+    const body = new PassThrough();
+    const sent = send(pool(service.url), '/t', { body });
+    body.write('x');
+    body.emit('trailers', {}, 0, ['x-t', 'a\r\nx-injected: 1']);
+    body.end();
+    const out = await sent.done;
+    expect(out.error?.reason).toBe('upstream_unavailable');
+    expect(out.error?.code).toBe('ERR_INVALID_HEADER');
+    await waitFor(() => serverRst !== undefined);
+    expect(serverRst).toBe(constants.NGHTTP2_CANCEL);
+  });
+
   it('a stream the service resets with an error fails upstream_unavailable', async () => {
     const service = await h2Service((stream) => stream.close(constants.NGHTTP2_INTERNAL_ERROR));
     const out = await send(pool(service.url), '/a').done;
