@@ -13,11 +13,12 @@
 //   `upstream_timeout`. A session with no stream for `sessionIdleMs` (default 30 s) is closed.
 // - Connecting: a session whose first SETTINGS have not come within `connectTimeoutMs` is
 //   destroyed (`upstream_timeout`); a refused or broken connection is `upstream_unavailable`.
-// - Timeouts: no response head within `timeoutMs` of the request's last byte → `upstream_timeout`
-//   and the stream is reset (RST_STREAM CANCEL). Until the request body has ended, and after the
-//   head, the call's own `idleTimeoutMs` is the longest silence (undefined: none, for long gRPC
-//   streams, which the caller ends when their grant does); time spent waiting for our own client
-//   to read never counts against the service. One sweep per pool checks every limit, every eighth
+// - Timeouts (each → `upstream_timeout`, the stream reset with RST_STREAM CANCEL): no response
+//   head within `timeoutMs` of the request's last byte; after the head, silence longer than the
+//   call's `idleTimeoutMs`. While the body is still being sent, or our client is not reading, the
+//   slow side may be ours, so the longer `CLIENT_STALL_MS` (60 s, as in the HTTP/1.1 pool)
+//   applies. A call without `idleTimeoutMs` (long gRPC streams, which the caller ends when their
+//   grant does) has no limit but the head's. One sweep per pool checks every limit, every eighth
 //   of the shortest pool timeout (10 ms to 1 s), so a limit fires at most that late.
 // - GOAWAY: the session takes no new stream, streams it accepted finish; it no longer counts
 //   against `maxSessions` (draining sessions are capped at as many again). A stream the service
@@ -34,7 +35,11 @@
 //   with backpressure (paused while the upstream stream's buffer is full, resumed on 'drain'), so
 //   per stream the pool holds about one flow-control window each way, never an unbounded buffer.
 // - Fields: `:status` and other pseudo-headers, and connection-specific fields (RFC 9113 8.2.2),
-//   are not relayed; the request's pseudo-headers are ours alone (h2-fields.ts).
+//   are not relayed; the request's pseudo-headers are ours alone; a request field or trailer that
+//   would be malformed (8.2.1: CR, LF, NUL, uppercase name) fails the call `upstream_unavailable`
+//   before any session is used, or resets its stream (h2-fields.ts).
+// - close(): GOAWAY on every session, queued calls fail; streams in flight run to their end (a
+//   caller that can't wait aborts them).
 //
 // Hot path: per request one H2cCall and one field list; stream and body listeners are
 // module-level functions that find their call through one symbol property (no closure per request).
@@ -42,7 +47,7 @@ import { connect as connectHttp2, constants, type ClientHttp2Session, type Clien
 import { connect as connectNet } from 'node:net';
 import type { Readable } from 'node:stream';
 import { flatten, relayedFields, requestFields, trailerObject } from './h2-fields.ts';
-import { UpstreamError, type UpstreamExchange } from './upstream-pool.ts';
+import { CLIENT_STALL_MS, UpstreamError, type UpstreamExchange } from './upstream-pool.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
 
@@ -71,7 +76,7 @@ export interface H2cRequest {
   readonly headers: readonly string[];
   /** The inbound body, or null when there is none. */
   readonly body: Readable | null;
-  /** Longest silence while the body is sent and after the head; undefined: none. */
+  /** Longest silence from the service after the head (see the header comment); undefined: none. */
   readonly idleTimeoutMs?: number;
   readonly exchange: UpstreamExchange;
 }
@@ -140,10 +145,14 @@ export class H2cCall {
   /** Called by the pool's sweep. */
   expireIfStale(now: number, headTimeoutMs: number): void {
     if (this.done || this.stream === undefined) return;
-    let limit: number | undefined;
-    if (!this.headSeen) limit = this.request.body === null || this.bodyEnded ? headTimeoutMs : this.request.idleTimeoutMs;
-    else limit = this.paused ? undefined : this.request.idleTimeoutMs; // paused: waiting on our client, not the service
-    if (limit === undefined || now - this.lastActivity < limit) return;
+    const idle = this.request.idleTimeoutMs;
+    let limit: number;
+    if (!this.headSeen && (this.request.body === null || this.bodyEnded)) limit = headTimeoutMs;
+    else if (idle === undefined) return;
+    // While the body is still sent, or our client is not reading, the slow side may be ours: the
+    // longer client limit applies (as in the HTTP/1.1 pool).
+    else limit = this.headSeen && !this.paused ? idle : Math.max(CLIENT_STALL_MS, idle);
+    if (now - this.lastActivity < limit) return;
     this.timedOut = true;
     this.stream.close(NGHTTP2_CANCEL);
   }

@@ -275,6 +275,20 @@ describe('h2c pool: failures', () => {
     expect(long.body.toString()).toBe('firstlate');
   });
 
+  it('a client slower than idleTimeoutMs sending its body is not the service timing out', async () => {
+    const service = await h2Service(echo);
+    const body = new PassThrough();
+    const sent = send(pool(service.url, { timeoutMs: 200 }), '/slow-client', { body, idleTimeoutMs: 200 });
+    for (const part of ['a', 'b', 'c']) {
+      body.write(part);
+      await sleep(350);
+    }
+    body.end();
+    const out = await sent.done;
+    expect(out.error).toBeUndefined();
+    expect(out.body.toString()).toBe('abc');
+  });
+
   it('abort() resets the service stream with CANCEL and the sink hears nothing more', async () => {
     let closed: { rst: number | undefined; aborted: boolean } | undefined;
     const service = await h2Service((stream) => {
