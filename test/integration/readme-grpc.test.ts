@@ -62,7 +62,9 @@ describe('the README grpc-js client', () => {
     // The client's own folder, as a user would have it: the script, orders.proto, node_modules.
     work = mkdtempSync(join(tmpdir(), 'portcullis-readme-grpc-'));
     symlinkSync(join(ROOT, 'node_modules'), join(work, 'node_modules'));
-    writeFileSync(join(work, 'orders.proto'), 'syntax = "proto3";\npackage orders.v1;\nservice Orders { rpc Get (GetRequest) returns (Order); }\nmessage GetRequest { string id = 1; }\nmessage Order { string id = 1; string state = 2; }\n');
+    const proto = /```proto\n([\s\S]*?)```/.exec(README)?.[1];
+    expect(proto, 'the README has orders.proto').toContain('package orders.v1;');
+    writeFileSync(join(work, 'orders.proto'), proto!);
   });
   afterAll(async () => {
     await proxy.close();
