@@ -218,6 +218,16 @@ describe('HTTP/2 abuse: floods and malformed frames are refused, counted, and ev
     });
   }
 
+  it('a WINDOW_UPDATE that overflows the connection window past 2^31-1 (RFC 9113 §6.9.1; CVE-2026-21714 leaked the session): GOAWAY FLOW_CONTROL_ERROR, counted', async () => {
+    const before = await scrape();
+    const c = await raw();
+    await c.ready();
+    c.send(frames.windowUpdate(0, 0x7fffffff), frames.windowUpdate(0, 0x7fffffff));
+    expect(await c.closedWithin(2000)).toBe(true);
+    expect(c.goaway()?.errorCode).toBe(ERROR.FLOW_CONTROL_ERROR);
+    expect(await counted(before, 'h2_protocol')).toBe(1);
+  });
+
   it('window stalling: a client that never opens its window holds a large answer without growing the proxy', async () => {
     const rss0 = rss();
     bigWritten = 0;
@@ -368,6 +378,21 @@ describe('HTTP/2 abuse: floods and malformed frames are refused, counted, and ev
       expect(await counted(before, 'malformed')).toBe(1);
       c.destroy();
     });
+  });
+
+  it('a client that resets its stream with an error code (RST_STREAM PROTOCOL_ERROR, not CANCEL) while it is answered: the proxy lives on', async () => {
+    const { result: c } = await whileServing(async () => {
+      const c = await raw();
+      await c.ready();
+      for (let k = 0; k < 5; k++) c.send(frames.headers(1 + 2 * k, hpack(getFields('/orders/1'))), frames.rstStream(1 + 2 * k, ERROR.PROTOCOL_ERROR));
+      await sleep(100); // (node:http2 counts reset streams against the limit until it has cleaned them up)
+      c.send(frames.headers(11, hpack(getFields())));
+      await answered200(c, 11);
+      return c;
+    });
+    expect(await answered200(c, 11), seen(c)).toBeDefined();
+    expect(proxy.child.exitCode).toBeNull();
+    c.destroy();
   });
 
   it('a GET that says content-length: 0 and then sends DATA (RFC 9113 §8.1.1) ends its connection, counted; the proxy lives on', async () => {
