@@ -6,7 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { constants as h2, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { constants as h2, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -26,6 +26,7 @@ import { ClientConnection } from './exchange/client-connection.ts';
 import { endsWith, Exchange, UNROUTED, type RequestInit } from './exchange/exchange.ts';
 import { Http1Reply } from './exchange/http1-reply.ts';
 import { GrpcReply, H2Reply } from './exchange/h2-reply.ts';
+import { H2Watch } from './exchange/h2-watch.ts';
 import { UpgradeReply } from './exchange/upgrade-reply.ts';
 import { OpenExchanges, type Bound, type CutReason, type Revoked } from './exchange/open-exchanges.ts';
 import type { RelayReply, ReplyEvents } from './exchange/reply.ts';
@@ -126,6 +127,8 @@ export class Proxy implements ReplyEvents<Exchange> {
   /** A client connection's facts, by its TLS socket (HTTP/1.1) or its HTTP/2 session. */
   private readonly connections = new WeakMap<object, ClientConnection>();
   private readonly sessions = new Set<ServerHttp2Session>();
+  /** What each HTTP/2 session's timers and counters need to know of the streams nghttp2 opened (H2Watch). */
+  private readonly watches = new WeakMap<Http2Session, H2Watch>();
   /** The connection whose socket is being handed to the HTTP/2 server right now ('session' is synchronous). */
   private handingOver: ClientConnection | undefined;
   // Gauge bookkeeping: shared listeners, no closure per connection or request.
@@ -295,11 +298,23 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.logger.info({ peer: connection.peerId, code: error.code, detail: error.message }, 'HTTP/2 session ended by a protocol error');
     });
     session.on('frameError', () => this.metrics.badRequests.inc({ reason: 'h2_protocol' }));
-    const idle = this.generation.config.limits.idleTimeout;
-    session.setTimeout(idle, () => {
-      // Idle: no stream open and nothing heard for limits.idleTimeout. An open stream (a quiet
-      // gRPC watch) keeps the connection; its grounds bound it instead.
-      if (connection.openStreams === 0) session.close();
+    const { idleTimeout, headersTimeout } = this.generation.config.limits;
+    const watch = new H2Watch(session, (reason, n) => this.metrics.badRequests.inc({ reason }, n));
+    this.watches.set(session, watch);
+    // Streams nghttp2 refused before we saw them are counted when the peer hangs up; Node's own
+    // 'close' listener on the socket would destroy the session (and its state) first.
+    session.socket.prependOnceListener('close', () => watch.settle());
+    // Re-armed by node:http2 on every stream event, frame and SETTINGS; fires once per quiet
+    // spell, and `setTimeout(ms, cb)` would listen only once: on() keeps the limit for life.
+    const period = Math.min(idleTimeout, headersTimeout);
+    session.setTimeout(period);
+    session.on('timeout', () => {
+      const verdict = watch.quiet(period, idleTimeout, connection.openStreams);
+      // A peer that never finished its preface or header block gets GOAWAY and the socket
+      // closed now (close() would wait on the stream nghttp2 holds open for it).
+      if (verdict === 'timeout') session.destroy();
+      else if (verdict === 'idle') session.close();
+      else session.setTimeout(period);
     });
     if (this.draining) session.close();
   }
@@ -367,6 +382,12 @@ export class Proxy implements ReplyEvents<Exchange> {
     const grpc = isGrpc(headers['content-type']);
     const x = new Exchange(connection, this.generation, grpc ? 'grpc' : 'h2', h2Request(stream, headers, flags), this.accessLog, this.exchangeEnded);
     x.reply = grpc ? new GrpcReply(x, stream, this) : new H2Reply(x, stream, this);
+    // A stream ends in 'error' when nghttp2 resets it (DATA past its content-length, RFC 9113
+    // §8.1.1; REFUSED_STREAM when a Rapid Reset flood is cut, CVE-2023-44487) or its session dies:
+    // with no listener that error would take the whole process down. 'close' follows and cleans up.
+    const watch = this.watches.get(stream.session!)!;
+    stream.on('error', watch.streamError);
+    watch.delivered(stream.id ?? 0);
     this.metrics.requestsInFlight.n++;
     endsWith(x, stream);
     x.malformed = h2Problem(headers);
