@@ -209,11 +209,11 @@ describe('RouteTable: defaultRoute', () => {
 
   it('works with directly constructed RouteConfig values', () => {
     const routes: RouteConfig[] = [
-      { name: 'r', match: { methods: ['GET'], path: '/r/{id}' }, privileged: true, action: 'r.get', resource: 'r:{id}', sensitivity: 'critical', cacheTtl: 500 },
+      { name: 'r', match: { methods: ['GET'], path: '/r/{id}' }, privileged: true, action: 'r.get', resource: 'r:{id}', sensitivity: 'critical', cacheTtl: 500, jsonrpc: false },
     ];
-    const t = new RouteTable(routes, { privileged: false, sensitivity: 'low', action: undefined, resource: undefined, cacheTtl: undefined });
+    const t = new RouteTable(routes, { privileged: false, sensitivity: 'low', action: undefined, resource: undefined, cacheTtl: undefined, jsonrpc: false });
     expect(t.match('GET', '/r/7')).toEqual({
-      route: { name: 'r', privileged: true, action: 'r.get', sensitivity: 'critical', cacheTtlMs: 500, resource: ['r:', 0] },
+      route: { name: 'r', privileged: true, action: 'r.get', sensitivity: 'critical', cacheTtlMs: 500, resource: ['r:', 0], jsonrpc: false },
       resource: 'r:7',
     });
     expect(t.match('GET', '/x')?.route).toMatchObject({ name: 'default', privileged: false });
