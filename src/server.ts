@@ -96,6 +96,9 @@ function h2Options(limits: Config['limits']) {
 
 const H2_FLAGS_END_STREAM = h2.NGHTTP2_FLAG_END_STREAM;
 
+/** Stream errors end only that stream; 'close' follows and ends its exchange (the session's own errors are counted). */
+function ignoreStreamError(): void {}
+
 export interface ProxyOptions {
   readonly generation: Generation;
   readonly identity: IdentityMaterial;
@@ -358,6 +361,9 @@ export class Proxy implements ReplyEvents<Exchange> {
       return;
     }
     connection.openStreams++;
+    // A stream error (nghttp2 refusing it, a session torn down by a flood) is emitted on the
+    // stream: without a listener it would be an uncaught exception that takes the process down.
+    stream.on('error', ignoreStreamError);
     const grpc = isGrpc(headers['content-type']);
     const x = new Exchange(connection, this.generation, grpc ? 'grpc' : 'h2', h2Request(stream, headers, flags), this.accessLog, this.exchangeEnded);
     x.reply = grpc ? new GrpcReply(x, stream, this) : new H2Reply(x, stream, this);
