@@ -168,7 +168,7 @@ describe('RouteTable: trailing slash', () => {
 describe('RouteTable: route fields', () => {
   it('applies schema defaults: privileged true, no cache TTL', () => {
     const t = table([{ name: 'r', match: { path: '/r' }, action: 'r.read', sensitivity: 'high' }]);
-    expect(t.match('GET', '/r')?.route).toEqual({ name: 'r', privileged: true, action: 'r.read', sensitivity: 'high', cacheTtlMs: undefined, resource: [] });
+    expect(t.match('GET', '/r')?.route).toEqual({ name: 'r', privileged: true, action: 'r.read', sensitivity: 'high', cacheTtlMs: undefined, resource: [], jsonrpc: false });
   });
 
   it('a privileged route has no default sensitivity (SPEC step 2); an unprivileged one may omit it', () => {
