@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as h2, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { Duplex } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/schema.ts';
@@ -30,6 +30,7 @@ import { H2Watch } from './exchange/h2-watch.ts';
 import { UpgradeReply } from './exchange/upgrade-reply.ts';
 import { OpenExchanges, type Bound, type CutReason, type Revoked } from './exchange/open-exchanges.ts';
 import type { RelayReply, ReplyEvents } from './exchange/reply.ts';
+import { decideCalls, NOT_JSON, NOT_JSON_RPC, readBody, TOO_LARGE, type CallsOutcome } from './exchange/json-rpc-calls.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HistogramCell } from './telemetry/fast-histogram.ts';
 import type { Logger } from './telemetry/logger.ts';
@@ -466,6 +467,10 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.pass(x, undefined);
       return;
     }
+    if (match.route.jsonrpc) {
+      this.readCalls(x);
+      return;
+    }
     const verdict = generation.authorizer.authorize({
       peer: connection.peer!,
       route: match.route,
@@ -490,6 +495,58 @@ export class Proxy implements ReplyEvents<Exchange> {
     }
   }
 
+  /** SPEC "JSON-RPC and MCP routes": the body first (bounded), then one decision per call. */
+  private readCalls(x: Exchange): void {
+    const { request, connection } = x;
+    const limits = x.generation.config.limits;
+    const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    // The body is not read after any of these refusals: nothing more on this connection can be.
+    const refuseUnread = (denied: Denial): void => {
+      if (x.reply instanceof Http1Reply) x.reply.closeAfter();
+      this.metrics.badRequests.inc({ reason: 'jsonrpc' });
+      this.refuse(x, denied, false);
+    };
+    if (type !== 'application/json') return refuseUnread(NOT_JSON);
+    if (request.body === null || request.bodyLength === undefined || request.bodyLength === 0) return refuseUnread(NOT_JSON_RPC);
+    if (request.bodyLength !== CHUNKED && request.bodyLength > limits.maxJsonRpcBytes) return refuseUnread(TOO_LARGE);
+    if (x.expectsContinue && x.reply instanceof Http1Reply) {
+      // The decision needs the body: peer, path and route have passed, so the client is invited now.
+      x.reply.invite();
+      x.expectsContinue = false;
+    }
+    readBody(request.body, limits.maxJsonRpcBytes, limits.headersTimeout, (result) => {
+      if ('gone' in result) return;
+      if ('refused' in result) return refuseUnread(result.refused);
+      const match = x.match!;
+      const decided = decideCalls(
+        result.body,
+        x.generation.authorizer,
+        match.route,
+        match.resource,
+        { peer: connection.peer!, method: request.method, headers: request.headers, requestId: x.requestId, path: x.upstreamPath, peerAddress: connection.remoteAddress, peerPort: connection.remotePort },
+        x.requestId,
+      );
+      const settle = (outcome: CallsOutcome): void => {
+        if (outcome.allow) {
+          // Byte for byte what the client sent (SPEC): the buffer, never a re-serialisation.
+          x.bufferedBody = result.body;
+          this.pass(x, outcome.verdict);
+          return;
+        }
+        if (!outcome.audited) this.metrics.badRequests.inc({ reason: 'jsonrpc' });
+        this.refuse(x, outcome.denial, outcome.audited, outcome.body === '' ? undefined : outcome.body);
+      };
+      if (decided instanceof Promise) {
+        decided.then(settle, (error: unknown) => {
+          this.logger.error({ err: error, request_id: x.requestId }, 'authorizer failed');
+          this.refuse(x, denial('pdp_unavailable'), false);
+        });
+      } else {
+        settle(decided);
+      }
+    });
+  }
+
   private afterVerdict(x: Exchange, verdict: Verdict): void {
     if (verdict.allow) this.pass(x, verdict);
     // The decision path has written this refusal to the audit log.
@@ -505,13 +562,13 @@ export class Proxy implements ReplyEvents<Exchange> {
   }
 
   /** Answers the exchange with a SPEC denial; `audited` when the decision path logged it already. */
-  private refuse(x: Exchange, denied: Denial, audited: boolean): void {
+  private refuse(x: Exchange, denied: Denial, audited: boolean, body?: string): void {
     if (x.access) x.access.reason = denied.reason;
     if (!audited) this.logRefusal(x.requestId, x.peerId, x.routeName, denied);
     // A client that was not invited to send its body may or may not send it: after the refusal
     // nothing on this connection can be read as the next request.
     if (x.expectsContinue && x.reply instanceof Http1Reply) x.reply.closeAfter();
-    x.reply.deny(denied, x.requestId);
+    x.reply.deny(denied, x.requestId, body);
   }
 
   // ---- forwarding ---------------------------------------------------------------------------
@@ -536,7 +593,9 @@ export class Proxy implements ReplyEvents<Exchange> {
     }
     x.forwardedAt = performance.now();
     const { request } = x;
-    relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), request.body, request.bodyLength, relay, x.protocol === 'grpc'));
+    const buffered = x.bufferedBody;
+    const body = buffered === undefined ? request.body : Readable.from([buffered]);
+    relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), body, buffered === undefined ? request.bodyLength : buffered.length, relay, x.protocol === 'grpc'));
   }
 
   /** An exchange admitted on a grant or posture assertion ends when they do (SPEC "Streams"). */

@@ -70,6 +70,8 @@ const routeBody = {
   // would silently pick a tier (crossFieldRules reports it). An unprivileged route may omit it.
   sensitivity: sensitivity.optional(),
   cacheTtl: duration.optional(),
+  // SPEC "JSON-RPC and MCP routes": the body is read and each call decided on its own.
+  jsonrpc: z.boolean().default(false),
 };
 
 const route = z.strictObject({
@@ -200,6 +202,8 @@ export const configSchema = z
         shutdownTimeout: duration.default(10_000),
         // Node leaves HTTP/2 streams per connection unbounded; SPEC "Protocols and streams" caps them.
         maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+        // A JSON-RPC body is read whole before its calls are decided: at most this many bytes.
+        maxJsonRpcBytes: z.number().int().min(1024).max(16_777_216).default(1_048_576),
       })
       .prefault({}),
   })
@@ -212,6 +216,8 @@ export const configSchema = z
 type Loose = Record<string, unknown>;
 const loose = (value: unknown): Loose => (value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Loose) : {});
 const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
+const RPC_FIELDS = new Set(['rpc.method', 'rpc.name']);
 
 function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: string) => void): void {
   const config = loose(value);
@@ -248,8 +254,14 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
     const captures = new Set([...path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
     // `{**}` is the tail a trailing `/**` matched.
     if (path.endsWith('/**')) captures.add('**');
+    // {rpc.method} and {rpc.name} come from each call's body, on a jsonrpc route only.
+    const rpc = r.jsonrpc === true;
     for (const ref of (str(r.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
-      if (!captures.has(ref[1])) report(['routes', index, 'resource'], `"{${ref[1]}}" is not captured by match.path`);
+      if (rpc && RPC_FIELDS.has(ref[1]!)) continue;
+      if (!captures.has(ref[1])) report(['routes', index, 'resource'], RPC_FIELDS.has(ref[1]!) ? `"{${ref[1]}}" needs jsonrpc: true` : `"{${ref[1]}}" is not captured by match.path`);
+    }
+    for (const ref of (str(r.action) ?? '').matchAll(/\{([^}]*)\}/g)) {
+      if (!(rpc && RPC_FIELDS.has(ref[1]!))) report(['routes', index, 'action'], RPC_FIELDS.has(ref[1]!) ? `"{${ref[1]}}" needs jsonrpc: true` : `"{${ref[1]}}": an action takes only {rpc.method} and {rpc.name}, on a jsonrpc route`);
     }
   });
   if (config.defaultRoute !== undefined && config.defaultRoute !== 'deny') {

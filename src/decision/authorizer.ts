@@ -17,6 +17,8 @@ export interface RequestFacts {
   readonly path: string;
   readonly peerAddress: string;
   readonly peerPort: number;
+  /** On a JSON-RPC route, the call this decision is for (the audit log names it). */
+  readonly rpc?: { readonly method: string; readonly name: string; readonly id: string | number | null | undefined };
 }
 
 /**

@@ -245,6 +245,7 @@ export class DecisionPath implements Authorizer {
       posture_tier: posture?.tier,
       latency_ms: seconds * 1000,
       pdp_detail: detail,
+      ...(facts.rpc ? { rpc_method: facts.rpc.method, rpc_name: facts.rpc.name, rpc_id: facts.rpc.id ?? null } : {}),
     });
     if (reason) return deniedVerdict(reason);
     if (!grant && !posture) return ALLOW_NO_GROUNDS;

@@ -13,6 +13,8 @@ export interface Route {
   readonly cacheTtlMs: number | undefined;
   /** Resource template parts: literals and capture indexes (TAIL: what `/**` matched). */
   readonly resource: readonly (string | number)[];
+  /** SPEC "JSON-RPC and MCP routes": action and resource carry `{rpc.method}` / `{rpc.name}`, filled per call. */
+  readonly jsonrpc: boolean;
 }
 
 export interface RouteMatch {
@@ -55,6 +57,7 @@ function toRoute(name: string, body: RouteBody, captureNames: readonly string[])
     sensitivity: body.sensitivity ?? 'low',
     cacheTtlMs: body.cacheTtl,
     resource: compileResource(body.resource, captureNames),
+    jsonrpc: body.jsonrpc,
   };
 }
 

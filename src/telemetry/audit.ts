@@ -22,6 +22,10 @@ export interface AuditRecord {
   readonly latency_ms: number;
   /** The PDP's own reason (rule id, OPA reason), for the security team only. */
   readonly pdp_detail?: string | undefined;
+  /** On a JSON-RPC route: the call decided (null id: a notification or a null id). */
+  readonly rpc_method?: string;
+  readonly rpc_name?: string;
+  readonly rpc_id?: string | number | null;
 }
 
 /** SPEC "Audit log": one line per stream cut. */

@@ -172,7 +172,7 @@ ${UPSTREAM}${PDP}`);
 
   it('accepts a defaultRoute object', () => {
     const config = load(`${MINIMAL}defaultRoute: { action: service.any, resource: service, sensitivity: low }\n`);
-    expect(config.defaultRoute).toEqual({ privileged: true, action: 'service.any', resource: 'service', sensitivity: 'low' });
+    expect(config.defaultRoute).toEqual({ privileged: true, action: 'service.any', resource: 'service', sensitivity: 'low', jsonrpc: false });
   });
 
   it.each(['127.0.0.1', '127.1.2.3', 'localhost', '::1'])('accepts loopback admin address %s', (address) => {
