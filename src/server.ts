@@ -454,6 +454,7 @@ export class Proxy implements ReplyEvents<Exchange> {
       path: x.upstreamPath,
       peerAddress: connection.remoteAddress,
       peerPort: connection.remotePort,
+      protocol: x.protocol,
     });
     if (verdict instanceof Promise) {
       verdict.then(

@@ -62,7 +62,7 @@ function decisionPath(pdp: Pdp = policy): { path: DecisionPath; metrics: ReturnT
 }
 
 function facts(headers: Record<string, string>, sensitivity: Sensitivity = 'medium'): RequestFacts {
-  const route: Route = { name: `refund-${sensitivity}`, privileged: true, action: 'orders.refund', sensitivity, cacheTtlMs: undefined, resource: ['order:42'] };
+  const route: Route = { name: `refund-${sensitivity}`, privileged: true, action: 'orders.refund', sensitivity, cacheTtlMs: undefined, mode: 'enforce', resource: ['order:42'] };
   return { peer, route, resource: 'order:42', method: 'POST', headers, requestId: 'r', path: '/orders/42/refund', peerAddress: '127.0.0.1', peerPort: 1 };
 }
 
