@@ -172,6 +172,23 @@ describe('mode: shadow', () => {
     expect(await metric(proxy, 'portcullis_shadow_denials_total')).toBe(total);
   });
 
+  it('GET /admin/cache: per route entries, hits, misses, hit ratio, mode, and the bound of each stored allow', async () => {
+    const g = await grant();
+    const p = await posture();
+    const before = await metric(proxy, 'portcullis_cache_ttl_bound_total', { route: 'refund', bound: 'allow_ttl' });
+    // allowTtl 30 s is below the grant's 10 min and the posture's maxAge 60 s: allow_ttl bounds it.
+    expect((await call(asSupport, '/orders/5/refund', { grant: g, posture: p })).status).toBe(200);
+    expect((await call(asSupport, '/orders/5/refund', { grant: g, posture: p })).status).toBe(200);
+    const { status, json } = await admin(proxy, 'GET', '/admin/cache');
+    expect(status).toBe(200);
+    const routesSeen = json.routes as { route: string; mode: string; entries: number; hits: number; misses: number; hitRatio: number; bounds: Record<string, number> }[];
+    expect(routesSeen.map((r) => [r.route, r.mode])).toEqual([['refund-shadow', 'shadow'], ['void-shadow', 'shadow'], ['refund', 'enforce']]);
+    const refund = routesSeen.find((r) => r.route === 'refund')!;
+    expect(refund).toMatchObject({ entries: 2, hits: 1, misses: 2, bounds: { pdp: 0, allow_ttl: 1, route_ttl: 0, grant_exp: 0, posture: 0 } });
+    expect(refund.hitRatio).toBeCloseTo(1 / 3);
+    expect(await metric(proxy, 'portcullis_cache_ttl_bound_total', { route: 'refund', bound: 'allow_ttl' })).toBe(before + 1);
+  });
+
   it('a reload moves a route to enforce and back; a deny cached under shadow is never forwarded on enforce', async () => {
     const g = await grant();
     const p = await posture('medium');
