@@ -3,6 +3,7 @@
 // in portcullis_shadow_denials_total. Real mTLS peers, real signed tokens, the embedded PDP, a
 // real upstream; the same policy behind an enforce route still refuses; peer, path and route
 // refusals are never shadowed; a reload moves a route between modes.
+import { connect as h2connect } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from 'undici';
 import { mintPosture } from '../../src/cli/mint.ts';
@@ -66,6 +67,7 @@ describe('mode: shadow', () => {
   let postureKey: IssuerKey;
   let asSupport: Agent;
   let asOutsider: Agent;
+  let support: Awaited<ReturnType<Pki['ca']['svid']>>;
 
   const grant = (c: GrantClaims = {}): Promise<string> => signToken(grantClaims(c), { key: jit.key, kid: jit.kid });
   const posture = (trust = 'high'): Promise<string> => mintPosture({ key: postureKey.key, kid: postureKey.kid, iss: POSTURE_ISS, sub: SUPPORT_ID, trust, ttl: '10m' });
@@ -88,7 +90,8 @@ describe('mode: shadow', () => {
     pki.write('posture-jwks.json', postureKey.jwks);
     pki.write('policy.yaml', POLICY);
     proxy = await startProxy(pki, configYaml(pki, upstream.url, routes('shadow')), { audit });
-    asSupport = clientAgent(pki.ca.bundlePem, await pki.ca.svid('/ns/prod/sa/support-bot'));
+    support = await pki.ca.svid('/ns/prod/sa/support-bot');
+    asSupport = clientAgent(pki.ca.bundlePem, support);
     asOutsider = clientAgent(pki.ca.bundlePem, await pki.ca.svid('/ns/dev/sa/scraper'));
   });
   afterAll(async () => {
@@ -133,6 +136,28 @@ describe('mode: shadow', () => {
     expect(await shadowCount(route, reason)).toBe(before + 1);
     const line = audit.records.find((r) => r.request_id === requestId);
     expect(line).toMatchObject({ decision: 'deny', reason, route, mode: 'shadow', protocol: 'http1' });
+  });
+
+  it('over HTTP/2 too: the would-be denial is forwarded and its audit line says protocol h2', async () => {
+    const before = await shadowCount('refund-shadow', 'grant_required');
+    const requestId = newJti('shadow-h2');
+    const session = h2connect(`https://localhost:${proxy.proxyPort}`, { ca: pki.ca.bundlePem, cert: support.certPem, key: support.keyPem, servername: 'localhost' });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/shadow/orders/1/refund', 'x-request-id': requestId, 'x-device-posture': 'unused' });
+        let code = 0;
+        stream.on('response', (headers) => (code = Number(headers[':status'])));
+        stream.on('error', reject);
+        stream.on('end', () => resolve(code));
+        stream.resume();
+        stream.end();
+      });
+      expect(status).toBe(200);
+    } finally {
+      session.close();
+    }
+    expect(await shadowCount('refund-shadow', 'grant_required')).toBe(before + 1);
+    expect(audit.records.find((r) => r.request_id === requestId)).toMatchObject({ decision: 'deny', reason: 'grant_required', mode: 'shadow', protocol: 'h2' });
   });
 
   it('an allowed request on a shadow route is forwarded with its grant named, and not counted', async () => {
