@@ -13,7 +13,8 @@ exit: 0 stopped cleanly, 1 bad config or failed to start, 2 usage
 `,
   check: `usage: portcullis check --config FILE [--offline] [--format text|json]
   Validates the config and policy: one line per problem (file:line: key.path: what is wrong),
-  then a "warning:" line per privileged route whose sensitivity tier demands no grant.
+  then a "warning:" line per privileged route whose sensitivity tier demands no grant. With
+  pdp.policyTests, also runs those policy test cases (a failing case is a problem at its line).
   --config, -c FILE   the config file
   --offline           check the schema, the cross-field rules and the embedded policy file
                       (pdp.policyFile is config), without reading the SVID, key, bundle or JWKS
