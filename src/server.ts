@@ -481,6 +481,7 @@ export class Proxy implements ReplyEvents<Exchange> {
       path: x.upstreamPath,
       peerAddress: connection.remoteAddress,
       peerPort: connection.remotePort,
+      protocol: x.protocol,
     });
     if (verdict instanceof Promise) {
       verdict.then(
@@ -523,7 +524,7 @@ export class Proxy implements ReplyEvents<Exchange> {
         x.generation.authorizer,
         match.route,
         match.resource,
-        { peer: connection.peer!, method: request.method, headers: request.headers, requestId: x.requestId, path: x.upstreamPath, peerAddress: connection.remoteAddress, peerPort: connection.remotePort },
+        { peer: connection.peer!, method: request.method, headers: request.headers, requestId: x.requestId, path: x.upstreamPath, peerAddress: connection.remoteAddress, peerPort: connection.remotePort, protocol: x.protocol },
         x.requestId,
       );
       const settle = (outcome: CallsOutcome): void => {

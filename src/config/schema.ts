@@ -72,6 +72,12 @@ const routeBody = {
   cacheTtl: duration.optional(),
   // SPEC "JSON-RPC and MCP routes": the body is read and each call decided on its own.
   jsonrpc: z.boolean().default(false),
+  // SPEC step 8. A wrong value passes through here (catch keeps the input) so that crossFieldRules
+  // can report it naming the route, which a field-level message cannot.
+  mode: z
+    .enum(['enforce', 'shadow'])
+    .catch((ctx) => ctx.input as 'enforce')
+    .default('enforce'),
 };
 
 const route = z.strictObject({
@@ -147,6 +153,9 @@ export const configSchema = z
       .strictObject({
         kind: z.enum(['embedded', 'authzen', 'opa', 'ext-authz']).default('embedded'),
         policyFile: nonEmpty.optional(),
+        // Policy test cases (SPEC "Policy tests"), relative to the config file: `portcullis check`
+        // runs them against policyFile and fails on any case that fails.
+        policyTests: nonEmpty.optional(),
         url: z.url({ protocol: /^https?$/ }).optional(),
         address: nonEmpty.optional(),
         // At most 10 s: the decision-duration histogram's buckets end there, and a PDP slower than
@@ -250,6 +259,7 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
     }
     if (r.privileged !== false && r.action === undefined) report(['routes', index, 'action'], 'required for a privileged route');
     if (r.privileged !== false && r.sensitivity === undefined) report(['routes', index, 'sensitivity'], 'required for a privileged route');
+    checkMode(r.mode, name === undefined ? `routes[${index}]` : `route "${name}"`, (message) => report(['routes', index, 'mode'], message));
     const path = str(loose(r.match).path) ?? '';
     const captures = new Set([...path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
     // `{**}` is the tail a trailing `/**` matched.
@@ -268,12 +278,14 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
     const fallback = loose(config.defaultRoute);
     if (fallback.privileged !== false && fallback.action === undefined) report(['defaultRoute', 'action'], 'required for a privileged route');
     if (fallback.privileged !== false && fallback.sensitivity === undefined) report(['defaultRoute', 'sensitivity'], 'required for a privileged route');
+    checkMode(fallback.mode, 'defaultRoute', (message) => report(['defaultRoute', 'mode'], message));
     // The default route has no match.path, so a `{capture}` would always render empty.
     for (const ref of (str(fallback.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
       report(['defaultRoute', 'resource'], `"{${ref[1]}}" cannot be used: defaultRoute has no match.path to capture from`);
     }
   }
   const pdp = loose(config.pdp);
+  if (pdp.policyTests !== undefined && (pdp.kind ?? 'embedded') !== 'embedded') report(['pdp', 'policyTests'], 'policy tests run against the embedded policy only (pdp.kind: embedded)');
   if (pdp.kind === 'embedded' && pdp.policyFile === undefined) report(['pdp', 'policyFile'], 'required when pdp.kind is "embedded"');
   if ((pdp.kind === 'authzen' || pdp.kind === 'opa') && pdp.url === undefined) report(['pdp', 'url'], `required when pdp.kind is "${pdp.kind}"`);
   if (pdp.kind === 'ext-authz' && pdp.address === undefined) report(['pdp', 'address'], 'required when pdp.kind is "ext-authz"');
@@ -282,6 +294,12 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
   if (admin.allowNonLoopback !== true && address !== undefined && !isLoopback(address)) {
     report(['admin', 'address'], `"${address}" is not loopback; set admin.allowNonLoopback: true to expose the admin API`);
   }
+}
+
+function checkMode(mode: unknown, route: string, report: (message: string) => void): void {
+  if (mode === undefined || mode === 'enforce' || mode === 'shadow') return;
+  const got = typeof mode === 'string' ? JSON.stringify(mode) : describe(mode);
+  report(`${route}: mode must be "enforce" or "shadow", got ${got}`);
 }
 
 export function isLoopback(address: string): boolean {

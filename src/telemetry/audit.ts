@@ -26,6 +26,10 @@ export interface AuditRecord {
   readonly rpc_method?: string;
   readonly rpc_name?: string;
   readonly rpc_id?: string | number | null;
+  /** The route's mode (SPEC step 8): on `shadow` a deny was forwarded all the same. */
+  readonly mode: 'enforce' | 'shadow';
+  /** http1, h2 or grpc, when the caller of the decision path said (the proxy always does). */
+  readonly protocol?: string | undefined;
 }
 
 /** SPEC "Audit log": one line per stream cut. */

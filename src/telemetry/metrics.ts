@@ -59,6 +59,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     cacheEntries: new Gauge({ name: 'portcullis_cache_entries', help: 'Entries in the decision cache.', registers }),
     cacheHits: batchedCounter({ name: 'portcullis_cache_hits_total', help: 'Decision cache hits.', labelNames: [], registers }),
     cacheMisses: batchedCounter({ name: 'portcullis_cache_misses_total', help: 'Decision cache misses.', labelNames: [], registers }),
+    // SPEC step 8: requests a `mode: shadow` route forwarded although the decision was a deny.
+    shadowDenials: batchedCounter({ name: 'portcullis_shadow_denials_total', help: 'Requests on mode: shadow routes that the decision denied and the proxy forwarded anyway, by route and deny reason.', labelNames: ['route', 'reason'], registers }),
+    // SPEC step 4: which of min(PDP ttl, allowTtl, route cacheTtl, grant exp, posture expiry) set a cached allow's lifetime.
+    cacheTtlBound: batchedCounter({ name: 'portcullis_cache_ttl_bound_total', help: 'Allows stored in the decision cache, by route and the bound that set their lifetime (pdp, allow_ttl, route_ttl, grant_exp, posture).', labelNames: ['route', 'bound'], registers }),
     cacheEvictions: new Counter({ name: 'portcullis_cache_evictions_total', help: 'Decision cache entries evicted to stay within maxEntries.', registers }),
     grantExpired: new Counter({ name: 'portcullis_grant_expired_total', help: 'Requests refused because the grant had expired.', registers }),
     revocations: new Counter({ name: 'portcullis_revocations_total', help: 'Revocations received on the admin API.', registers }),
