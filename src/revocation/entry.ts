@@ -64,9 +64,9 @@ export function parseEntry(fields: Readonly<Record<string, unknown>>, strict = f
   if (fields.jti === undefined && fields.sub === undefined && fields.posture_sub === undefined) return bad('no jti, sub or posture_sub field');
   let jti: string | undefined;
   if (fields.jti !== undefined) {
+    if (typeof fields.jti !== 'string' || fields.jti === '') return bad('jti: expected a non-empty string');
     const value = text('jti', fields.jti);
     if (typeof value === 'object') return value;
-    if (value === '') return bad('jti: must not be empty');
     jti = value;
   }
   let sub: string | undefined;

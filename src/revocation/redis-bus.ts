@@ -57,6 +57,11 @@ function messagesOf(reply: unknown): StreamMessage[] {
   return out;
 }
 
+/** Stream fields as one comparable string (field order as written). */
+function fieldsKey(fields: Record<string, string>): string {
+  return JSON.stringify(Object.entries(fields).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 export class RedisRevocationBus {
   private readonly o: RedisBusOptions;
   private readonly pageSize: number;
@@ -79,6 +84,11 @@ export class RedisRevocationBus {
   state: BusState = 'connecting';
   /** Ids this sidecar published and applied itself: the reader skips them once. */
   private readonly appliedHere = new Set<string>();
+  /**
+   * Entries this sidecar is publishing: the reader may see one before XADD's own answer arrives
+   * (they are two connections); it then leaves it to the publisher (origin admin, applied once).
+   */
+  private readonly publishing: { readonly key: string; taken: boolean }[] = [];
 
   constructor(options: RedisBusOptions) {
     this.o = options;
@@ -136,9 +146,12 @@ export class RedisRevocationBus {
    */
   async publish(entry: RevocationEntry): Promise<string> {
     const writer = await this.writerConnection();
+    const fields = entryFields(entry);
+    const mine = { key: fieldsKey(fields), taken: false };
+    this.publishing.push(mine);
     try {
-      const id = await writer.xAdd(this.o.stream, '*', entryFields(entry), { TRIM: { strategy: 'MINID', strategyModifier: '~', threshold: Date.now() - this.o.retainMs } });
-      this.appliedHere.add(id);
+      const id = await writer.xAdd(this.o.stream, '*', fields, { TRIM: { strategy: 'MINID', strategyModifier: '~', threshold: Date.now() - this.o.retainMs } });
+      if (!mine.taken) this.appliedHere.add(id);
       // Bounded: an id is removed when the reader sees it; a reader that is down long sees a gap anyway.
       if (this.appliedHere.size > 10_000) this.appliedHere.delete(this.appliedHere.values().next().value!);
       return id;
@@ -146,6 +159,8 @@ export class RedisRevocationBus {
       dropConnection(writer);
       if (this.writer === writer) this.writer = undefined;
       throw new Error(scrub(describeError(error), this.o));
+    } finally {
+      this.publishing.splice(this.publishing.indexOf(mine), 1);
     }
   }
 
@@ -273,6 +288,15 @@ export class RedisRevocationBus {
       this.o.metrics.revocationBusSkipped.inc();
       this.o.logger.warn({ stream: this.o.stream, entry_id: message.id, detail: parsed.ok ? 'not a stream id' : parsed.problem }, 'revocation bus: malformed entry skipped');
       return;
+    }
+    if (this.publishing.length > 0) {
+      // This sidecar's own publish, seen before XADD answered: the publisher applies it.
+      const key = fieldsKey(message.message);
+      const mine = this.publishing.find((p) => !p.taken && p.key === key);
+      if (mine) {
+        mine.taken = true;
+        return;
+      }
     }
     this.o.onEntry(parsed.entry, message.id, atMs, live);
   }
