@@ -158,7 +158,7 @@ export class RedisRevocationBus {
     } catch (error) {
       dropConnection(writer);
       if (this.writer === writer) this.writer = undefined;
-      throw new Error(scrub(describeError(error), this.o));
+      throw new Error(scrub(describeError(error), this.o), { cause: error });
     } finally {
       this.publishing.splice(this.publishing.indexOf(mine), 1);
     }

@@ -21,7 +21,7 @@ export function readPasswordFile(file: string): string {
   try {
     return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
   } catch (error) {
-    throw new Error(`revocation.passwordFile: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new Error(`revocation.passwordFile: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
   }
 }
 
@@ -68,7 +68,7 @@ export async function connectRedis(settings: RedisSettings, name: string): Promi
     return client;
   } catch (error) {
     client.destroy();
-    throw new Error(scrub(describeError(error), settings));
+    throw new Error(scrub(describeError(error), settings), { cause: error });
   }
 }
 
