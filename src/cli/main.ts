@@ -184,6 +184,18 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${await mintPosture({ key: readPrivateKey(v.key!), iss: v.iss!, sub: v.sub!, trust: v.trust!, ttl: v.ttl!, kid: v.kid })}\n`);
       return;
     }
+    case 'revoke': {
+      const v = flags('revoke', rest, { config: { type: 'string', short: 'c' }, jti: { type: 'string' }, sub: { type: 'string' }, 'posture-sub': { type: 'string' }, reason: { type: 'string' } });
+      const file = required('revoke', v.config, '--config FILE');
+      const named = [v.jti, v.sub, v['posture-sub']].filter((x) => x !== undefined).length;
+      if (named !== 1) throw new UsageError('revoke: expected exactly one of --jti ID, --sub SPIFFE_ID, --posture-sub SPIFFE_ID', 'revoke');
+      const { revoke } = await import('./revoke.ts');
+      const result = await revoke(file, { jti: v.jti, sub: v.sub, postureSub: v['posture-sub'], reason: v.reason });
+      process.stdout.write(result.stdout);
+      process.stderr.write(result.stderr);
+      process.exitCode = result.code;
+      return;
+    }
     case '--version':
     case '-v':
     case 'version':

@@ -55,6 +55,17 @@ exit: 0 printed, 1 unreadable key or bad value, 2 usage
   Prints the SPIFFE ID, expiry, SHA-256 and chain of an X509-SVID; with --bundle, verifies it.
 exit: 0 valid, 1 names the rule it breaks, 2 usage
 `,
+  revoke: `usage: portcullis revoke --config FILE (--jti ID | --sub SPIFFE_ID | --posture-sub SPIFFE_ID) [--reason TEXT]
+  Revokes fleet-wide: with revocation.source redis it adds the entry to the stream (XADD,
+  trimmed to revocation.retain; every sidecar applies it); with local, it calls the admin API
+  named in the config. Prints what was revoked and the entry id.
+  --config, -c FILE       the config file (its revocation and admin keys are used)
+  --jti ID                a grant (every grant with this jti)
+  --sub SPIFFE_ID         every grant issued to this subject so far
+  --posture-sub SPIFFE_ID every posture assertion of this peer issued so far
+  --reason TEXT           kept in the entry and in every sidecar's audit line
+exit: 0 revoked, 1 names the problem (bus or admin API unreachable, bad ID, bad config), 2 usage
+`,
 };
 
 /** Commands with subcommands: `portcullis grant --help` lists them. */
@@ -67,6 +78,7 @@ export const USAGE = `usage: portcullis COMMAND [options]   (portcullis COMMAND 
   portcullis dev-pki --out DIR --trust-domain TD --workload NAME...   a throwaway PKI for your own service
   portcullis svid inspect FILE.pem [--bundle FILE.pem [--trust-domain TD]]
   portcullis grant mint --key PEM --iss URL --sub SPIFFE_ID --aud SPIFFE_ID --scope "a b" --ttl 5m [...]
+  portcullis revoke --config FILE (--jti ID | --sub SPIFFE_ID | --posture-sub SPIFFE_ID) [--reason TEXT]
   portcullis posture mint --key PEM --iss URL --sub SPIFFE_ID --trust low|medium|high --ttl 5m [...]
   portcullis --version
 exit codes: 0 ok, 1 failure (bad config, command failed), 2 usage (unknown command or flag, missing argument)

@@ -4,7 +4,8 @@
 // sidecar that (re)starts reads the whole stream; CLIENT KILL and a Redis restart lose nothing
 // that was published; a bus not read for maxStaleness fails closed and recovers by itself;
 // malformed entries are skipped and counted.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { MAIN } from '../support/child-proxy.ts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Agent } from 'undici';
 import { request } from 'undici';
@@ -41,6 +42,15 @@ async function until(what: string, check: () => Promise<boolean> | boolean, time
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
+}
+
+/** Runs `portcullis ARGS`; never throws: the exit code is part of the answer. */
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { encoding: 'utf8' }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
 }
 
 function percentile(values: number[], p: number): number {
@@ -328,5 +338,52 @@ revocation: { source: redis, url: "${redis.url}", stream: "${stream}", maxStalen
     for (const { instance } of [a, b]) expect(await post(instance, { 'x-device-posture': renewed })).toEqual({ status: 200, reason: undefined });
     expect(b.audit.revocations.at(-1)).toMatchObject({ posture_sub: SUPPORT_ID, reason: 'device-lost', origin: 'bus' });
     for (const { instance } of [a, b]) await stopSidecar(instance);
+  });
+
+  it('portcullis revoke: redis → XADD (every sidecar applies it), local → the admin API; bad IDs and an unreachable bus exit 1 naming them; usage exit 2', async () => {
+    const stream = `s-${newJti('cli')}`;
+    const fleet = await Promise.all(['a', 'b'].map((n) => sidecar(`cli-${n}.yaml`, busYaml(stream))));
+    for (const { instance } of fleet) await until('ready', async () => (await ready(instance)) === 200);
+    // The CLI reads the same config a sidecar runs with (only its revocation and admin keys matter).
+    const busConfig = pki.write('cli-bus.yaml', busYaml(stream));
+    const jti = newJti('cli-bus');
+    const token = await grant({ jti });
+    for (const { instance } of fleet) expect(await post(instance, { 'x-jit-grant': token })).toEqual({ status: 200, reason: undefined });
+    const done = await cli(['revoke', '--config', busConfig, '--jti', jti, '--reason', 'incident-42']);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toMatch(new RegExp(`^revoked jti ${jti}: entry \\d+-\\d+ on redis://127\\.0\\.0\\.1:${redis.port} stream ${stream}`));
+    for (const { instance, audit } of fleet) {
+      await until('applied', () => instance.shared.revocations.holds('jti', jti), 2_000);
+      expect(await post(instance, { 'x-jit-grant': token })).toEqual({ status: 403, reason: 'grant_revoked' });
+      expect(audit.revocations.at(-1)).toMatchObject({ jti, reason: 'incident-42', origin: 'bus', by: expect.stringMatching(/^portcullis revoke \(/) });
+    }
+    const posture = await cli(['revoke', '--config', busConfig, '--posture-sub', SUPPORT_ID]);
+    expect([posture.code, posture.stdout]).toEqual([0, expect.stringMatching(new RegExp(`^revoked posture_sub ${SUPPORT_ID}: entry `))]);
+    expect(await cli(['revoke', '--config', busConfig, '--sub', 'spiffe://example.org/ns//x'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^revoke: --sub: /) });
+    expect(await cli(['revoke', '--config', busConfig, '--jti', 'a', '--sub', SUPPORT_ID])).toMatchObject({ code: 2, stderr: expect.stringMatching(/exactly one of/) });
+    expect(await cli(['revoke', '--config', busConfig])).toMatchObject({ code: 2 });
+    const help = await cli(['revoke', '--help']);
+    expect([help.code, help.stdout]).toEqual([0, expect.stringMatching(/^usage: portcullis revoke --config FILE \(--jti ID/)]);
+    // A bus that cannot be reached, with a password in its URL: exit 1 naming it, the password never printed.
+    const down = pki.write('cli-down.yaml', busYaml(stream).replace(redis.url, 'redis://ops:s3cr3t-pw@127.0.0.1:1'));
+    const unreachable = await cli(['revoke', '--config', down, '--jti', 'x']);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/^revoke: revocation bus unreachable \(redis:\/\/ops:\*\*\*@127\.0\.0\.1:1 stream /);
+    expect(unreachable.stderr).not.toContain('s3cr3t-pw');
+    for (const { instance } of fleet) await stopSidecar(instance);
+
+    // revocation.source local: the admin API named in the config.
+    const local = await sidecar('cli-local.yaml', configYaml(pki, upstream.url, `${ROUTES}grants: { issuers: [{ issuer: "${JIT_ISS}", jwksFile: jit-jwks.json }] }\n`));
+    const localConfig = pki.write('cli-local-admin.yaml', configYaml(pki, upstream.url, ROUTES).replace('admin: { address: 127.0.0.1, port: 0 }', `admin: { address: 127.0.0.1, port: ${local.instance.adminPort} }`));
+    const localJti = newJti('cli-local');
+    const localToken = await grant({ jti: localJti });
+    expect(await post(local.instance, { 'x-jit-grant': localToken })).toEqual({ status: 200, reason: undefined });
+    const viaAdmin = await cli(['revoke', '--config', localConfig, '--jti', localJti, '--reason', 'done']);
+    expect(viaAdmin).toMatchObject({ code: 0, stdout: expect.stringMatching(new RegExp(`^revoked jti ${localJti}: entry \\d+-\\d+ on this sidecar's admin API`)) });
+    expect(await post(local.instance, { 'x-jit-grant': localToken })).toEqual({ status: 403, reason: 'grant_revoked' });
+    expect(local.audit.revocations.at(-1)).toMatchObject({ jti: localJti, reason: 'done', origin: 'admin' });
+    await stopSidecar(local.instance);
+    const gone = await cli(['revoke', '--config', localConfig, '--jti', 'y']);
+    expect(gone).toMatchObject({ code: 1, stderr: expect.stringMatching(/^revoke: admin API unreachable at http:\/\/127\.0\.0\.1:\d+\/admin\/revoke: ECONNREFUSED/) });
   });
 });
