@@ -34,10 +34,10 @@ export function redactUrl(url: string): string {
 export function scrub(message: string, settings: RedisSettings): string {
   let text = message;
   const inUrl = /^rediss?:\/\/[^:@/]*:([^@/]*)@/.exec(settings.url)?.[1];
-  for (const secret of [inUrl, inUrl ? safeDecode(inUrl) : undefined, settings.password]) {
+  for (const secret of [inUrl, inUrl ? safeDecode(inUrl) : undefined, settings.password, settings.password !== undefined ? encodeURIComponent(settings.password) : undefined]) {
     if (secret) text = text.split(secret).join('***');
   }
-  return text.split(settings.url).join(redactUrl(settings.url));
+  return text.split(settings.url).join(redactUrl(settings.url)).split(withPassword(settings)).join(redactUrl(settings.url));
 }
 
 function safeDecode(text: string): string {
@@ -48,17 +48,29 @@ function safeDecode(text: string): string {
   }
 }
 
+/**
+ * The URL to connect with: node-redis reads the ACL user from the URL and then ignores a
+ * separate `password` option (the AUTH fails), so passwordFile's password goes into the URL.
+ */
+function withPassword(settings: RedisSettings): string {
+  if (settings.password === undefined) return settings.url;
+  const url = new URL(settings.url);
+  url.password = encodeURIComponent(settings.password);
+  return url.toString();
+}
+
 /** A connected client, or a thrown error (scrubbed) when Redis cannot be reached within the timeout. */
 export async function connectRedis(settings: RedisSettings, name: string): Promise<RedisConnection> {
   const client = createClient({
-    url: settings.url,
-    ...(settings.password !== undefined ? { password: settings.password } : {}),
+    url: withPassword(settings),
     name,
     disableOfflineQueue: true,
     socket: { connectTimeout: settings.connectTimeoutMs, reconnectStrategy: false, keepAlive: true },
   });
-  // An 'error' event with no listener would crash the process; the command that failed says why.
-  client.on('error', () => undefined);
+  // An 'error' event with no listener would crash the process. A refused AUTH is only told
+  // here (connect() then says "The client is closed"), so the last one is kept to say why.
+  let lastError: unknown;
+  client.on('error', (error: unknown) => (lastError = error));
   const timer = new Promise<never>((_, reject) => {
     const t = setTimeout(() => reject(new Error(`no answer from ${redactUrl(settings.url)} within ${settings.connectTimeoutMs}ms`)), settings.connectTimeoutMs + 500);
     t.unref();
@@ -67,8 +79,10 @@ export async function connectRedis(settings: RedisSettings, name: string): Promi
     await Promise.race([client.connect(), timer]);
     return client;
   } catch (error) {
-    client.destroy();
-    throw new Error(scrub(describeError(error), settings), { cause: error });
+    // destroy() throws on a client that already closed itself (a refused AUTH does that).
+    dropConnection(client);
+    const why = describeError(error instanceof Error && error.message ? error : (lastError ?? error));
+    throw new Error(scrub(why, settings), { cause: error });
   }
 }
 

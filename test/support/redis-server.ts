@@ -35,7 +35,8 @@ export interface RedisServer {
   close(): Promise<void>;
 }
 
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+/** `auth`: the ACL user the test's own clients (and the readiness probe) log in as. */
+export async function startRedis(extraArgs: string[] = [], auth: { username?: string; password?: string } = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-redis-'));
   let child: ChildProcess | undefined;
@@ -46,7 +47,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   async function waitForPong(): Promise<void> {
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const probe = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 500 } });
+      const probe = createClient({ url, ...auth, socket: { reconnectStrategy: false, connectTimeout: 500 } });
       probe.on('error', () => undefined);
       try {
         await probe.connect();
@@ -66,7 +67,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
     port,
     url,
     async client() {
-      const c = createClient({ url, socket: { reconnectStrategy: 50 } });
+      const c = createClient({ url, ...auth, socket: { reconnectStrategy: 50 } });
       c.on('error', () => undefined);
       await c.connect();
       clients.push(c);
@@ -92,7 +93,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
     },
     async restart(options = {}) {
       if (options.keepData) {
-        const c = createClient({ url, socket: { reconnectStrategy: false } });
+        const c = createClient({ url, ...auth, socket: { reconnectStrategy: false } });
         c.on('error', () => undefined);
         await c.connect();
         await c.sendCommand(['SAVE']);
