@@ -1,7 +1,7 @@
 // The config schema (SPEC "Config file"): the single source of truth for keys, defaults and
 // the messages a user sees. Every object is strict: an unknown key is an error, not ignored.
 import { z } from 'zod';
-import { parseDuration } from './duration.ts';
+import { formatDuration, parseDuration } from './duration.ts';
 import { parseSpiffeId, parseTrustDomain, SpiffeIdError } from '../identity/spiffe-id.ts';
 import { isBadPath, normaliseTarget } from '../routing/normalise-path.ts';
 
@@ -309,10 +309,12 @@ function revocationRules(config: Loose, report: (path: PropertyKey[], message: s
   const url = str(revocation.url);
   if (revocation.url === undefined) report(['revocation', 'url'], 'required when revocation.source is "redis"');
   else if (url !== undefined && !/^rediss?:\/\/[^/?#]/.test(url)) report(['revocation', 'url'], 'expected "redis://host:port/db" or "rediss://host:port/db" (TLS)');
-  const retain = parseDuration(str(revocation.retain) ?? '24h');
-  const maxLifetime = parseDuration(str(loose(config.grants).maxLifetime) ?? '24h');
+  // Parsed (ms) when every field passed, raw text when some did not.
+  const ms = (value: unknown, fallback: number): number | undefined => (value === undefined ? fallback : typeof value === 'number' ? value : typeof value === 'string' ? parseDuration(value) : undefined);
+  const retain = ms(revocation.retain, 24 * 3_600_000);
+  const maxLifetime = ms(loose(config.grants).maxLifetime, 24 * 3_600_000);
   if (retain !== undefined && maxLifetime !== undefined && retain < maxLifetime) {
-    report(['revocation', 'retain'], `must be at least grants.maxLifetime (${str(loose(config.grants).maxLifetime) ?? '24h'}): a sidecar starting later would miss a revocation of a grant still valid`);
+    report(['revocation', 'retain'], `must be at least grants.maxLifetime (${formatDuration(maxLifetime)}): a sidecar starting later would miss a revocation of a grant still valid`);
   }
 }
 
