@@ -224,6 +224,35 @@ revocation: { source: redis, url: "${redis.url}", stream: "${stream}", maxStalen
     await stopSidecar(again.instance);
   });
 
+  it('at start, until the stream has been read whole, privileged requests refuse 503 revocation_unavailable and /readyz says why; unprivileged routes work; a Redis that comes up later is read and trusted', async () => {
+    const late = await startRedis();
+    try {
+      await late.stop();
+      const stream = `s-${newJti('late')}`;
+      const { instance } = await sidecar('late.yaml', busYaml(stream).replace(redis.url, late.url));
+      const started = performance.now();
+      expect(await post(instance, { 'x-jit-grant': await grant() })).toEqual({ status: 503, reason: 'revocation_unavailable' });
+      expect(await post(instance)).toEqual({ status: 503, reason: 'revocation_unavailable' });
+      // No request waited for Redis to answer.
+      expect(performance.now() - started).toBeLessThan(500);
+      expect((await get(agent, instance.proxyPort, '/healthz')).status).toBe(200);
+      const readyz = await request(`http://127.0.0.1:${instance.adminPort}/readyz`);
+      expect(readyz.statusCode).toBe(503);
+      expect(await readyz.body.text()).toMatch(/revocation bus: the stream has not been read whole yet/);
+      expect(await metric(instance, 'portcullis_revocation_bus_up')).toBe(0);
+      expect(await admin(instance, 'GET', '/admin/revocations')).toMatchObject({ json: { bus: { state: expect.stringMatching(/^(down|connecting)$/), fresh: false, last_read_at: null } } });
+      await late.start();
+      const jti = newJti('late');
+      await (await late.client()).xAdd(stream, '*', { jti });
+      await until('ready', async () => (await ready(instance)) === 200, 10_000);
+      expect(await post(instance, { 'x-jit-grant': await grant({ jti }) })).toEqual({ status: 403, reason: 'grant_revoked' });
+      expect(await post(instance, { 'x-jit-grant': await grant() })).toEqual({ status: 200, reason: undefined });
+      await stopSidecar(instance);
+    } finally {
+      await late.close();
+    }
+  });
+
   it('CLIENT KILL and a Redis restart lose nothing published: the sidecar resumes from the last entry it read; a Redis that comes back empty is logged and counted, and nothing held is forgotten', async () => {
     const stream = `s-${newJti('outage')}`;
     const { instance } = await sidecar('outage.yaml', busYaml(stream));
