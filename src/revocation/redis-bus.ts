@@ -190,6 +190,8 @@ export class RedisRevocationBus {
           this.caughtUp = false;
         }
         const reader = this.reader;
+        // The writer is connected ahead of the first publish, so a revocation never waits for a handshake.
+        if (!this.writer?.isReady) void this.writerConnection().catch(() => undefined);
         if (!this.caughtUp) {
           this.state = 'reading';
           await this.checkGap(reader);

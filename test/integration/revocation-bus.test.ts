@@ -20,6 +20,7 @@ import type { Instance } from '../../src/cli/instance.ts';
 import { mintPosture } from '../../src/cli/mint.ts';
 import type { memoryAuditLog } from '../../src/telemetry/audit.ts';
 import { clientAgent, configYaml, createPki, get, startUpstream, type Pki, type Upstream } from '../support/harness.ts';
+import { rawSession } from '../support/raw-tls.ts';
 import { startRedis, type RedisServer } from '../support/redis-server.ts';
 import { admin, grantClaims, issuerKey, JIT_ISS, metric, newJti, POSTURE_ISS, signToken, sleep, startNamed, SUPPORT_ID, type GrantClaims, type IssuerKey } from './decision-support.ts';
 
@@ -38,6 +39,11 @@ const ROUTES = `routes:
     match: { methods: [POST], path: /notes }
     action: notes.write
     resource: note
+    sensitivity: low
+  - name: feed
+    match: { methods: [GET], path: /feed }
+    action: notes.write
+    resource: feed
     sensitivity: low
 `;
 
@@ -187,6 +193,36 @@ revocation: { source: redis, url: "${redis.url}", stream: "${stream}", maxStalen
     expect(audit.filter((r) => r.origin === 'bus').length).toBe(21);
     expect(audit[0]).toMatchObject({ event: 'revocation', reason: 'task-done', by: 'test' });
     for (const { instance } of fleet) await stopSidecar(instance);
+  });
+
+  it('a revocation published on one sidecar cuts what is open on its grant on another (a server-sent-events response), within 100 ms of the entry', async () => {
+    const original = upstream.handler;
+    upstream.handler = (req, res) => {
+      if (req.url !== '/feed') return original(req, res);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const tick = setInterval(() => res.write('data: tick\n\n'), 20);
+      res.on('close', () => clearInterval(tick));
+    };
+    try {
+      const stream = `s-${newJti('cut')}`;
+      const [a, b] = await Promise.all([sidecar('cut-a.yaml', busYaml(stream)), sidecar('cut-b.yaml', busYaml(stream))]);
+      for (const { instance } of [a, b]) await until('ready', async () => (await ready(instance)) === 200);
+      const jti = newJti('cut');
+      const token = await grant({ jti });
+      const raw = await rawSession(b.instance.proxyPort, pki.ca.bundlePem, await pki.ca.svid('/ns/prod/sa/support-bot'));
+      raw.socket.write(`GET /feed HTTP/1.1\r\nHost: localhost\r\nx-jit-grant: ${token}\r\n\r\n`);
+      await until('the feed streaming', () => raw.text().includes('data: tick'));
+      const revokedAt = Date.now();
+      expect((await admin(a.instance, 'POST', '/admin/revoke', { jti, reason: 'task-done' })).status).toBe(200);
+      const closedAt = await raw.closed;
+      console.log(`open SSE response on another sidecar cut ${closedAt - revokedAt} ms after POST /admin/revoke`);
+      expect(closedAt - revokedAt).toBeLessThan(100);
+      expect(b.audit.events.find((e) => e.grant_jti === jti)).toMatchObject({ event: 'stream_cut', reason: 'grant_revoked' });
+      expect(b.audit.revocations.find((r) => r.jti === jti)).toMatchObject({ origin: 'bus', cut_exchanges: 1 });
+      for (const { instance } of [a, b]) await stopSidecar(instance);
+    } finally {
+      upstream.handler = original;
+    }
   });
 
   it('a sidecar (re)started after a revocation refuses it from its first request; before its first full read privileged requests refuse with 503 revocation_unavailable', async () => {
