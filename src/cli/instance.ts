@@ -17,7 +17,11 @@ import { CIRCUIT_STATE, createMetrics, type Metrics } from '../telemetry/metrics
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { createAuditLog, type AuditLog } from '../telemetry/audit.ts';
 import { createAccessLog } from '../telemetry/access-log.ts';
-import { parseSpiffeId } from '../identity/spiffe-id.ts';
+import { parseEntry, entryTargets } from '../revocation/entry.ts';
+import { createApplier, type RevocationTargets } from '../revocation/applier.ts';
+import { createPublisher } from '../revocation/publish.ts';
+import { RedisRevocationBus } from '../revocation/redis-bus.ts';
+import { readPasswordFile } from '../revocation/redis-connection.ts';
 import { GuardedPdp } from '../pdp/guard.ts';
 import type { PdpInput } from '../pdp/pdp.ts';
 import { VERSION } from '../version.ts';
@@ -46,6 +50,8 @@ export interface Instance {
   readonly svidSource: SvidSource;
   readonly proxyPort: number;
   readonly adminPort: number;
+  /** The revocation bus (revocation.source: redis), if any. */
+  readonly bus: RedisRevocationBus | undefined;
   reload(): { ok: true; generation: number } | { ok: false; error: string };
   close(): Promise<void>;
 }
@@ -121,6 +127,43 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   });
 
   const decisionPath = () => proxy.currentGeneration.authorizer as DecisionPath;
+
+  // Revocations (SPEC "Fleet-wide revocation"): every origin applies an entry through one
+  // applier, and publishes through one seam (src/revocation/publish.ts).
+  const targets: RevocationTargets = {
+    revokeGrant: (jti, atMs, expMs) => decisionPath().revokeGrant(jti, atMs, expMs),
+    revokeSubject: (sub, atMs) => decisionPath().revokeSubject(sub, atMs),
+    revokePosture: (sub, atMs) => decisionPath().revokePosture(sub, atMs),
+    cutOpen: (revoked) => proxy.cutOpen(revoked),
+    inForce: (atMs, expMs, now) => shared.revocations.inForce(atMs, expMs, now),
+  };
+  const applyRevocation = createApplier({ targets, audit: shared.audit, metrics, logger });
+  const rc = config.revocation;
+  metrics.revocationMaxEntries.set(rc.maxEntries);
+  let bus: RedisRevocationBus | undefined;
+  if (rc.source === 'redis') {
+    // At start nothing privileged is decided until the stream has been read whole (SPEC step 7).
+    shared.revocations.freshUntilMs = 0;
+    bus = new RedisRevocationBus({
+      url: rc.url!,
+      password: rc.passwordFile !== undefined ? readPasswordFile(rc.passwordFile) : undefined,
+      connectTimeoutMs: rc.connectTimeout,
+      stream: rc.stream,
+      maxStalenessMs: rc.maxStaleness,
+      retainMs: rc.retain,
+      onEntry: (entry, id, atMs, live) => void applyRevocation(entry, 'bus', { id, atMs, live }),
+      onFresh: (until) => (shared.revocations.freshUntilMs = until),
+      logger,
+      metrics,
+    });
+    metrics.revocationBusMaxStaleness.set(rc.maxStaleness / 1000);
+    metrics.revocationBusUp.read = () => (Date.now() < bus!.freshUntilMs() ? 1 : 0);
+    metrics.revocationBusStaleness.read = () => (bus!.lastReadMs ? (Date.now() - bus!.lastReadMs) / 1000 : 0);
+    bus.start();
+  } else {
+    metrics.revocationBusUp.read = () => 1;
+  }
+  const publishRevocation = createPublisher(applyRevocation, bus);
   const reload: Instance['reload'] = () => {
     if (!options.configFile) {
       metrics.configReloads.inc({ result: 'error' });
@@ -139,6 +182,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       }, 30_000).unref();
       metrics.configReloads.inc({ result: 'ok' });
       metrics.configLastReloadSuccess.set(Date.now() / 1000);
+      metrics.revocationMaxEntries.set(next.config.revocation.maxEntries);
       logger.info({ generation: generationId }, 'config reloaded');
       return { ok: true, generation: generationId };
     } catch (error) {
@@ -167,7 +211,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   let shuttingDown = false;
   let lastReadiness: string | undefined | null = null;
   const notReadyReason = (): string | undefined => {
-    const reason = shuttingDown ? 'shutting down' : pdpHealth();
+    const reason = shuttingDown ? 'shutting down' : (pdpHealth() ?? bus?.notReadyReason());
     if (reason !== lastReadiness) {
       if (reason === undefined) logger.info({ ready: true }, 'readiness changed: ready');
       else logger.warn({ ready: false, reason }, `readiness changed: not ready (${reason})`);
@@ -214,37 +258,35 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     address: config.admin.address,
     notReadyReason,
     routes: {
-      'POST /admin/revoke': (body) => {
-        // {"jti"}, {"sub"}, or both (both are revoked): never a silently ignored field.
-        const { jti, sub } = (body ?? {}) as { jti?: unknown; sub?: unknown };
-        if (jti !== undefined && (typeof jti !== 'string' || jti === '')) return [400, { error: 'jti: expected a non-empty string' }];
-        if (sub !== undefined) {
-          if (typeof sub !== 'string') return [400, { error: 'sub: expected a SPIFFE ID string' }];
-          try {
-            parseSpiffeId(sub);
-          } catch (error) {
-            return [400, { error: `sub: ${(error as Error).message}` }];
-          }
-        }
-        if (jti === undefined && sub === undefined) return [400, { error: 'expected {"jti": "..."} or {"sub": "spiffe://..."}' }];
-        let purged = 0;
-        let closed = 0;
-        if (typeof jti === 'string') {
-          purged += decisionPath().revokeGrant(jti);
-          closed += proxy.cutOpen({ jti });
-          metrics.revocations.inc();
-          logger.info({ jti }, 'grant revoked');
-        }
-        if (typeof sub === 'string') {
-          purged += decisionPath().revokeSubject(sub);
-          closed += proxy.cutOpen({ sub });
-          metrics.revocations.inc();
-          logger.info({ sub }, 'grants of subject revoked');
-        }
-        logger.info({ purged, cut_exchanges: closed }, 'revocation applied');
-        const revoked = { ...(typeof jti === 'string' ? { jti } : {}), ...(typeof sub === 'string' ? { sub } : {}) };
+      'POST /admin/revoke': async (body) => {
+        // {"jti"}, {"sub"}, {"posture_sub"} (several: all revoked), with reason and by if wanted;
+        // never a silently ignored field.
+        if (body === null || typeof body !== 'object' || Array.isArray(body)) return [400, { error: 'expected {"jti": "..."}, {"sub": "spiffe://..."} or {"posture_sub": "spiffe://..."}' }];
+        const parsed = parseEntry(body as Record<string, unknown>, true);
+        if (!parsed.ok) return [400, { error: parsed.problem.startsWith('no jti') ? 'expected {"jti": "..."}, {"sub": "spiffe://..."} or {"posture_sub": "spiffe://..."}' : parsed.problem }];
+        const published = await publishRevocation(parsed.entry, 'admin');
+        const revoked = entryTargets(parsed.entry);
         // cut_exchanges: open streams, calls and tunnels it ended; closed_tunnels: the same count, its older name.
-        return [200, { revoked, purged_decisions: purged, cut_exchanges: closed, closed_tunnels: closed }];
+        const answer = { revoked, entry_id: published.id, fleet: published.ok && published.fleet, purged_decisions: published.purged, cut_exchanges: published.cut, closed_tunnels: published.cut };
+        // Applied here, but the fleet was not told: the caller must know (and retry).
+        if (!published.ok) return [503, { error: `${published.problem}; applied on this sidecar only`, ...answer }];
+        return [200, answer];
+      },
+      'GET /admin/revocations': () => {
+        const held = shared.revocations.list(1_000);
+        return [
+          200,
+          {
+            source: proxy.currentGeneration.config.revocation.source,
+            entries: shared.revocations.size,
+            max_entries: shared.revocations.maxEntries,
+            full: shared.revocations.full,
+            by_kind: { jti: held.jti, sub: held.sub, posture_sub: held.posture_sub },
+            // The first 1,000 in force, oldest first: the counts above are complete.
+            in_force: held.entries,
+            bus: bus ? bus.describe() : null,
+          },
+        ];
       },
       'POST /admin/cache/flush': () => {
         const flushed = shared.cache.flush();
@@ -301,6 +343,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     svidSource,
     proxyPort,
     adminPort,
+    bus,
     reload,
     async close() {
       // Readiness turns 503 first, then the listener drains within limits.shutdownTimeout.
@@ -310,6 +353,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       clearInterval(prober);
       clearInterval(watcher);
       shared.revocations.stop();
+      await bus?.stop();
       logger.info({ deadline_ms: proxy.currentGeneration.config.limits.shutdownTimeout }, 'draining');
       await proxy.close(proxy.currentGeneration.config.limits.shutdownTimeout);
       await new Promise<void>((resolve) => {

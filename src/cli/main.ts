@@ -236,6 +236,18 @@ export async function main(argv: string[]): Promise<void> {
       }
       throw new UsageError(sub === undefined ? 'policy: expected a subcommand: test or explain' : `policy: unknown subcommand "${sub}"`, sub === undefined ? undefined : 'policy test');
     }
+    case 'revoke': {
+      const v = flags('revoke', rest, { config: { type: 'string', short: 'c' }, jti: { type: 'string' }, sub: { type: 'string' }, 'posture-sub': { type: 'string' }, reason: { type: 'string' } });
+      const file = required('revoke', v.config, '--config FILE');
+      const named = [v.jti, v.sub, v['posture-sub']].filter((x) => x !== undefined).length;
+      if (named !== 1) throw new UsageError('revoke: expected exactly one of --jti ID, --sub SPIFFE_ID, --posture-sub SPIFFE_ID', 'revoke');
+      const { revoke } = await import('./revoke.ts');
+      const result = await revoke(file, { jti: v.jti, sub: v.sub, postureSub: v['posture-sub'], reason: v.reason });
+      process.stdout.write(result.stdout);
+      process.stderr.write(result.stderr);
+      process.exitCode = result.code;
+      return;
+    }
     case '--version':
     case '-v':
     case 'version':

@@ -78,6 +78,17 @@ exit: 0 every case passed, 1 a case failed or a file is malformed (file:line: ke
   --intent I          the declared intent
 exit: 0 explained (allow or deny), 1 the policy file is malformed, 2 usage
 `,
+  revoke: `usage: portcullis revoke --config FILE (--jti ID | --sub SPIFFE_ID | --posture-sub SPIFFE_ID) [--reason TEXT]
+  Revokes fleet-wide: with revocation.source redis it adds the entry to the stream (XADD,
+  trimmed to revocation.retain; every sidecar applies it); with local, it calls the admin API
+  named in the config. Prints what was revoked and the entry id.
+  --config, -c FILE       the config file (its revocation and admin keys are used)
+  --jti ID                a grant (every grant with this jti)
+  --sub SPIFFE_ID         every grant issued to this subject so far
+  --posture-sub SPIFFE_ID every posture assertion of this peer issued so far
+  --reason TEXT           kept in the entry and in every sidecar's audit line
+exit: 0 revoked, 1 names the problem (bus or admin API unreachable, bad ID, bad config), 2 usage
+`,
 };
 
 /** Commands with subcommands: `portcullis grant --help` lists them. */
@@ -90,6 +101,7 @@ export const USAGE = `usage: portcullis COMMAND [options]   (portcullis COMMAND 
   portcullis dev-pki --out DIR --trust-domain TD --workload NAME...   a throwaway PKI for your own service
   portcullis svid inspect FILE.pem [--bundle FILE.pem [--trust-domain TD]]
   portcullis grant mint --key PEM --iss URL --sub SPIFFE_ID --aud SPIFFE_ID --scope "a b" --ttl 5m [...]
+  portcullis revoke --config FILE (--jti ID | --sub SPIFFE_ID | --posture-sub SPIFFE_ID) [--reason TEXT]
   portcullis posture mint --key PEM --iss URL --sub SPIFFE_ID --trust low|medium|high --ttl 5m [...]
   portcullis policy test --policy FILE CASES.yaml     run decision cases against an embedded policy
   portcullis policy explain --policy FILE --subject ID --action A --resource R [...]   why one request is decided so

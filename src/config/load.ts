@@ -141,5 +141,6 @@ function resolvePaths(config: Config, base: string): Config {
     posture: { ...config.posture, issuers: issuers(config.posture.issuers) },
     audit: { file: config.audit.file === '-' ? '-' : at(config.audit.file)! },
     accessLog: { file: config.accessLog.file === '-' || config.accessLog.file === 'off' ? config.accessLog.file : at(config.accessLog.file)! },
+    revocation: { ...config.revocation, passwordFile: at(config.revocation.passwordFile) },
   };
 }

@@ -28,6 +28,13 @@ export const RESTART: Readonly<Record<string, string>> = {
   'limits.maxHeaderBytes': 'a listener setting',
   'limits.headersTimeout': 'a listener setting',
   'limits.idleTimeout': 'a listener setting',
+  'revocation.source': 'the revocation bus is opened once',
+  'revocation.url': 'the revocation bus is opened once',
+  'revocation.stream': 'the revocation bus is opened once',
+  'revocation.passwordFile': 'the revocation bus is opened once (the file is read at start)',
+  'revocation.connectTimeout': 'the revocation bus is opened once',
+  'revocation.maxStaleness': 'the revocation bus is opened once',
+  'revocation.retain': 'the revocation bus is opened once',
 };
 
 interface Node {

@@ -1,7 +1,7 @@
 // The config schema (SPEC "Config file"): the single source of truth for keys, defaults and
 // the messages a user sees. Every object is strict: an unknown key is an error, not ignored.
 import { z } from 'zod';
-import { parseDuration } from './duration.ts';
+import { formatDuration, parseDuration } from './duration.ts';
 import { parseSpiffeId, parseTrustDomain, SpiffeIdError } from '../identity/spiffe-id.ts';
 import { isBadPath, normaliseTarget } from '../routing/normalise-path.ts';
 
@@ -199,7 +199,27 @@ export const configSchema = z
     accessLog: z.strictObject({ file: nonEmpty.default('off') }).prefault({}),
     // Revocations held in memory (every source): at the bound, privileged requests refuse with
     // revocation_unavailable rather than forget one (SPEC "Fleet-wide revocation").
-    revocation: z.strictObject({ maxEntries: z.number().int().min(1).max(100_000_000).default(1_000_000) }).prefault({}),
+    // How revocations reach every sidecar (SPEC "Fleet-wide revocation"): local (this sidecar's
+    // admin API only) or redis (one Redis Stream every sidecar reads). Cross-field rules below.
+    revocation: z
+      .strictObject({
+        source: z.enum(['local', 'redis'], { error: (issue) => `expected "local" or "redis", got ${describe(issue.input)}` }).default('local'),
+        // redis:// or rediss:// (TLS); an ACL user and password may be in the URL.
+        url: nonEmpty.optional(),
+        stream: nonEmpty.default('portcullis:revocations'),
+        // Not heard from the bus for this long: privileged requests refuse (SPEC step 7). At
+        // least 100ms (a blocking read returns a third of it), at most 1h (a longer blind spot
+        // is not fail-closed in any useful sense).
+        maxStaleness: duration.refine((ms) => ms >= 100 && ms <= 3_600_000, 'expected a duration between 100ms and 1h').default(30_000),
+        // Entries younger than this are kept on the stream (XADD trims by MINID).
+        retain: duration.refine((ms) => ms >= 1_000, 'expected at least 1s').default(24 * 3_600_000),
+        // The Redis password (ACL user in the URL), read once at start; it wins over one in the URL.
+        passwordFile: nonEmpty.optional(),
+        // The bus's connect timeout, and how long the CLI waits for an answer.
+        connectTimeout: duration.refine((ms) => ms >= 10 && ms <= 60_000, 'expected a duration between 10ms and 60s').default(2_000),
+        maxEntries: z.number().int().min(1).max(100_000_000).default(1_000_000),
+      })
+      .prefault({}),
     // Reload by itself when the config or policy file changes (as a ConfigMap update does).
     reload: z.strictObject({ watch: z.boolean().default(false), interval: duration.default(2_000) }).prefault({}),
     limits: z
@@ -289,6 +309,7 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
   if (pdp.kind === 'embedded' && pdp.policyFile === undefined) report(['pdp', 'policyFile'], 'required when pdp.kind is "embedded"');
   if ((pdp.kind === 'authzen' || pdp.kind === 'opa') && pdp.url === undefined) report(['pdp', 'url'], `required when pdp.kind is "${pdp.kind}"`);
   if (pdp.kind === 'ext-authz' && pdp.address === undefined) report(['pdp', 'address'], 'required when pdp.kind is "ext-authz"');
+  revocationRules(config, report);
   const admin = loose(config.admin);
   const address = str(admin.address);
   if (admin.allowNonLoopback !== true && address !== undefined && !isLoopback(address)) {
@@ -300,6 +321,31 @@ function checkMode(mode: unknown, route: string, report: (message: string) => vo
   if (mode === undefined || mode === 'enforce' || mode === 'shadow') return;
   const got = typeof mode === 'string' ? JSON.stringify(mode) : describe(mode);
   report(`${route}: mode must be "enforce" or "shadow", got ${got}`);
+}
+
+/**
+ * revocation.*: a redis source needs its URL, and its stream must keep an entry at least as
+ * long as a grant it names can live (grants.maxLifetime), or a sidecar that starts later would
+ * never read a revocation that still matters.
+ */
+function revocationRules(config: Loose, report: (path: PropertyKey[], message: string) => void): void {
+  const revocation = loose(config.revocation);
+  if (revocation.source !== 'redis') {
+    for (const key of ['url', 'passwordFile'] as const) {
+      if (revocation[key] !== undefined) report(['revocation', key], 'only used when revocation.source is "redis"');
+    }
+    return;
+  }
+  const url = str(revocation.url);
+  if (revocation.url === undefined) report(['revocation', 'url'], 'required when revocation.source is "redis"');
+  else if (url !== undefined && !/^rediss?:\/\/[^/?#]/.test(url)) report(['revocation', 'url'], 'expected "redis://host:port/db" or "rediss://host:port/db" (TLS)');
+  // Parsed (ms) when every field passed, raw text when some did not.
+  const ms = (value: unknown, fallback: number): number | undefined => (value === undefined ? fallback : typeof value === 'number' ? value : typeof value === 'string' ? parseDuration(value) : undefined);
+  const retain = ms(revocation.retain, 24 * 3_600_000);
+  const maxLifetime = ms(loose(config.grants).maxLifetime, 24 * 3_600_000);
+  if (retain !== undefined && maxLifetime !== undefined && retain < maxLifetime) {
+    report(['revocation', 'retain'], `must be at least grants.maxLifetime (${formatDuration(maxLifetime)}): a sidecar starting later would miss a revocation of a grant still valid`);
+  }
 }
 
 export function isLoopback(address: string): boolean {

@@ -21,7 +21,10 @@ export interface TokenRequest {
 /** The revocations in force, as the checks read them (Revocations satisfies it). */
 export interface RevocationLookup {
   readonly full: boolean;
+  /** Until when the revocations held may be trusted (epoch ms; Infinity without a bus). */
+  readonly freshUntilMs: number;
   isRevoked(jti: string, sub: string, iatMs: number, expMs: number): boolean;
+  isPostureRevoked(sub: string, iatMs: number): boolean;
 }
 
 export interface TokenRules {
@@ -46,6 +49,7 @@ function refusal(reason: DenyReason, detail: string | undefined, grant: Grant | 
 }
 
 const REVOCATION_FULL = Object.freeze(refusal('revocation_unavailable', 'revocation.maxEntries reached', undefined, undefined));
+const REVOCATION_STALE = Object.freeze(refusal('revocation_unavailable', 'revocation bus not read within revocation.maxStaleness', undefined, undefined));
 const GRANT_HEADER_TWICE = Object.freeze(refusal('grant_invalid', undefined, undefined, undefined));
 const POSTURE_HEADER_TWICE = Object.freeze(refusal('posture_invalid', undefined, undefined, undefined));
 const FLOOR: Readonly<Record<'high' | 'critical', Refusal>> = {
@@ -55,15 +59,20 @@ const FLOOR: Readonly<Record<'high' | 'critical', Refusal>> = {
 
 /**
  * What refuses before any token is verified (no JWKS fetch, no PDP): the grant floor, a full
- * revocation store, a token header sent twice. `grantHeader`/`postureHeader` are the raw values.
+ * revocation store, stale revocation state, a token header sent twice. `grantHeader`/`postureHeader`
+ * are the raw values.
  */
-export function checkFloor(request: TokenRequest, grantHeader: string | string[] | undefined, postureHeader: string | string[] | undefined, revocations: RevocationLookup): Refusal | undefined {
+export function checkFloor(request: TokenRequest, grantHeader: string | string[] | undefined, postureHeader: string | string[] | undefined, revocations: RevocationLookup, now: number): Refusal | undefined {
   const { sensitivity } = request.route;
   // SPEC step 2, the grant floor: it comes from the proxy itself, not the policy, so no PDP
   // (embedded or remote) can forget it.
   if (grantHeader === undefined && (sensitivity === 'high' || sensitivity === 'critical')) return FLOOR[sensitivity];
   // A full revocation store cannot take one more revocation without forgetting one: fail closed.
   if (revocations.full) return REVOCATION_FULL;
+  // SPEC step 7: not heard from the bus for revocation.maxStaleness (or not read it whole yet):
+  // what was revoked meanwhile is unknown, so nothing privileged is decided. A number compare:
+  // the request path never awaits the bus.
+  if (now >= revocations.freshUntilMs) return REVOCATION_STALE;
   // SPEC step 3: a bad token is never ignored, and two of them are a bad token.
   if (Array.isArray(grantHeader)) return GRANT_HEADER_TWICE;
   if (Array.isArray(postureHeader)) return POSTURE_HEADER_TWICE;
@@ -99,6 +108,8 @@ export function checkTokens(
     posture = postureResult.value;
     const problem = checkPosture(posture, request.peer, rules.postureMaxAgeMs, now);
     if (problem) return refusal(problem, undefined, grant, posture);
+    // SPEC "Fleet-wide revocation": posture_sub refuses the peer's assertions issued at or before it.
+    if (rules.revocations.isPostureRevoked(posture.sub, posture.iatMs)) return refusal('posture_revoked', undefined, grant, posture);
   }
   if (intent === null) return refusal('intent_mismatch', 'malformed intent header', grant, posture);
   // SPEC step 3: intent, if the grant names one, must equal the request's.

@@ -81,13 +81,13 @@ export class DecisionPath implements Authorizer {
    * Revokes every grant with this jti and purges their decisions. Kept until no grant it names
    * can be valid (SPEC "Fleet-wide revocation"): the exp of one we have seen counts too.
    */
-  revokeGrant(jti: string): number {
-    let seenExpMs = 0;
+  revokeGrant(jti: string, at = Date.now(), entryExpMs = 0): number {
+    let seenExpMs = entryExpMs;
     this.o.grants.find((grant) => {
       if (grant.jti === jti && grant.expMs > seenExpMs) seenExpMs = grant.expMs;
       return false;
     });
-    this.o.revocations.revokeJti(jti, seenExpMs);
+    this.o.revocations.revokeJti(jti, seenExpMs, at);
     this.warnIfFull();
     const purged = this.o.cache.purge({ jti });
     this.o.metrics.cacheEntries.set(this.o.cache.size);
@@ -95,8 +95,17 @@ export class DecisionPath implements Authorizer {
   }
 
   /** Revokes every grant issued to `sub` so far and purges that peer's decisions. */
-  revokeSubject(sub: string): number {
-    this.o.revocations.revokeSub(sub);
+  revokeSubject(sub: string, at = Date.now()): number {
+    this.o.revocations.revokeSub(sub, at);
+    this.warnIfFull();
+    const purged = this.o.cache.purge({ peer: sub });
+    this.o.metrics.cacheEntries.set(this.o.cache.size);
+    return purged;
+  }
+
+  /** Revokes the peer's posture assertions issued so far and purges that peer's decisions. */
+  revokePosture(sub: string, at = Date.now()): number {
+    this.o.revocations.revokePostureSub(sub, at);
     this.warnIfFull();
     const purged = this.o.cache.purge({ peer: sub });
     this.o.metrics.cacheEntries.set(this.o.cache.size);
@@ -113,9 +122,12 @@ export class DecisionPath implements Authorizer {
     const now = Date.now();
     const grantToken = facts.headers[this.o.grantHeader];
     const postureToken = facts.headers[this.o.postureHeader];
-    const floor = checkFloor(facts, grantToken, postureToken, this.o.revocations);
+    const floor = checkFloor(facts, grantToken, postureToken, this.o.revocations, now);
     if (floor) {
-      if (floor.reason === 'revocation_unavailable') this.failureLog?.warn('revocation_full', { entries: this.o.revocations.size, request_id: facts.requestId }, 'revocation store full: privileged request refused with 503 revocation_unavailable');
+      if (floor.reason === 'revocation_unavailable') {
+        if (this.o.revocations.full) this.failureLog?.warn('revocation_full', { entries: this.o.revocations.size, request_id: facts.requestId }, 'revocation store full: privileged request refused with 503 revocation_unavailable');
+        else this.failureLog?.warn('revocation_stale', { request_id: facts.requestId }, 'revocation bus stale (revocation.maxStaleness): privileged request refused with 503 revocation_unavailable');
+      }
       return this.refuse(facts, started, floor);
     }
     // checkFloor refused a header sent twice: each one here is a string or absent.
@@ -202,7 +214,8 @@ export class DecisionPath implements Authorizer {
     const [ttl, bound] = this.ttlFor(result, facts, grant, posture);
     const decision: CachedDecision = { allow: result.kind === 'allow', reason: result.kind === 'deny' ? result.reason : undefined, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '', route: facts.route.name };
     // A revocation that landed while the PDP thought has already purged this grant's entries.
-    const stored = (!grant || !this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) && this.o.cache.set(key, decision, ttl);
+    const r = this.o.revocations;
+    const stored = (!grant || !r.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) && (!posture || !r.isPostureRevoked(posture.sub, posture.iatMs)) && this.o.cache.set(key, decision, ttl);
     // The TTL view (SPEC "Admin listener"): which bound set the lifetime of each allow stored.
     if (stored && bound !== undefined) {
       this.statsOf(facts.route).bounds[bound]++;

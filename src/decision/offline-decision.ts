@@ -45,7 +45,7 @@ export interface OfflineDecision {
 }
 
 /** A case has no revocations: nothing was revoked in it. */
-const NONE_REVOKED: RevocationLookup = { full: false, isRevoked: () => false };
+const NONE_REVOKED: RevocationLookup = { full: false, freshUntilMs: Infinity, isRevoked: () => false, isPostureRevoked: () => false };
 
 /** Throws for a subject that is not a SPIFFE ID (callers validate cases first and name the key). */
 export function decideOffline(pdp: EmbeddedPdp, c: OfflineCase, rules: OfflineRules, now = Date.now()): OfflineDecision {
@@ -60,7 +60,7 @@ export function decideOffline(pdp: EmbeddedPdp, c: OfflineCase, rules: OfflineRu
     : undefined;
   const posture = c.posture ? shapePosture({ sub: c.subject, iat, exp: iat + rules.postureMaxAgeMs / 1000, posture: { trust: c.posture } }, undefined, now) : undefined;
 
-  const floor = checkFloor(request, grant ? 'present' : undefined, posture ? 'present' : undefined, NONE_REVOKED);
+  const floor = checkFloor(request, grant ? 'present' : undefined, posture ? 'present' : undefined, NONE_REVOKED, now);
   if (floor) return { decision: 'deny', reason: floor.reason, stage: 'floor', detail: floor.detail ?? floor.reason, explanation: undefined };
   const refused = checkTokens(request, grant && token(grant, grant.expMs), posture && token(posture, posture.expMs), c.intent, now, { ...rules, revocations: NONE_REVOKED });
   if (refused) return { decision: 'deny', reason: refused.reason, stage: 'tokens', detail: refused.detail ?? tokenDetail(refused.reason), explanation: undefined };

@@ -6,6 +6,12 @@
 // revocation.maxEntries the store is full, and privileged requests refuse with
 // revocation_unavailable until expired entries are swept. The sweep runs on a timer with a
 // bounded amount of work per tick; a request costs a Map lookup or two.
+// Posture revocations (posture_sub) are kept the same way: an assertion issued before one is
+// dead by revocation time + posture.maxAge, which grants.maxLifetime bounds in practice; the
+// longer of the two bounds is never shorter than needed.
+// With a revocation bus, the store also holds how fresh it is (`freshUntilMs`): the bus moves
+// it forward after every successful read, and the request path compares it with its clock
+// (SPEC step 7) without ever awaiting the bus.
 
 export interface RevocationLimits {
   readonly maxEntries: number;
@@ -32,6 +38,13 @@ export class Revocations {
   private readonly jtis = new Map<string, JtiEntry>();
   /** sub → revocation time: grants issued at or before it (within clockSkew) are refused. */
   private readonly subs = new Map<string, number>();
+  /** posture_sub → revocation time: that peer's posture assertions issued at or before it are refused. */
+  private readonly postureSubs = new Map<string, number>();
+  /**
+   * Until when what is held may be trusted (epoch ms): Infinity with no bus; with one, 0 until
+   * its first full read, then the last successful read + revocation.maxStaleness.
+   */
+  freshUntilMs = Number.POSITIVE_INFINITY;
   private limits: RevocationLimits = DEFAULT_REVOCATION_LIMITS;
   private gauge: { set(value: number): void } | undefined;
   private readonly sweepIntervalMs: number;
@@ -40,6 +53,7 @@ export class Revocations {
   // Where the last sweep stopped: Map iterators stay valid across deletes and inserts.
   private jtiCursor: MapIterator<[string, JtiEntry]> | undefined;
   private subCursor: MapIterator<[string, number]> | undefined;
+  private postureCursor: MapIterator<[string, number]> | undefined;
 
   constructor(options: RevocationsOptions = {}) {
     this.sweepIntervalMs = options.sweepIntervalMs ?? 1_000;
@@ -75,6 +89,35 @@ export class Revocations {
     this.changed();
   }
 
+  /** Revokes every posture assertion of `sub` issued up to now. */
+  revokePostureSub(sub: string, now = Date.now()): void {
+    this.postureSubs.set(sub, Math.max(this.postureSubs.get(sub) ?? 0, now));
+    this.changed();
+  }
+
+  /** An assertion issued at or before the peer's posture revocation (within clockSkew: fail closed) is refused. */
+  isPostureRevoked(sub: string, iatMs: number): boolean {
+    const since = this.postureSubs.get(sub);
+    return since !== undefined && iatMs <= since + this.limits.clockSkewMs;
+  }
+
+  /** Whether this revocation is still held (for GET /admin/revocations and tests). */
+  holds(kind: 'jti' | 'sub' | 'posture_sub', value: string): boolean {
+    return kind === 'jti' ? this.jtis.has(value) : kind === 'sub' ? this.subs.has(value) : this.postureSubs.has(value);
+  }
+
+  /** Counts per kind, and the first `limit` entries in force of each (oldest first). */
+  list(limit: number): { jti: number; sub: number; posture_sub: number; entries: { kind: string; value: string; revoked_at: string; keep_until: string }[] } {
+    const entries: { kind: string; value: string; revoked_at: string; keep_until: string }[] = [];
+    const push = (kind: string, value: string, revokedAt: number, seenExpMs = 0) => {
+      if (entries.length < limit) entries.push({ kind, value, revoked_at: new Date(revokedAt).toISOString(), keep_until: new Date(this.keepUntil(revokedAt, seenExpMs)).toISOString() });
+    };
+    for (const [jti, entry] of this.jtis) push('jti', jti, entry.revokedAt, entry.seenExpMs);
+    for (const [sub, at] of this.subs) push('sub', sub, at);
+    for (const [sub, at] of this.postureSubs) push('posture_sub', sub, at);
+    return { jti: this.jtis.size, sub: this.subs.size, posture_sub: this.postureSubs.size, entries };
+  }
+
   /**
    * A grant is refused if its jti was revoked, or its sub was revoked after it was issued. An
    * issuer's clock may run up to clockSkew ahead, so a grant whose iat is within clockSkew after
@@ -93,15 +136,20 @@ export class Revocations {
 
   /** At maxEntries: no room for another revocation, so nothing privileged may be decided. */
   get full(): boolean {
-    return this.jtis.size + this.subs.size >= this.limits.maxEntries;
+    return this.size >= this.limits.maxEntries;
   }
 
   get size(): number {
-    return this.jtis.size + this.subs.size;
+    return this.jtis.size + this.subs.size + this.postureSubs.size;
   }
 
   get maxEntries(): number {
     return this.limits.maxEntries;
+  }
+
+  /** Whether an entry revoked at `revokedAt` (exp seen: `seenExpMs`) would still be held at `now`. */
+  inForce(revokedAt: number, seenExpMs: number, now = Date.now()): boolean {
+    return now < this.keepUntil(revokedAt, seenExpMs);
   }
 
   /** When an entry may go: no grant it names can still be valid. */
@@ -138,6 +186,20 @@ export class Revocations {
       const [sub, revokedAt] = next.value;
       if (now >= this.keepUntil(revokedAt)) {
         this.subs.delete(sub);
+        dropped++;
+      }
+    }
+    this.postureCursor ??= this.postureSubs.entries();
+    while (looked < budget) {
+      const next = this.postureCursor.next();
+      if (next.done) {
+        this.postureCursor = undefined;
+        break;
+      }
+      looked++;
+      const [sub, revokedAt] = next.value;
+      if (now >= this.keepUntil(revokedAt)) {
+        this.postureSubs.delete(sub);
         dropped++;
       }
     }

@@ -44,7 +44,23 @@ export interface StreamCutRecord {
   readonly protocol: string;
 }
 
-export type AuditLine = AuditRecord | StreamCutRecord;
+/** SPEC "Audit log": one line per revocation applied, with where it came from. */
+export interface RevocationRecord {
+  readonly time: string;
+  readonly event: 'revocation';
+  /** The stream entry id (or a local one with revocation.source: local). */
+  readonly entry_id: string;
+  readonly jti: string | undefined;
+  readonly sub: string | undefined;
+  readonly posture_sub: string | undefined;
+  readonly reason: string | undefined;
+  readonly by: string | undefined;
+  readonly origin: 'admin' | 'bus' | 'signals';
+  readonly purged_decisions: number;
+  readonly cut_exchanges: number;
+}
+
+export type AuditLine = AuditRecord | StreamCutRecord | RevocationRecord;
 
 export interface AuditLog {
   write(record: AuditLine): void;
@@ -56,10 +72,16 @@ export function createAuditLog(file: string, onDrop: () => void = () => undefine
 }
 
 /** For tests and embedding: keeps records in memory. */
-export function memoryAuditLog(): AuditLog & { records: AuditRecord[]; events: StreamCutRecord[] } {
+export function memoryAuditLog(): AuditLog & { records: AuditRecord[]; events: StreamCutRecord[]; revocations: RevocationRecord[] } {
   const records: AuditRecord[] = [];
   const events: StreamCutRecord[] = [];
-  return { records, events, write: (record) => void ('event' in record ? events.push(record) : records.push(record)), flush: async () => undefined };
+  const revocations: RevocationRecord[] = [];
+  const write = (record: AuditLine): void => {
+    if (!('event' in record)) records.push(record);
+    else if (record.event === 'revocation') revocations.push(record);
+    else events.push(record);
+  };
+  return { records, events, revocations, write, flush: async () => undefined };
 }
 
 let isoMs = 0;

@@ -9,6 +9,9 @@ import { VERSION } from '../version.ts';
 // buckets reach past any sane pdp.timeout (default 250ms), so a slow PDP shows where it sits
 // instead of piling into +Inf and making every quantile above 250ms read as 250ms.
 const DECISION_BUCKETS = [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+// Revocation lag (entry id time → applied): the goal is 100 ms p99 (SPEC "Fleet-wide revocation");
+// the top buckets show a sidecar catching up after an outage.
+const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 const REMOTE_BUCKETS = [0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /**
@@ -65,8 +68,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     cacheTtlBound: batchedCounter({ name: 'portcullis_cache_ttl_bound_total', help: 'Allows stored in the decision cache, by route and the bound that set their lifetime (pdp, allow_ttl, route_ttl, grant_exp, posture).', labelNames: ['route', 'bound'], registers }),
     cacheEvictions: new Counter({ name: 'portcullis_cache_evictions_total', help: 'Decision cache entries evicted to stay within maxEntries.', registers }),
     grantExpired: new Counter({ name: 'portcullis_grant_expired_total', help: 'Requests refused because the grant had expired.', registers }),
-    revocations: new Counter({ name: 'portcullis_revocations_total', help: 'Revocations received on the admin API.', registers }),
-    revocationEntries: new Gauge({ name: 'portcullis_revocation_entries', help: 'Revocations held in memory (jti and sub entries); at revocation.maxEntries privileged requests refuse.', registers }),
+    revocations: new Counter({ name: 'portcullis_revocations_total', help: 'Revocations applied on this sidecar, whatever their origin (admin API, bus, signals).', registers }),
+    revocationEntries: new Gauge({ name: 'portcullis_revocation_entries', help: 'Revocations held in memory (jti, sub and posture_sub entries); at revocation.maxEntries privileged requests refuse.', registers }),
+    revocationMaxEntries: new Gauge({ name: 'portcullis_revocation_max_entries', help: 'revocation.maxEntries: at this many entries privileged requests refuse with revocation_unavailable.', registers }),
+    revocationBusUp: readGauge({ name: 'portcullis_revocation_bus_up', help: 'With revocation.source redis: 1 while the stream has been read within revocation.maxStaleness, else 0 (privileged requests refuse). Always 1 with source local.', registers }),
+    revocationBusStaleness: readGauge({ name: 'portcullis_revocation_bus_staleness_seconds', help: 'Seconds since the last successful read of the revocation stream (0 with source local).', registers }),
+    revocationBusMaxStaleness: new Gauge({ name: 'portcullis_revocation_bus_max_staleness_seconds', help: 'revocation.maxStaleness: at this staleness privileged requests refuse.', registers }),
+    revocationLag: new Histogram({ name: 'portcullis_revocation_lag_seconds', help: 'Revocation lag: from the time in the entry id to applied on this sidecar (entries read live, not the backlog read at start).', buckets: LAG_BUCKETS, registers }),
+    revocationBusRead: new Counter({ name: 'portcullis_revocation_bus_entries_read_total', help: 'Entries read from the revocation stream (applied, already held, or skipped).', registers }),
+    revocationBusSkipped: new Counter({ name: 'portcullis_revocation_bus_entries_skipped_total', help: 'Stream entries skipped as malformed (no known field, a bad SPIFFE ID, a non-numeric exp); each is logged once with its id.', registers }),
+    revocationBusGaps: new Counter({ name: 'portcullis_revocation_bus_gaps_total', help: 'Times the stream had lost entries this sidecar had not read (trimmed past retain, or Redis restarted empty); what was held is kept.', registers }),
     tlsHandshakeFailures: new Counter({ name: 'portcullis_tls_handshake_failures_total', help: 'Connections refused during or right after the TLS handshake.', labelNames: ['reason'] as const, registers }),
     svidExpiry: new Gauge({ name: 'portcullis_svid_expiry_timestamp_seconds', help: "Expiry of this sidecar's own X509-SVID (Unix seconds).", registers }),
     svidReloads: new Counter({ name: 'portcullis_svid_reloads_total', help: 'SVID and bundle file changes, by result.', labelNames: ['result'] as const, registers }),

@@ -44,8 +44,8 @@ describe('docs/CONFIG.md', () => {
       ['accessLog.file', '`off` or string', '`off`', 'restart: the access log is opened once'],
       ['revocation', 'mapping', '(its keys’ defaults)', 'per key'],
       ['revocation.maxEntries', 'integer (≥ 1)', '`1000000`', 'reload'],
-      ['revocation.retain', 'duration', '`24h`', 'reload'],
-      ['revocation.source', '`local` \\| `redis`', '`local`', 'reload'],
+      ['revocation.retain', 'duration', '`24h`', 'restart: the revocation bus is opened once'],
+      ['revocation.source', '`local` \\| `redis`', '`local`', 'restart: the revocation bus is opened once'],
       ['signals', 'mapping', '(none)', 'per key'],
       ['signals.transmitters', 'list of mapping', '`[]`', 'per key'],
       ['signals.transmitters[].issuer', 'string', '**required**', 'reload'],
@@ -54,7 +54,7 @@ describe('docs/CONFIG.md', () => {
       ['listen', 'mapping', '(its keys’ defaults)', expect.stringMatching(/^restart/)],
       ['listen.protocols', 'list of `h2` \\| `http/1.1`', '`[h2, http/1.1]`', expect.stringMatching(/^restart/)],
     ]);
-    expect(configReference(schema as never)).toContain('| `revocation.retain` | duration | `24h` | reload |');
+    expect(configReference(schema as never)).toContain('| `revocation.retain` | duration | `24h` | restart: the revocation bus is opened once |');
   });
 });
 

@@ -57,18 +57,22 @@ const revocations = new Revocations({ sweepIntervalMs: 3_600_000 });
 revocations.configure({ maxEntries: 100, maxLifetimeMs: 60 * MINUTE, clockSkewMs: 2_000 });
 revocations.revokeJti('revoked', 0, NOW - 2 * MINUTE);
 revocations.revokeSub(FIRED, NOW - 30_000);
+// A bus not read for revocation.maxStaleness: trusted until NOW, not at NOW.
+const stale = new Revocations({ sweepIntervalMs: 3_600_000 });
+stale.freshUntilMs = NOW;
 const full = new Revocations({ sweepIntervalMs: 3_600_000 });
 full.configure({ maxEntries: 1, maxLifetimeMs: 60 * MINUTE, clockSkewMs: 2_000 });
 full.revokeSub('spiffe://example.org/ns/prod/sa/someone', NOW);
 afterAll(() => {
   revocations.stop();
   full.stop();
+  stale.stop();
 });
 
 const rules: TokenRules = { grantMaxLifetimeMs: 60 * MINUTE, postureMaxAgeMs: 15 * MINUTE, revocations };
 
 describe('checkFloor: what refuses before any token is verified', () => {
-  const rows: { name: string; sensitivity: Sensitivity; grant?: string | string[]; posture?: string | string[]; full?: boolean; reason: DenyReason | undefined; detail?: string }[] = [
+  const rows: { name: string; sensitivity: Sensitivity; grant?: string | string[]; posture?: string | string[]; full?: boolean; stale?: boolean; reason: DenyReason | undefined; detail?: string }[] = [
     { name: 'high, no grant: the grant floor', sensitivity: 'high', reason: 'grant_required', detail: 'sensitivity high needs a grant' },
     { name: 'critical, no grant: the grant floor', sensitivity: 'critical', posture: 'p', reason: 'grant_required', detail: 'sensitivity critical needs a grant' },
     { name: 'high, no grant, store full: the floor comes first', sensitivity: 'high', full: true, reason: 'grant_required' },
@@ -80,9 +84,12 @@ describe('checkFloor: what refuses before any token is verified', () => {
     { name: 'the grant header twice', sensitivity: 'high', grant: ['g', 'h'], reason: 'grant_invalid' },
     { name: 'the posture header twice', sensitivity: 'low', posture: ['p', 'q'], reason: 'posture_invalid' },
     { name: 'a full store beats a header twice', sensitivity: 'low', grant: ['g', 'h'], full: true, reason: 'revocation_unavailable' },
+    { name: 'a stale bus (SPEC step 7)', sensitivity: 'high', grant: 'g', stale: true, reason: 'revocation_unavailable', detail: 'revocation bus not read within revocation.maxStaleness' },
+    { name: 'a stale bus, low route, no grant', sensitivity: 'low', stale: true, reason: 'revocation_unavailable' },
+    { name: 'high, no grant, stale bus: the floor comes first', sensitivity: 'high', stale: true, reason: 'grant_required' },
   ];
   it.each(rows)('$name → $reason', (row) => {
-    const refusal = checkFloor(request(row.sensitivity), row.grant, row.posture, row.full ? full : revocations);
+    const refusal = checkFloor(request(row.sensitivity), row.grant, row.posture, row.full ? full : row.stale ? stale : revocations, NOW);
     expect(refusal?.reason).toBe(row.reason);
     if (row.detail !== undefined) expect(refusal?.detail).toBe(row.detail);
     // Nothing was verified: no refusal here names a token.
@@ -90,8 +97,30 @@ describe('checkFloor: what refuses before any token is verified', () => {
   });
 
   it('allocates no refusal: the same frozen value every time', () => {
-    expect(checkFloor(request('high'), undefined, undefined, revocations)).toBe(checkFloor(request('high'), undefined, undefined, revocations));
-    expect(Object.isFrozen(checkFloor(request('low'), ['a', 'b'], undefined, revocations))).toBe(true);
+    expect(checkFloor(request('high'), undefined, undefined, revocations, NOW)).toBe(checkFloor(request('high'), undefined, undefined, revocations, NOW));
+    expect(Object.isFrozen(checkFloor(request('low'), ['a', 'b'], undefined, revocations, NOW))).toBe(true);
+    expect(checkFloor(request('low'), 'g', undefined, stale, NOW)).toBe(checkFloor(request('low'), 'g', undefined, stale, NOW));
+  });
+});
+
+describe('checkTokens: posture_sub revocations (SPEC "Fleet-wide revocation")', () => {
+  // The support bot's posture assertions issued up to 3 minutes ago (plus clockSkew) are refused.
+  const postureRevoked = new Revocations({ sweepIntervalMs: 3_600_000 });
+  postureRevoked.configure({ maxEntries: 100, maxLifetimeMs: 60 * MINUTE, clockSkewMs: 2_000 });
+  postureRevoked.revokePostureSub(SUPPORT, NOW - 3 * MINUTE);
+  afterAll(() => postureRevoked.stop());
+  const postureRules: TokenRules = { ...rules, revocations: postureRevoked };
+  it.each([
+    { name: 'issued before the revocation', iatMs: NOW - 5 * MINUTE, reason: 'posture_revoked' },
+    { name: 'issued within clockSkew after it (fail closed)', iatMs: NOW - 3 * MINUTE + 2_000, reason: 'posture_revoked' },
+    { name: 'issued after it and clockSkew', iatMs: NOW - 3 * MINUTE + 2_001, reason: undefined },
+  ])('an assertion $name → $reason', ({ iatMs, reason }) => {
+    const refused = checkTokens(request('low'), verified(grant()), verified(posture({ iatMs })), undefined, NOW, postureRules);
+    expect(refused?.reason).toBe(reason);
+    if (reason) expect(refused?.posture?.iatMs).toBe(iatMs);
+  });
+  it('a grant is untouched by a posture revocation', () => {
+    expect(checkTokens(request('low'), verified(grant()), undefined, undefined, NOW, postureRules)).toBeUndefined();
   });
 });
 
