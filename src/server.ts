@@ -143,7 +143,7 @@ export class Proxy implements ReplyEvents<Exchange> {
     this.audit = options.audit;
     this.accessLog = options.accessLog;
     this.upstreamCell = options.metrics.upstreamDuration.cell();
-    this.verifier = new PeerVerifier(options.identity.bundles, options.generation.config.identity.allow);
+    this.verifier = new PeerVerifier(options.identity.bundles);
     this.open = new OpenExchanges((bound, reason) => this.onCut(bound, reason));
     const { limits, listen } = options.generation.config;
     this.server = createServer(
@@ -230,7 +230,7 @@ export class Proxy implements ReplyEvents<Exchange> {
     if (bundleChanged) {
       // Tickets issued under the old bundle must not resume: new ticket keys force a full handshake.
       this.server.setTicketKeys(randomBytes(48));
-      this.verifier = new PeerVerifier(identity.bundles, this.generation.config.identity.allow);
+      this.verifier = new PeerVerifier(identity.bundles);
     }
     this.metrics.svidExpiry.set(identity.notAfter.getTime() / 1000);
   }

@@ -57,7 +57,7 @@ const metrics = createMetrics({ defaultMetrics: false });
 const shared = { cache: new DecisionCache(100_000, metrics), revocations: new Revocations(), metrics, audit: nullAudit, ownId: 'spiffe://example.org/ns/prod/sa/orders-api' };
 const generation = buildGeneration(1, config, shared);
 const bundles = new TrustBundleSet(new Map([['example.org', [new X509Certificate(ca.bundlePem)]]]));
-const peer: PeerIdentity = { svid: verifyX509Svid([new X509Certificate(client.certPem)], bundles), allowed: true };
+const peer: PeerIdentity = { svid: verifyX509Svid([new X509Certificate(client.certPem)], bundles) };
 const mint = (jti?: string) => mintGrant({ key: issuer.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: peer.svid.id.uri, aud: shared.ownId, scope: 'orders.refund', ttl: '14m', resources: ['order:*'], jti });
 const grant = await mint();
 const posture = await mintPosture({ key: issuer.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: peer.svid.id.uri, trust: 'high', ttl: '14m' });

@@ -50,7 +50,7 @@ const NONE_REVOKED: RevocationLookup = { full: false, freshUntilMs: Infinity, is
 /** Throws for a subject that is not a SPIFFE ID (callers validate cases first and name the key). */
 export function decideOffline(pdp: EmbeddedPdp, c: OfflineCase, rules: OfflineRules, now = Date.now()): OfflineDecision {
   const id = parseSpiffeId(c.subject);
-  const peer: PeerIdentity = { svid: { id, chain: [], leafSha256Hex: '', leafSha256B64u: '', notAfter: new Date(now + 3_600_000) }, allowed: true };
+  const peer: PeerIdentity = { svid: { id, chain: [], leafSha256Hex: '', leafSha256B64u: '', notAfter: new Date(now + 3_600_000) } };
   const request: TokenRequest = { peer, route: { action: c.action, sensitivity: c.sensitivity }, resource: c.resource };
   const token = <T>(value: T, expMs: number): VerifiedToken<T> => ({ value, expMs, ref: 'offline' });
   const iat = Math.floor(now / 1000);

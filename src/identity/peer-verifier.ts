@@ -1,4 +1,5 @@
-// Per-connection peer identity: the X509-SVID rules plus `identity.allow`. Results are cached by
+// Per-connection peer identity: the X509-SVID rules (`identity.allow` is the current config
+// generation's, checked per request by ClientConnection). Results are cached by
 // leaf fingerprint and bundle generation so a reconnecting workload costs one hash lookup, while
 // validity is still checked against the clock on every connection (resumed sessions included).
 import { X509Certificate } from 'node:crypto';
@@ -6,12 +7,9 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { MAX_CHAIN_CERTIFICATES, SvidError, verifyX509Svid, type X509Svid } from './x509-svid.ts';
 import type { TrustBundleSet } from './trust-bundle.ts';
-import { compileSpiffePatterns, type SpiffePatternSet } from './spiffe-pattern.ts';
 
 export interface PeerIdentity {
   readonly svid: X509Svid;
-  /** Whether `identity.allow` admits this peer; a peer that is a valid SVID but not allowed gets 403. */
-  readonly allowed: boolean;
 }
 
 /**
@@ -56,12 +54,10 @@ function cacheFor(bundles: TrustBundleSet): LRUCache<string, X509Svid> {
 
 export class PeerVerifier {
   private readonly bundles: TrustBundleSet;
-  private readonly allow: SpiffePatternSet;
   private readonly cache: LRUCache<string, X509Svid>;
 
-  constructor(bundles: TrustBundleSet, allow: readonly string[]) {
+  constructor(bundles: TrustBundleSet) {
     this.bundles = bundles;
-    this.allow = compileSpiffePatterns(allow);
     this.cache = cacheFor(bundles);
   }
 
@@ -94,6 +90,6 @@ export class PeerVerifier {
     // name constraints, signature algorithms): its refusal always stands.
     if (!socket.authorized) throw tlsRefusal(socket);
     this.cache.set(leaf.fingerprint256, svid);
-    return { svid, allowed: this.allow.matches(svid.id.uri) };
+    return { svid };
   }
 }

@@ -20,7 +20,6 @@ const LEAF = 'leaf-sha256-b64u';
 
 const peer: PeerIdentity = {
   svid: { id: parseSpiffeId(SUPPORT), chain: [], leafSha256Hex: 'ab', leafSha256B64u: LEAF, notAfter: new Date(NOW + 3_600_000) },
-  allowed: true,
 };
 
 function request(sensitivity: Sensitivity = 'medium'): TokenRequest {

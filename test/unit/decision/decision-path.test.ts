@@ -28,7 +28,7 @@ const MAX_AGE = 15 * 60_000;
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const keys = createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
-const peer: PeerIdentity = { svid: { id: parseSpiffeId(SUPPORT), chain: [], leafSha256Hex: 'ab', leafSha256B64u: 'leaf', notAfter: new Date(Date.now() + 3_600_000) }, allowed: true };
+const peer: PeerIdentity = { svid: { id: parseSpiffeId(SUPPORT), chain: [], leafSha256Hex: 'ab', leafSha256B64u: 'leaf', notAfter: new Date(Date.now() + 3_600_000) } };
 const policy = new EmbeddedPdp(policySchema.parse({ rules: [{ id: 'support', effect: 'allow', subjects: [SUPPORT], actions: ['orders.*'] }] }));
 
 const revocations: Revocations[] = [];

@@ -55,7 +55,7 @@ async function online(c: OfflineCase): Promise<Verdict> {
   if (c.posture) headers['x-device-posture'] = await mintPosture({ key: privateKey, kid: 'k1', iss: POSTURE, sub: c.subject, trust: c.posture, ttl: `${RULES.postureMaxAgeMs / 1000}s` });
   if (c.intent !== undefined) headers['x-intent'] = c.intent;
   const route: Route = { name: `r-${c.sensitivity}`, privileged: true, action: c.action, sensitivity: c.sensitivity, cacheTtlMs: undefined, mode: 'enforce', resource: [], jsonrpc: false };
-  const peer = { svid: { id: parseSpiffeId(c.subject), chain: [], leafSha256Hex: '', leafSha256B64u: '', notAfter: new Date(Date.now() + 3_600_000) }, allowed: true };
+  const peer = { svid: { id: parseSpiffeId(c.subject), chain: [], leafSha256Hex: '', leafSha256B64u: '', notAfter: new Date(Date.now() + 3_600_000) } };
   const facts: RequestFacts = { peer, route, resource: c.resource, method: 'POST', headers, requestId: 'r', path: '/', peerAddress: '127.0.0.1', peerPort: 1 };
   return path.authorize(facts);
 }

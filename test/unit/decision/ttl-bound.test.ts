@@ -27,7 +27,7 @@ const POSTURE = 'https://posture.example.org';
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const keys = createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
-const peer: PeerIdentity = { svid: { id: parseSpiffeId(SUPPORT), chain: [], leafSha256Hex: 'ab', leafSha256B64u: 'leaf', notAfter: new Date(Date.now() + 3_600_000) }, allowed: true };
+const peer: PeerIdentity = { svid: { id: parseSpiffeId(SUPPORT), chain: [], leafSha256Hex: 'ab', leafSha256B64u: 'leaf', notAfter: new Date(Date.now() + 3_600_000) } };
 
 const stores: Revocations[] = [];
 afterAll(() => stores.forEach((r) => r.stop()));
