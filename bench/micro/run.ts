@@ -61,7 +61,7 @@ const shared = { cache: new DecisionCache(100_000, metrics), revocations: new Re
 const generation = buildGeneration(1, config, shared);
 const bundles = new TrustBundleSet(new Map([['example.org', [new X509Certificate(ca.bundlePem)]]]));
 const peer: PeerIdentity = { svid: verifyX509Svid([new X509Certificate(client.certPem)], bundles), allowed: true };
-const mint = (jti?: string, scope = 'orders.refund', resources = ['order:*']) => mintGrant({ key: issuer.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: peer.svid.id.uri, aud: shared.ownId, scope, ttl: '14m', resources, jti });
+const mint = (jti?: string) => mintGrant({ key: issuer.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: peer.svid.id.uri, aud: shared.ownId, scope: 'orders.refund', ttl: '14m', resources: ['order:*'], jti });
 const grant = await mint();
 const posture = await mintPosture({ key: issuer.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: peer.svid.id.uri, trust: 'high', ttl: '14m' });
 const match = generation.routes.match('POST', '/orders/42/refund')!;
@@ -73,7 +73,7 @@ if (hit instanceof Promise || !hit.allow) throw new Error('expected a synchronou
 
 // An MCP tools/call on a jsonrpc route, as the SDK client sends it: the body is parsed (strict
 // scan, then JSON.parse) and its one call decided through the same decision path, on a cache hit.
-const mcpGrant = await mint(undefined, 'mcp.tools.call', ['mcp:lookup_order']);
+const mcpGrant = await mintGrant({ key: issuer.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: peer.svid.id.uri, aud: shared.ownId, scope: 'mcp.tools.call', ttl: '14m', resources: ['mcp:lookup_order'] });
 const mcpMatch = generation.routes.match('POST', '/mcp')!;
 const mcpBody = Buffer.from('{"method":"tools/call","params":{"name":"lookup_order","arguments":{"id":"42"},"_meta":{"progressToken":7}},"jsonrpc":"2.0","id":7}');
 const mcpFacts = { peer, method: 'POST', headers: { 'x-jit-grant': mcpGrant, 'x-device-posture': posture, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, requestId: 'r', path: '/mcp', peerAddress: '127.0.0.1', peerPort: 1 };
