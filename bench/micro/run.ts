@@ -27,6 +27,7 @@ import { verifyX509Svid } from '../../src/identity/x509-svid.ts';
 import type { PeerIdentity } from '../../src/identity/peer-verifier.ts';
 import type { RequestFacts } from '../../src/decision/authorizer.ts';
 import type { PdpInput } from '../../src/pdp/pdp.ts';
+import { decideCalls } from '../../src/exchange/json-rpc-calls.ts';
 import { TrustBundleSet } from '../../src/identity/trust-bundle.ts';
 
 const quick = process.argv.includes('--quick');
@@ -44,10 +45,12 @@ write('svid_key.pem', server.keyPem);
 write('bundle.pem', ca.bundlePem);
 const issuer = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 write('jwks.json', JSON.stringify({ keys: [{ ...(await exportJWK(issuer.publicKey)), kid: 'k1', alg: 'ES256' }] }));
-write('policy.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: r, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [orders.refund], resources: ["order:*"], ttl: 30s }\n');
+write('policy.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: r, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [orders.refund], resources: ["order:*"], ttl: 30s }\n  - { id: m, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [mcp.tools.call], resources: ["mcp:lookup_order"], ttl: 30s }\n');
 write('portcullis.yaml', `identity: { certFile: svid.pem, keyFile: svid_key.pem, bundleFile: bundle.pem, trustDomains: [example.org], allow: ["spiffe://example.org/**"] }
 upstream: { url: "http://127.0.0.1:1" }
-routes: [{ name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }]
+routes:
+  - { name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }
+  - { name: mcp, match: { methods: [POST], path: /mcp }, jsonrpc: true, action: "mcp.{rpc.method}", resource: "mcp:{rpc.name}", sensitivity: high }
 pdp: { policyFile: policy.yaml }
 grants: { issuers: [{ issuer: "https://jit.example.org", jwksFile: jwks.json }] }
 posture: { issuers: [{ issuer: "https://posture.example.org", jwksFile: jwks.json }], maxAge: 15m }
@@ -67,6 +70,17 @@ const facts: RequestFacts = { peer, route: match.route, resource: match.resource
 await generation.authorizer.authorize(facts);
 const hit = generation.authorizer.authorize(facts);
 if (hit instanceof Promise || !hit.allow) throw new Error('expected a synchronous cached allow');
+
+// An MCP tools/call on a jsonrpc route, as the SDK client sends it: the body is parsed (strict
+// scan, then JSON.parse) and its one call decided through the same decision path, on a cache hit.
+const mcpGrant = await mintGrant({ key: issuer.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: peer.svid.id.uri, aud: shared.ownId, scope: 'mcp.tools.call', ttl: '14m', resources: ['mcp:lookup_order'] });
+const mcpMatch = generation.routes.match('POST', '/mcp')!;
+const mcpBody = Buffer.from('{"method":"tools/call","params":{"name":"lookup_order","arguments":{"id":"42"},"_meta":{"progressToken":7}},"jsonrpc":"2.0","id":7}');
+const mcpFacts = { peer, method: 'POST', headers: { 'x-jit-grant': mcpGrant, 'x-device-posture': posture, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, requestId: 'r', path: '/mcp', peerAddress: '127.0.0.1', peerPort: 1 };
+const toolCall = () => decideCalls(mcpBody, generation.authorizer, mcpMatch.route, mcpMatch.resource, mcpFacts, 'r');
+await toolCall();
+const toolHit = toolCall();
+if (toolHit instanceof Promise || !toolHit.allow) throw new Error('expected a synchronous cached allow for the tools/call');
 
 const grants = new TokenVerifier({ shape: shapeGrant, issuers: new Map([['https://jit.example.org', issuerKeys({ issuer: 'https://jit.example.org', jwksFile: join(dir, 'jwks.json') }, 1000)]]), audience: [shared.ownId], clockSkewMs: 2000, maxTokenBytes: 8192, requiredClaims: ['exp', 'iat', 'jti', 'sub'], cacheEntries: 10 });
 await grants.verify(grant, Date.now());
@@ -102,6 +116,9 @@ bench
   .add('  making those two header strings alone (subtract)', () => {
     freshFacts.headers = freshHeaders();
   })
+  .add('decision on a cache hit for a tools/call (parse + decide)', () => {
+    toolCall();
+  })
   .add('verified-token cache hit', () => {
     grants.verify(grant, Date.now());
   })
@@ -129,6 +146,9 @@ function heapPerOp(fn: () => unknown, n = 100_000): number | undefined {
 }
 const allocations: Record<string, number | undefined> = {
   'decision, cache hit (tokens cached, key, lookup, exp + revocation)': heapPerOp(() => generation.authorizer.authorize(facts), quick ? 1000 : 20_000),
+  // Few calls: at ~5 KB each (the parsed body, its strings, a route per call), 20,000 would fill
+  // the young generation, and a scavenge inside the window hides what was allocated.
+  'decision on a cache hit for a tools/call (parse + decide)': heapPerOp(toolCall, 1000),
   'verified-token cache hit': heapPerOp(() => grants.verify(grant, Date.now())),
   'route match, 200 routes (last one)': heapPerOp(() => routes.match('GET', '/svc199/items/42/detail')),
   'path normalisation': heapPerOp(() => normaliseTarget('/orders//42/./refund/%7Ex?q=1', { allowPathParams: false })),

@@ -29,6 +29,32 @@ rules:
     ttl: 30s
 `;
 
+/**
+ * The demo's MCP rules, appended to DEMO_POLICY's rules in the demo's policy.yaml. Kept apart
+ * because DEMO_POLICY is also the deploy kit's policy (Kubernetes ConfigMap, embedded and OPA
+ * examples, pinned by test/unit/deploy), whose orders-api has no /mcp route: rules there would be
+ * dead. Support agents may open an MCP session and list tools (resource "mcp:-"), and call one
+ * tool, lookup_order; nothing allows refund_order, so a grant naming it would still be refused.
+ */
+export const DEMO_MCP_RULES = `  - id: support-mcp-session
+    effect: allow
+    subjects: ["spiffe://example.org/ns/prod/sa/support-*"]
+    actions: ["mcp.initialize", "mcp.notifications.initialized", "mcp.tools.list"]
+    resources: ["mcp:-"]
+    ttl: 30s
+  - id: support-mcp-lookup
+    effect: allow
+    subjects: ["spiffe://example.org/ns/prod/sa/support-*"]
+    actions: ["mcp.tools.call"]
+    resources: ["mcp:lookup_order"]
+    ttl: 30s
+`;
+
+/** An MCP call as curl sends it: one JSON-RPC object (or a batch), quoted for the shell. */
+const rpc = (id: number, method: string, params?: object): object => ({ jsonrpc: '2.0', ...(id > 0 ? { id } : {}), method, ...(params ? { params } : {}) });
+const toolCall = (id: number, name: string) => rpc(id, 'tools/call', { name, arguments: { id: '42' } });
+const shellJson = (value: object) => `'${JSON.stringify(value)}'`;
+
 const JIT_ISSUER = 'https://jit.example.org';
 const POSTURE_ISSUER = 'https://posture.example.org';
 const OWN_ID = 'spiffe://example.org/ns/prod/sa/orders-api';
@@ -70,6 +96,15 @@ routes:
     action: orders.refund
     resource: "order:{id}"
     sensitivity: high
+  - name: mcp                  # the sample MCP server: each JSON-RPC call in the body is its own decision
+    match: { methods: [POST], path: /mcp }
+    jsonrpc: true
+    action: "mcp.{rpc.method}"   # tools/call -> mcp.tools.call
+    resource: "mcp:{rpc.name}"   # the tool (params.name), resource (params.uri), or "-"
+    sensitivity: high
+  - name: mcp-session          # the server's event stream and session end: ordinary routes
+    match: { methods: [GET, DELETE], path: /mcp }
+    privileged: false
 defaultRoute: deny
 pdp: { kind: embedded, policyFile: policy.yaml, timeout: 250ms }
 cache: { maxEntries: 10000, allowTtl: 30s, denyTtl: 2s }
@@ -131,7 +166,7 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
   const billing = await ca.svid('/ns/prod/sa/billing');
   const jit = await issuerKeyPair('jit-1');
   const posture = await issuerKeyPair('posture-1');
-  const grant = (sub: string, scope: string, ttl: string, extra: { jti?: string } = {}) =>
+  const grant = (sub: string, scope: string, ttl: string, extra: { jti?: string; resources?: string[]; justification?: string } = {}) =>
     mintGrant({ key: jit.key, kid: 'jit-1', iss: JIT_ISSUER, sub, aud: OWN_ID, scope, ttl, resources: ['order:*'], approver: 'alice@example.org', justification: 'INC-4242 refund for a double charge', ...extra });
   const supportGrant = await grant(SUPPORT_ID, 'orders.refund', '15m');
   const tampered = supportGrant.slice(0, supportGrant.lastIndexOf('.') + 1) + 'A'.repeat(86);
@@ -141,6 +176,8 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     'grant-read-only.header': `x-jit-grant: ${await grant(SUPPORT_ID, 'orders.read', '15m')}`,
     'grant-too-long.header': `x-jit-grant: ${await grant(SUPPORT_ID, 'orders.refund', '1h')}`,
     'grant-tampered.header': `x-jit-grant: ${tampered}`,
+    // The agent's MCP grant: a session, the tool list, and tools/call on lookup_order only.
+    'mcp-grant.header': `x-jit-grant: ${await grant(SUPPORT_ID, 'mcp.initialize mcp.notifications.initialized mcp.tools.list mcp.tools.call', '15m', { resources: ['mcp:-', 'mcp:lookup_order'], justification: 'INC-4242 look up the double-charged order' })}`,
     'billing-grant.header': `x-jit-grant: ${await grant(BILLING_ID, 'orders.refund', '15m')}`,
     'posture.header': `x-device-posture: ${await mintPosture({ key: posture.key, kid: 'posture-1', iss: POSTURE_ISSUER, sub: SUPPORT_ID, trust: 'high', ttl: '30m' })}`,
     'posture-low.header': `x-device-posture: ${await mintPosture({ key: posture.key, kid: 'posture-1', iss: POSTURE_ISSUER, sub: SUPPORT_ID, trust: 'low', ttl: '30m' })}`,
@@ -162,7 +199,7 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     'jit-issuer_key.pem': jit.keyPem,
     'posture-jwks.json': posture.jwks,
     'posture-issuer_key.pem': posture.keyPem,
-    'policy.yaml': DEMO_POLICY,
+    'policy.yaml': DEMO_POLICY + DEMO_MCP_RULES,
     ...Object.fromEntries(Object.entries(headers).map(([name, line]) => [name, `${line}\n`])),
     'mint-grant.sh': `#!/bin/sh\n# Mints a fresh grant for support-bot: ./mint-grant.sh 5s\nexec "${process.execPath}" "${MAIN}" grant mint --key "${dir}/jit-issuer_key.pem" --kid jit-1 --iss ${JIT_ISSUER} --sub ${SUPPORT_ID} --aud ${OWN_ID} --scope orders.refund --resources 'order:*' --ttl "\${1:-5m}"\n`,
   };
@@ -185,11 +222,16 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
   // -N: each event is printed as it arrives; -w still prints when the cut ends the transfer.
   const stream = (flag: string) =>
     `G=$(${dir}/mint-grant.sh 5s); curl ${flag}-sS -N -w '\\n→ HTTP %{http_version} %{http_code}, stream ended after %{time_total} s\\n' ${client('support-bot')} -H "x-jit-grant: $G" -H @${dir}/posture.header ${base}/orders/42/refund/events`;
+  // MCP's Streamable HTTP transport: JSON in, JSON or server-sent events out, and from the
+  // initialize answer on, the session it opened in Mcp-Session-Id.
+  const mcp = `${as('support-bot')} -H @${dir}/mcp-grant.header -H @${dir}/posture.header -H 'content-type: application/json' -H 'accept: application/json, text/event-stream'`;
+  const inSession = `${mcp} -H @${dir}/mcp-session.header`;
+  const initialize = rpc(1, 'initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'curl', version: '1.0' } });
   const instructions = [
     '',
     `Portcullis demo is running. Files (dev CA, SVIDs, config, policy): ${dir}`,
     `  proxy    ${base}   (SPIFFE ID spiffe://example.org/ns/prod/sa/orders-api)`,
-    `  service  http://127.0.0.1:${upstreamPort}   (sample upstream: echoes what it receives)`,
+    `  service  http://127.0.0.1:${upstreamPort}   (sample upstream: echoes what it receives; /mcp is a sample MCP server)`,
     `  admin    http://127.0.0.1:${adminPort}/metrics`,
     '',
     'Allowed: support-bot is a valid SVID in identity.allow; the service sees who called (x-forwarded-client-cert):',
@@ -253,6 +295,19 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     "A stream cut when its grant expires: server-sent events on GET /orders/{id}/refund/events (privileged, like the refund) with a fresh 5-second grant. An event arrives every 500 ms, then the stream ends at the grant's exp. Over HTTP/1.1 the connection closes without the final chunk (curl: (18) transfer closed); over HTTP/2 the stream is reset (curl: (92) … CANCEL):",
     `  ${stream('--http1.1 ')}`,
     `  ${stream('--http2 ')}`,
+    '',
+    'An AI agent on the sample MCP server (POST /mcp, jsonrpc: true): each JSON-RPC call in the body is its own decision, action "mcp.{rpc.method}" on resource "mcp:{rpc.name}".',
+    "support-bot's MCP grant (mcp-grant.header) names mcp.initialize, mcp.notifications.initialized, mcp.tools.list and mcp.tools.call, on mcp:- and mcp:lookup_order only.",
+    `Open a session: initialize, printed with the answer's headers (-D -), Mcp-Session-Id among them; the snippet keeps that header in ${dir}/mcp-session.header for the lines below:`,
+    `  ${mcp} -D - -d ${shellJson(initialize)} ${base}/mcp | tee ${dir}/mcp-initialize.txt; tr -d '\\r' < ${dir}/mcp-initialize.txt | grep -i '^mcp-session-id:' > ${dir}/mcp-session.header`,
+    'Then the initialized notification (202, no body):',
+    `  ${inSession} -d ${shellJson(rpc(0, 'notifications/initialized'))} ${base}/mcp`,
+    'Allowed: tools/call lookup_order; the answer is a server-sent event carrying the JSON-RPC result:',
+    `  ${inSession} -d ${shellJson(toolCall(2, 'lookup_order'))} ${base}/mcp`,
+    'Denied, 403 grant_scope: tools/call refund_order in the same session (the grant names no mcp:refund_order), with a JSON-RPC error body an agent framework shows to the model:',
+    `  ${inSession} -d ${shellJson(toolCall(3, 'refund_order'))} ${base}/mcp`,
+    'Denied whole, 403 grant_scope: a batch of both calls reaches the server only if every call is allowed; one error object per refused call:',
+    `  ${inSession} -d ${shellJson([toolCall(4, 'lookup_order'), toolCall(5, 'refund_order')])} ${base}/mcp`,
     '',
     `Decisions and stream cuts land in the audit log: tail -f ${dir}/audit.log   (cache hits and misses: curl -s http://127.0.0.1:${adminPort}/admin/cache)`,
     'The pre-minted grants live 15 minutes; run `npm start` again for fresh ones.',

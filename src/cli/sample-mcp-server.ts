@@ -2,11 +2,24 @@
 // Streamable HTTP transport, stateful (Mcp-Session-Id), with three tools an agent might be
 // granted one at a time: lookup_order (read), refund_order (write), and export_orders, which
 // streams progress notifications over server-sent events for a few seconds.
-// Loaded only by the demo and tests: the SDK is a development dependency.
+// Loaded only by the demo and tests: the SDK is a development dependency. The demo's sample
+// service mounts the handler on its own port (`/mcp`); the tests run it as a server of its own.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-export async function createSampleMcpServer(options: { exportSteps?: number; stepMs?: number } = {}): Promise<Server> {
+export interface SampleMcpOptions {
+  readonly exportSteps?: number;
+  readonly stepMs?: number;
+}
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export async function createSampleMcpServer(options: SampleMcpOptions = {}): Promise<Server> {
+  return createServer(await createSampleMcpHandler(options));
+}
+
+/** The MCP endpoint as a request handler: `/mcp` is served, anything else is 404. */
+export async function createSampleMcpHandler(options: SampleMcpOptions = {}): Promise<RequestHandler> {
   const { McpServer } = await import('@modelcontextprotocol/sdk/server/mcp.js');
   const { StreamableHTTPServerTransport } = await import('@modelcontextprotocol/sdk/server/streamableHttp.js');
   const { isInitializeRequest } = await import('@modelcontextprotocol/sdk/types.js');
@@ -64,10 +77,10 @@ export async function createSampleMcpServer(options: { exportSteps?: number; ste
     }
     await transport.handleRequest(req, res, body);
   };
-  return createServer((req, res) => {
+  return (req, res) => {
     handle(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
-  });
+  };
 }

@@ -227,6 +227,7 @@ describe('portcullis demo', () => {
         });
       });
       const commands = out.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('curl ') || l.startsWith('G='));
+      const demoDir = /--cacert (\S+)\/bundle\.pem/.exec(commands[0]!)![1]!;
       // In the order the demo prints them: [status, reason] (reason '' for a service answer).
       const expected: [string, string][] = [
         ['200', ''], ['403', 'peer_not_allowed'], ['000', ''], ['000', ''], ['400', 'bad_path'], ['403', 'no_route'],
@@ -234,9 +235,11 @@ describe('portcullis demo', () => {
         ['403', 'grant_scope'], ['403', 'grant_ttl_too_long'], ['401', 'posture_required'], ['403', 'posture_insufficient'],
         ['200', ''], ['200', ''], ['403', 'grant_revoked'],
       ];
-      // Then the expiring-grant loop, two HTTP/2 lines and two server-sent-events streams.
-      expect(commands).toHaveLength(expected.length + 5);
-      const [expiryLoop, h2Allowed, h2Denied, sseHttp1, sseH2] = commands.slice(expected.length) as [string, string, string, string, string];
+      // Then the expiring-grant loop, two HTTP/2 lines, two server-sent-events streams, and the
+      // MCP lines (initialize, initialized, an allowed and a denied tools/call, a batch).
+      expect(commands).toHaveLength(expected.length + 10);
+      const [expiryLoop, h2Allowed, h2Denied, sseHttp1, sseH2] = commands.slice(expected.length, expected.length + 5) as [string, string, string, string, string];
+      const [mcpInitialize, mcpInitialized, mcpAllowed, mcpDenied, mcpBatch] = commands.slice(expected.length + 5) as [string, string, string, string, string];
       expect([h2Allowed, h2Denied].every((c) => c.startsWith('curl --http2 '))).toBe(true);
       expect(sseHttp1).toContain('curl --http1.1 ');
       expect(sseH2).toContain('curl --http2 ');
@@ -266,6 +269,35 @@ describe('portcullis demo', () => {
       expect(deniedLines.at(-1), h2Denied).toBe('→ HTTP 2 403');
       expect(JSON.parse(deniedLines.slice(0, -1).join('\n')).reason).toBe('policy_denied');
 
+      // MCP through the real SDK server, run exactly as printed, in order (one session). Each
+      // prints its answer and then "→ HTTP <status>".
+      const answer = (out: string) => {
+        const lines = out.trimEnd().split('\n');
+        return { status: lines.at(-1), body: lines.slice(0, -1).join('\n').trim() };
+      };
+      // initialize: the answer with its headers (-D -), and the session header kept in a file.
+      const opened = await shell(mcpInitialize);
+      expect([opened.code, answer(opened.stdout).status], opened.stdout + opened.stderr).toEqual([0, '→ HTTP 200']);
+      expect(opened.stdout).toMatch(/^content-type: text\/event-stream/im);
+      expect(opened.stdout).toContain('"serverInfo":{"name":"orders"');
+      const session = readFileSync(`${demoDir}/mcp-session.header`, 'utf8');
+      expect(session).toMatch(/^mcp-session-id: [0-9a-f-]{36}\n$/i);
+      expect(opened.stdout).toContain(session.trim());
+      expect(answer((await shell(mcpInitialized)).stdout)).toEqual({ status: '→ HTTP 202', body: '' });
+      // The allowed call reaches the server and comes back as a server-sent event.
+      const looked = answer((await shell(mcpAllowed)).stdout);
+      expect(looked.status, mcpAllowed).toBe('→ HTTP 200');
+      const event = JSON.parse(/^data: (.*)$/m.exec(looked.body)![1]!) as { id: number; result: { content: { text: string }[] } };
+      expect([event.id, event.result.content[0]!.text]).toEqual([2, 'order 42: 2 items, 59.90 EUR, paid']);
+      // refund_order: refused by the grant, with the JSON-RPC error body carrying the call's id.
+      const refused = answer((await shell(mcpDenied)).stdout);
+      expect(refused.status, mcpDenied).toBe('→ HTTP 403');
+      expect(JSON.parse(refused.body)).toEqual({ jsonrpc: '2.0', id: 3, error: { code: -32001, message: 'grant_scope', data: { reason: 'grant_scope', request_id: expect.any(String) } } });
+      // The batch is refused whole: one error object, for the refund call only.
+      const batch = answer((await shell(mcpBatch)).stdout);
+      expect(batch.status, mcpBatch).toBe('→ HTTP 403');
+      expect((JSON.parse(batch.body) as { id: number; error: { message: string } }[]).map((e) => [e.id, e.error.message])).toEqual([[5, 'grant_scope']]);
+
       const [loop, ...streams] = await slow;
       // The server-sent events: events arrive, then the grant's 5 s end the stream (the grant is
       // minted by the same line, so the whole line takes the mint, which is slow on a busy machine,
@@ -284,10 +316,19 @@ describe('portcullis demo', () => {
         expect([stream.code, stream.stderr]).toEqual([curlError, expect.stringContaining(curlError === 92 ? 'CANCEL' : 'transfer closed')]);
       }
       // Both cuts are audited with their request ids (the audit log is written every 100 ms).
-      const demoDir = /--cacert (\S+)\/bundle\.pem/.exec(commands[0]!)![1]!;
       await new Promise((resolve) => setTimeout(resolve, 300));
       const cuts = readFileSync(`${demoDir}/audit.log`, 'utf8').split('\n').filter((l) => l.includes('"event":"stream_cut"')).map((l) => JSON.parse(l) as Record<string, string>);
       expect(cuts.map((c) => [c.route, c.reason, c.protocol]).sort()).toEqual([['refund-events', 'grant_expired', 'h2'], ['refund-events', 'grant_expired', 'http1']]);
+      // Each MCP call was its own decision, audited with the call (the batch: both of its calls).
+      const calls = readFileSync(`${demoDir}/audit.log`, 'utf8').split('\n').filter((l) => l.includes('"route":"mcp"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(calls.map((c) => [c.rpc_method, c.rpc_name, c.rpc_id, c.action, c.resource, c.decision, c.reason])).toEqual([
+        ['initialize', '-', 1, 'mcp.initialize', 'mcp:-', 'allow', 'allowed'],
+        ['notifications/initialized', '-', null, 'mcp.notifications.initialized', 'mcp:-', 'allow', 'allowed'],
+        ['tools/call', 'lookup_order', 2, 'mcp.tools.call', 'mcp:lookup_order', 'allow', 'allowed'],
+        ['tools/call', 'refund_order', 3, 'mcp.tools.call', 'mcp:refund_order', 'deny', 'grant_scope'],
+        ['tools/call', 'lookup_order', 4, 'mcp.tools.call', 'mcp:lookup_order', 'allow', 'allowed'],
+        ['tools/call', 'refund_order', 5, 'mcp.tools.call', 'mcp:refund_order', 'deny', 'grant_scope'],
+      ]);
 
       // The expiring grant: allowed at first, then 401 once its 5 s are up.
       const seen = loop.stdout.trim().split(/\s+/);
