@@ -99,6 +99,10 @@ function h2Options(limits: Config['limits']) {
 const H2_FLAGS_END_STREAM = h2.NGHTTP2_FLAG_END_STREAM;
 
 
+/** Distinct `tool` label values per JSON-RPC route. */
+const MAX_TOOL_LABELS = 64;
+const TOOL_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
 export interface ProxyOptions {
   readonly generation: Generation;
   readonly identity: IdentityMaterial;
@@ -128,6 +132,8 @@ export class Proxy implements ReplyEvents<Exchange> {
   private readonly sessions = new Set<ServerHttp2Session>();
   /** What each HTTP/2 session's timers and counters need to know of the streams nghttp2 opened (H2Watch). */
   private readonly watches = new WeakMap<Http2Session, H2Watch>();
+  /** Per JSON-RPC route, the tool names given a label of their own. */
+  private readonly toolNames = new Map<string, Set<string>>();
   /** The connection whose socket is being handed to the HTTP/2 server right now ('session' is synchronous). */
   private handingOver: ClientConnection | undefined;
   // Gauge bookkeeping: shared listeners, no closure per connection or request.
@@ -528,6 +534,7 @@ export class Proxy implements ReplyEvents<Exchange> {
         x.requestId,
       );
       const settle = (outcome: CallsOutcome): void => {
+        for (const call of outcome.calls) this.metrics.rpcDecisions.inc(match.route.name, this.toolLabel(match.route.name, call.name), call.allow ? 'allow' : 'deny');
         if (outcome.allow) {
           // Byte for byte what the client sent (SPEC): the buffer, never a re-serialisation.
           x.bufferedBody = result.body;
@@ -546,6 +553,21 @@ export class Proxy implements ReplyEvents<Exchange> {
         settle(decided);
       }
     });
+  }
+
+  /**
+   * The `tool` label of a JSON-RPC call: names come from clients, so each route keeps its first
+   * 64 and counts the rest as "other" (SPEC "Metrics": labels stay bounded).
+   */
+  private toolLabel(route: string, name: string): string {
+    // A tool name, not a resource URI or anything else a client may put there.
+    if (!TOOL_NAME.test(name)) return 'other';
+    let names = this.toolNames.get(route);
+    if (names === undefined) this.toolNames.set(route, (names = new Set()));
+    if (names.has(name)) return name;
+    if (names.size >= MAX_TOOL_LABELS) return 'other';
+    names.add(name);
+    return name;
   }
 
   private afterVerdict(x: Exchange, verdict: Verdict): void {

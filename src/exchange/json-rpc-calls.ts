@@ -63,9 +63,16 @@ function fill(template: string, call: JsonRpcCall): string {
   return template.includes('{rpc.') ? template.replaceAll('{rpc.method}', call.actionMethod).replaceAll('{rpc.name}', call.name) : template;
 }
 
-export type CallsOutcome =
+/** What each call was decided: for the per-tool counter. */
+export interface CallDecision {
+  readonly name: string;
+  readonly allow: boolean;
+}
+
+export type CallsOutcome = (
   | { readonly allow: true; readonly verdict: Extract<Verdict, { allow: true }> }
-  | { readonly allow: false; readonly denial: Denial; /** The JSON-RPC error body: one object, or an array for a batch. */ readonly body: string; readonly audited: boolean };
+  | { readonly allow: false; readonly denial: Denial; /** The JSON-RPC error body: one object, or an array for a batch. */ readonly body: string; readonly audited: boolean }
+) & { readonly calls: readonly CallDecision[] };
 
 /**
  * Decides every call of `body` through `authorizer`. `facts` are the request's, made once;
@@ -77,7 +84,7 @@ export function decideCalls(body: Buffer, authorizer: Authorizer, route: Route, 
   if (!parsed.ok) {
     // SPEC: 400 bad_request, with a JSON-RPC error body when the call's id could be read.
     const errorBody = parsed.id !== undefined ? jsonRpcError(parsed.id, NOT_JSON_RPC, requestId, -32600) : undefined;
-    return { allow: false, denial: NOT_JSON_RPC, body: errorBody ?? '', audited: false };
+    return { allow: false, denial: NOT_JSON_RPC, body: errorBody ?? '', audited: false, calls: [] };
   }
   const verdicts: (Verdict | Promise<Verdict>)[] = [];
   let pending = false;
@@ -101,6 +108,7 @@ function outcome(verdicts: readonly Verdict[], calls: readonly JsonRpcCall[], ba
   let grantId: string | undefined;
   let grantExpMs: number | undefined;
   let postureDeadlineMs: number | undefined;
+  const decided = verdicts.map((v, i) => ({ name: calls[i]!.name, allow: v.allow }));
   verdicts.forEach((v, i) => {
     if (!v.allow) {
       refused ??= v.denial;
@@ -113,6 +121,6 @@ function outcome(verdicts: readonly Verdict[], calls: readonly JsonRpcCall[], ba
     if (v.postureDeadlineMs !== undefined) postureDeadlineMs = Math.min(postureDeadlineMs ?? Infinity, v.postureDeadlineMs);
   });
   // The decision path has audited each call's refusal.
-  if (refused !== undefined) return { allow: false, denial: refused, body: batch ? `[${errors.join(',')}]` : errors[0]!, audited: true };
-  return { allow: true, verdict: { allow: true, grantId, grantExpMs, postureDeadlineMs } };
+  if (refused !== undefined) return { allow: false, denial: refused, body: batch ? `[${errors.join(',')}]` : errors[0]!, audited: true, calls: decided };
+  return { allow: true, verdict: { allow: true, grantId, grantExpMs, postureDeadlineMs }, calls: decided };
 }

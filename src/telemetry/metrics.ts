@@ -63,6 +63,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     cacheHits: batchedCounter({ name: 'portcullis_cache_hits_total', help: 'Decision cache hits.', labelNames: [], registers }),
     cacheMisses: batchedCounter({ name: 'portcullis_cache_misses_total', help: 'Decision cache misses.', labelNames: [], registers }),
     // SPEC step 8: requests a `mode: shadow` route forwarded although the decision was a deny.
+    rpcDecisions: batchedCounter({ name: 'portcullis_rpc_decisions_total', help: 'Calls decided on JSON-RPC routes (MCP tools), by route, the tool or resource named (params.name or params.uri; at most 64 names per route, the rest as "other") and decision.', labelNames: ['route', 'tool', 'decision'], registers }),
     shadowDenials: batchedCounter({ name: 'portcullis_shadow_denials_total', help: 'Requests on mode: shadow routes that the decision denied and the proxy forwarded anyway, by route and deny reason.', labelNames: ['route', 'reason'], registers }),
     // SPEC step 4: which of min(PDP ttl, allowTtl, route cacheTtl, grant exp, posture expiry) set a cached allow's lifetime.
     cacheTtlBound: batchedCounter({ name: 'portcullis_cache_ttl_bound_total', help: 'Allows stored in the decision cache, by route and the bound that set their lifetime (pdp, allow_ttl, route_ttl, grant_exp, posture).', labelNames: ['route', 'bound'], registers }),

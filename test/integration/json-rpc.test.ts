@@ -143,6 +143,19 @@ describe('JSON-RPC routes', () => {
     expect(Date.now() - started).toBeLessThan(2500);
   });
 
+  it('counts decisions per tool, with at most 64 tool labels per route (the rest, and anything not a tool name, as "other")', async () => {
+    expect(await metric(proxy, 'portcullis_rpc_decisions_total', { route: 'mcp', tool: 'lookup_order', decision: 'allow' })).toBeGreaterThanOrEqual(1);
+    expect(await metric(proxy, 'portcullis_rpc_decisions_total', { route: 'mcp', tool: 'refund_order', decision: 'deny' })).toBeGreaterThanOrEqual(1);
+    const calls = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: `t${from + i}` } }));
+    for (let i = 0; i < 80; i += 20) await post(JSON.stringify(calls(i, 20)));
+    await post('{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}');
+    const text = await proxy.metrics.registry.metrics();
+    const tools = new Set([...text.matchAll(/^portcullis_rpc_decisions_total\{route="mcp",tool="([^"]+)"/gm)].map((m) => m[1]));
+    expect(tools.size).toBeLessThanOrEqual(65);
+    expect(tools.has('other')).toBe(true);
+    expect(text).not.toContain('passwd');
+  });
+
   it('an unprivileged path on the same service is still an ordinary route (GET /mcp is not read)', async () => {
     expect((await get(client, proxy.proxyPort, '/mcp')).status).toBe(403); // no route for GET here: no_route
   });

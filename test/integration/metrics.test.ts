@@ -35,6 +35,7 @@ const ALLOWED_LABELS: Record<string, RegExp> = {
   // an HTTP status, or a grpc-status (0-16) for protocol="grpc"
   code: /^(\d{3}|\d{1,2})$/,
   protocol: /^(http1|h2|grpc)$/,
+  tool: /^[A-Za-z0-9_.-]{1,64}$/,
   decision: /^(allow|deny)$/,
   reason: /^[a-z_]+$/,
   source: /^(cache|pdp|coalesced|local)$/,
