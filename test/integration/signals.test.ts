@@ -5,6 +5,7 @@
 // and changes nothing; with revocation.source: redis a SET taken by one sidecar is enforced by
 // another (a real redis-server).
 import { generateKeyPairSync } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, type Agent } from 'undici';
@@ -253,6 +254,59 @@ ${more}`,
     const method = await request(`http://127.0.0.1:${instance.signalsPort}/ssf/events`);
     expect([method.statusCode, method.headers.allow]).toEqual([405, 'POST']);
     await method.body.text();
+  });
+
+  it('a body over 64 KiB sent chunked (no Content-Length) is refused as it streams in: 413 invalid_request', async () => {
+    const chunk = Buffer.alloc(16_384, 0x61);
+    const body = () => Readable.from((function* () {
+      for (let i = 0; i < 8; i++) yield chunk;
+    })());
+    const response = await request(`http://127.0.0.1:${instance.signalsPort}/ssf/events`, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt', authorization: `Bearer ${TOKEN}` }, body: body() });
+    expect([response.statusCode, await response.body.json()]).toEqual([413, { err: 'invalid_request', description: 'the body is larger than 65536 bytes' }]);
+  });
+
+  it('two copies of one SET pushed at once: one is accepted, the other refused as a replay', async () => {
+    const sub = await workload();
+    const set = await sign(setClaims('session-revoked', {}, { format: 'uri', uri: sub }));
+    const replies = await Promise.all([push(instance, set), push(instance, set)]);
+    expect(replies.map((r) => r.status).sort()).toEqual([202, 400]);
+    expect(replies.find((r) => r.status === 400)?.json?.err).toBe('invalid_request');
+    expect(audit.revocations.filter((r) => r.sub === sub)).toHaveLength(1);
+  });
+
+  it('no bearerTokenFile: no Authorization needed; a transmitter whose jwksUrl cannot be fetched gets 503 + Retry-After (not a refusal: it sends again)', async () => {
+    const dead = await serveJwks(remoteIdp.jwks);
+    await dead.close();
+    const yaml = configYaml(
+      pki,
+      upstream.url,
+      `${ROUTES}grants: { issuers: [{ issuer: "${JIT_ISS}", jwksFile: jit-jwks.json }] }
+signals:
+  listen: { address: 127.0.0.1, port: 0 }
+  transmitters:
+    - { issuer: "${IDP}", jwksFile: idp-jwks.json, audience: "${AUD}" }
+    - { issuer: "${REMOTE_IDP}", jwksUrl: "${dead.url}", audience: "${AUD}" }
+`,
+    );
+    const open = await startNamed(pki, 'signals-open.yaml', yaml);
+    try {
+      const sub = await workload();
+      expect((await push(open.instance, await sign(setClaims('session-revoked', {}, { format: 'uri', uri: sub })), { bearer: null })).status).toBe(202);
+      expect(open.instance.shared.revocations.holds('sub', sub)).toBe(true);
+      const other = await workload();
+      const unreachable = await push(open.instance, await sign({ ...setClaims('session-revoked', {}, { format: 'uri', uri: other }), iss: REMOTE_IDP }, { key: remoteIdp }), { bearer: null });
+      expect([unreachable.status, unreachable.headers['retry-after']]).toEqual([503, '5']);
+      expect(unreachable.json?.description).toMatch(/^the keys of https:\/\/idp-remote\.example\.org could not be loaded: /);
+      expect(open.instance.shared.revocations.holds('sub', other)).toBe(false);
+      expect(await metric(open.instance, 'portcullis_signals_received_total', { event: 'session-revoked', result: 'unavailable' })).toBe(1);
+    } finally {
+      await open.instance.close();
+    }
+  });
+
+  it('an empty bearerTokenFile stops the start, naming the key (an empty token would let anyone in)', async () => {
+    pki.write('empty-token', '\n');
+    await expect(startNamed(pki, 'signals-empty.yaml', signalsYaml().replace('bearerTokenFile: ssf-token', 'bearerTokenFile: empty-token'))).rejects.toThrow(/^signals\.bearerTokenFile: .*empty-token is empty$/);
   });
 
   describe('with revocation.source: redis', () => {
