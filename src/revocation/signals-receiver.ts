@@ -15,6 +15,7 @@ import type { IssuerConfig } from '../config/schema.ts';
 import { issuerKeys } from '../tokens/key-set.ts';
 import type { JwksFetchResult } from '../tokens/jwks-fetch.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { RateLimitedLog } from '../decision/rate-limited-log.ts';
 import { entryTargets } from './entry.ts';
 import type { PublishRevocation } from './publish.ts';
 import { eventName, mapEvent, SIGNAL_EVENTS, type SignalEvent } from './signals-caep.ts';
@@ -111,12 +112,14 @@ export function createSignalsReceiver(o: { config: SignalsConfig; publish: Publi
     }),
   );
   const replay = new ReplayMemory();
+  // Anyone who can reach the port can send garbage: one refusal line per kind every 10 s.
+  const refusals = new RateLimitedLog(logger, 10_000);
   for (const event of SIGNAL_EVENTS) for (const result of RESULTS) metrics.signalsReceived.inc({ event, result }, 0);
 
   // `close`: refused before the body was read, so the connection is not reused.
   const refused = (event: SignalEvent, err: SetErr, description: string, close = false, status = 400): Answer => {
     metrics.signalsReceived.inc({ event, result: err });
-    logger.info({ event, err, description }, 'shared signal refused');
+    refusals.warn(`${event} ${err}`, { event, err, description }, 'shared signal refused');
     return { status, body: { err, description }, headers: close ? { connection: 'close' } : {} };
   };
   const tooLarge = (): Answer => refused('other', 'invalid_request', `the body is larger than ${MAX_SET_BYTES} bytes`, true, 413);
@@ -177,6 +180,9 @@ export function createSignalsReceiver(o: { config: SignalsConfig; publish: Publi
       },
     );
   });
+
+  // Bounded memory however many connect: at most this many bodies of MAX_SET_BYTES in flight.
+  server.maxConnections = 256;
 
   return {
     server,
