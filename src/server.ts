@@ -6,8 +6,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { constants as h2, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { Duplex } from 'node:stream';
+import { constants as h2, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { Readable, type Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/schema.ts';
@@ -26,9 +26,11 @@ import { ClientConnection } from './exchange/client-connection.ts';
 import { endsWith, Exchange, UNROUTED, type RequestInit } from './exchange/exchange.ts';
 import { Http1Reply } from './exchange/http1-reply.ts';
 import { GrpcReply, H2Reply } from './exchange/h2-reply.ts';
+import { H2Watch } from './exchange/h2-watch.ts';
 import { UpgradeReply } from './exchange/upgrade-reply.ts';
 import { OpenExchanges, type Bound, type CutReason, type Revoked } from './exchange/open-exchanges.ts';
 import type { RelayReply, ReplyEvents } from './exchange/reply.ts';
+import { decideCalls, NOT_JSON, NOT_JSON_RPC, readBody, TOO_LARGE, type CallsOutcome } from './exchange/json-rpc-calls.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HistogramCell } from './telemetry/fast-histogram.ts';
 import type { Logger } from './telemetry/logger.ts';
@@ -96,6 +98,7 @@ function h2Options(limits: Config['limits']) {
 
 const H2_FLAGS_END_STREAM = h2.NGHTTP2_FLAG_END_STREAM;
 
+
 export interface ProxyOptions {
   readonly generation: Generation;
   readonly identity: IdentityMaterial;
@@ -123,6 +126,8 @@ export class Proxy implements ReplyEvents<Exchange> {
   /** A client connection's facts, by its TLS socket (HTTP/1.1) or its HTTP/2 session. */
   private readonly connections = new WeakMap<object, ClientConnection>();
   private readonly sessions = new Set<ServerHttp2Session>();
+  /** What each HTTP/2 session's timers and counters need to know of the streams nghttp2 opened (H2Watch). */
+  private readonly watches = new WeakMap<Http2Session, H2Watch>();
   /** The connection whose socket is being handed to the HTTP/2 server right now ('session' is synchronous). */
   private handingOver: ClientConnection | undefined;
   // Gauge bookkeeping: shared listeners, no closure per connection or request.
@@ -292,11 +297,23 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.logger.info({ peer: connection.peerId, code: error.code, detail: error.message }, 'HTTP/2 session ended by a protocol error');
     });
     session.on('frameError', () => this.metrics.badRequests.inc({ reason: 'h2_protocol' }));
-    const idle = this.generation.config.limits.idleTimeout;
-    session.setTimeout(idle, () => {
-      // Idle: no stream open and nothing heard for limits.idleTimeout. An open stream (a quiet
-      // gRPC watch) keeps the connection; its grounds bound it instead.
-      if (connection.openStreams === 0) session.close();
+    const { idleTimeout, headersTimeout } = this.generation.config.limits;
+    const watch = new H2Watch(session, (reason, n) => this.metrics.badRequests.inc({ reason }, n));
+    this.watches.set(session, watch);
+    // Streams nghttp2 refused before we saw them are counted when the peer hangs up; Node's own
+    // 'close' listener on the socket would destroy the session (and its state) first.
+    session.socket.prependOnceListener('close', () => watch.settle());
+    // Re-armed by node:http2 on every stream event, frame and SETTINGS; fires once per quiet
+    // spell, and `setTimeout(ms, cb)` would listen only once: on() keeps the limit for life.
+    const period = Math.min(idleTimeout, headersTimeout);
+    session.setTimeout(period);
+    session.on('timeout', () => {
+      const verdict = watch.quiet(period, idleTimeout, connection.openStreams);
+      // A peer that never finished its preface or header block gets GOAWAY and the socket
+      // closed now (close() would wait on the stream nghttp2 holds open for it).
+      if (verdict === 'timeout') session.destroy();
+      else if (verdict === 'idle') session.close();
+      else session.setTimeout(period);
     });
     if (this.draining) session.close();
   }
@@ -361,6 +378,12 @@ export class Proxy implements ReplyEvents<Exchange> {
     const grpc = isGrpc(headers['content-type']);
     const x = new Exchange(connection, this.generation, grpc ? 'grpc' : 'h2', h2Request(stream, headers, flags), this.accessLog, this.exchangeEnded);
     x.reply = grpc ? new GrpcReply(x, stream, this) : new H2Reply(x, stream, this);
+    // A stream ends in 'error' when nghttp2 resets it (DATA past its content-length, RFC 9113
+    // §8.1.1; REFUSED_STREAM when a Rapid Reset flood is cut, CVE-2023-44487) or its session dies:
+    // with no listener that error would take the whole process down. 'close' follows and cleans up.
+    const watch = this.watches.get(stream.session!)!;
+    stream.on('error', watch.streamError);
+    watch.delivered(stream.id ?? 0);
     this.metrics.requestsInFlight.n++;
     endsWith(x, stream);
     x.malformed = h2Problem(headers);
@@ -444,6 +467,10 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.pass(x, undefined);
       return;
     }
+    if (match.route.jsonrpc) {
+      this.readCalls(x);
+      return;
+    }
     const verdict = generation.authorizer.authorize({
       peer: connection.peer!,
       route: match.route,
@@ -454,6 +481,7 @@ export class Proxy implements ReplyEvents<Exchange> {
       path: x.upstreamPath,
       peerAddress: connection.remoteAddress,
       peerPort: connection.remotePort,
+      protocol: x.protocol,
     });
     if (verdict instanceof Promise) {
       verdict.then(
@@ -466,6 +494,58 @@ export class Proxy implements ReplyEvents<Exchange> {
     } else {
       this.afterVerdict(x, verdict);
     }
+  }
+
+  /** SPEC "JSON-RPC and MCP routes": the body first (bounded), then one decision per call. */
+  private readCalls(x: Exchange): void {
+    const { request, connection } = x;
+    const limits = x.generation.config.limits;
+    const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    // The body is not read after any of these refusals: nothing more on this connection can be.
+    const refuseUnread = (denied: Denial): void => {
+      if (x.reply instanceof Http1Reply) x.reply.closeAfter();
+      this.metrics.badRequests.inc({ reason: 'jsonrpc' });
+      this.refuse(x, denied, false);
+    };
+    if (type !== 'application/json') return refuseUnread(NOT_JSON);
+    if (request.body === null || request.bodyLength === undefined || request.bodyLength === 0) return refuseUnread(NOT_JSON_RPC);
+    if (request.bodyLength !== CHUNKED && request.bodyLength > limits.maxJsonRpcBytes) return refuseUnread(TOO_LARGE);
+    if (x.expectsContinue && x.reply instanceof Http1Reply) {
+      // The decision needs the body: peer, path and route have passed, so the client is invited now.
+      x.reply.invite();
+      x.expectsContinue = false;
+    }
+    readBody(request.body, limits.maxJsonRpcBytes, limits.headersTimeout, (result) => {
+      if ('gone' in result) return;
+      if ('refused' in result) return refuseUnread(result.refused);
+      const match = x.match!;
+      const decided = decideCalls(
+        result.body,
+        x.generation.authorizer,
+        match.route,
+        match.resource,
+        { peer: connection.peer!, method: request.method, headers: request.headers, requestId: x.requestId, path: x.upstreamPath, peerAddress: connection.remoteAddress, peerPort: connection.remotePort, protocol: x.protocol },
+        x.requestId,
+      );
+      const settle = (outcome: CallsOutcome): void => {
+        if (outcome.allow) {
+          // Byte for byte what the client sent (SPEC): the buffer, never a re-serialisation.
+          x.bufferedBody = result.body;
+          this.pass(x, outcome.verdict);
+          return;
+        }
+        if (!outcome.audited) this.metrics.badRequests.inc({ reason: 'jsonrpc' });
+        this.refuse(x, outcome.denial, outcome.audited, outcome.body === '' ? undefined : outcome.body);
+      };
+      if (decided instanceof Promise) {
+        decided.then(settle, (error: unknown) => {
+          this.logger.error({ err: error, request_id: x.requestId }, 'authorizer failed');
+          this.refuse(x, denial('pdp_unavailable'), false);
+        });
+      } else {
+        settle(decided);
+      }
+    });
   }
 
   private afterVerdict(x: Exchange, verdict: Verdict): void {
@@ -483,13 +563,13 @@ export class Proxy implements ReplyEvents<Exchange> {
   }
 
   /** Answers the exchange with a SPEC denial; `audited` when the decision path logged it already. */
-  private refuse(x: Exchange, denied: Denial, audited: boolean): void {
+  private refuse(x: Exchange, denied: Denial, audited: boolean, body?: string): void {
     if (x.access) x.access.reason = denied.reason;
     if (!audited) this.logRefusal(x.requestId, x.peerId, x.routeName, denied);
     // A client that was not invited to send its body may or may not send it: after the refusal
     // nothing on this connection can be read as the next request.
     if (x.expectsContinue && x.reply instanceof Http1Reply) x.reply.closeAfter();
-    x.reply.deny(denied, x.requestId);
+    x.reply.deny(denied, x.requestId, body);
   }
 
   // ---- forwarding ---------------------------------------------------------------------------
@@ -514,7 +594,9 @@ export class Proxy implements ReplyEvents<Exchange> {
     }
     x.forwardedAt = performance.now();
     const { request } = x;
-    relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), request.body, request.bodyLength, relay, x.protocol === 'grpc'));
+    const buffered = x.bufferedBody;
+    const body = buffered === undefined ? request.body : Readable.from([buffered]);
+    relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), body, buffered === undefined ? request.bodyLength : buffered.length, relay, x.protocol === 'grpc'));
   }
 
   /** An exchange admitted on a grant or posture assertion ends when they do (SPEC "Streams"). */

@@ -145,7 +145,7 @@ async function bytesPerDecision(n: number): Promise<{ n: number; bytesPerEntry: 
   const before = process.memoryUsage().heapUsed;
   for (let i = 0; i < n; i++) {
     // Keys as the decision path builds them: a distinct resource and grant per entry.
-    cache.set(decisionKey(1, 'refund', 'spiffe://example.org/ns/prod/sa/support-bot', 'orders.refund', `order:${i}`, (i * 7).toString(36), 'p1', ''), { allow: true, reason: undefined, detail: 'allow rule support-refunds', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: grantIds[i % grantIds.length]! }, 60_000);
+    cache.set(decisionKey(1, 'refund', 'spiffe://example.org/ns/prod/sa/support-bot', 'orders.refund', `order:${i}`, (i * 7).toString(36), 'p1', ''), { allow: true, reason: undefined, detail: 'allow rule support-refunds', route: 'refund', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: grantIds[i % grantIds.length]! }, 60_000);
   }
   gc();
   const after = process.memoryUsage().heapUsed;

@@ -2,12 +2,15 @@
 // and a warning per privileged route whose sensitivity tier demands no grant (SPEC "The
 // decision" step 2).
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { ConfigError, formatProblem, lineOf, loadConfig, parseYamlFile, type ConfigProblem } from '../config/load.ts';
 import type { Config, RouteBody } from '../config/schema.ts';
 import { IdentityLoadError, loadIdentityFiles } from '../identity/svid-source.ts';
 import { buildPdp } from '../generation.ts';
 import { issuerKeys } from '../tokens/key-set.ts';
 import { policySchema, type PolicyDocument } from '../pdp/embedded-policy.ts';
+import { loadPolicy } from '../config/load-policy.ts';
+import { loadCases, runCases } from './policy-test.ts';
 
 export interface CheckOptions {
   /**
@@ -69,9 +72,32 @@ export function checkConfig(file: string, options: CheckOptions = {}): CheckResu
       });
     }
   }
+  if (pdpBuilt && config.pdp.kind === 'embedded' && config.pdp.policyTests !== undefined) problems.push(...policyTestProblems(config, file));
   // Warnings need the policy's tiers; a policy that failed to load is already a problem.
   const warnings = pdpBuilt ? grantFloorWarnings(config, file) : [];
   return { config, problems: problems.map((problem) => withLine(file, problem)), warnings: warnings.map((w) => withLine(file, w)) };
+}
+
+/**
+ * pdp.policyTests (SPEC "Policy tests"): the cases file, relative to the config file, run against
+ * the policy with this config's grants.maxLifetime and posture.maxAge; a malformed file or a
+ * failing case is a problem at the case's line.
+ */
+function policyTestProblems(config: Config, file: string): ConfigProblem[] {
+  const casesFile = resolve(dirname(resolve(file)), config.pdp.policyTests!);
+  try {
+    const results = runCases(loadPolicy(config.pdp.policyFile!), loadCases(casesFile), { grantMaxLifetimeMs: config.grants.maxLifetime, postureMaxAgeMs: config.posture.maxAge });
+    return results.flatMap(({ case: c, got, ok }, index) => {
+      if (ok) return [];
+      const want = c.reason ? `${c.expect} (${c.reason})` : c.expect;
+      const have = got.decision === 'allow' ? 'allow' : `deny (${got.reason})`;
+      return [{ file: casesFile, key: `cases[${index}] ("${c.name}")`, line: c.line, message: `policy test failed: expected ${want}, got ${have}, by ${got.detail}` }];
+    });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    // A file that cannot be read is a problem of the config key that names it.
+    return error.problems.map((p) => (p.file === casesFile && p.key === '' && p.line === undefined ? { file, key: 'pdp.policyTests', message: `${casesFile}: ${p.message}` } : p));
+  }
 }
 
 /**

@@ -43,7 +43,7 @@ async function issuerKeyPair(kid: string): Promise<{ keyPem: string; key: KeyObj
 
 function demoConfig(proxyPort: number, adminPort: number, upstreamPort: number): string {
   return `# Written by \`portcullis demo\`; check it with: npm run portcullis -- check --config <this file>
-listen: { address: 127.0.0.1, port: ${proxyPort} }
+listen: { address: 127.0.0.1, port: ${proxyPort}, protocols: [h2, http/1.1] }   # ALPN: HTTP/2 and HTTP/1.1 on one port
 identity:
   source: files
   certFile: orders-api.pem
@@ -51,7 +51,7 @@ identity:
   bundleFile: bundle.pem
   trustDomains: [example.org]
   allow: ["spiffe://example.org/ns/prod/**"]
-upstream: { url: "http://127.0.0.1:${upstreamPort}", timeout: 10s }
+upstream: { url: "http://127.0.0.1:${upstreamPort}", protocol: http1, timeout: 10s }   # HTTP/2 requests are translated
 routes:
   - name: health
     match: { methods: [GET], path: /healthz }
@@ -65,6 +65,11 @@ routes:
     resource: "order:{id}"
     sensitivity: high
     cacheTtl: 10s
+  - name: refund-events        # server-sent events about a refund: privileged like the refund itself
+    match: { methods: [GET], path: "/orders/{id}/refund/events" }
+    action: orders.refund
+    resource: "order:{id}"
+    sensitivity: high
 defaultRoute: deny
 pdp: { kind: embedded, policyFile: policy.yaml, timeout: 250ms }
 cache: { maxEntries: 10000, allowTtl: 30s, denyTtl: 2s }
@@ -174,7 +179,12 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
   const base = `https://localhost:${proxyPort}`;
   // `-w` shows the status after the body; curl keeps the last -w, so loops below can set their own.
   const client = (who: string) => `--cacert ${dir}/bundle.pem --cert ${dir}/${who}.pem --key ${dir}/${who}_key.pem`;
-  const as = (who: string) => `curl -sS -w '\\n→ HTTP %{http_code}\\n' ${client(who)}`;
+  // HTTP/1.1 said explicitly: curl would pick h2 by ALPN now that the listener offers it.
+  const as = (who: string) => `curl --http1.1 -sS -w '\\n→ HTTP %{http_code}\\n' ${client(who)}`;
+  const overH2 = (who: string) => `curl --http2 -sS -w '\\n→ HTTP %{http_version} %{http_code}\\n' ${client(who)}`;
+  // -N: each event is printed as it arrives; -w still prints when the cut ends the transfer.
+  const stream = (flag: string) =>
+    `G=$(${dir}/mint-grant.sh 5s); curl ${flag}-sS -N -w '\\n→ HTTP %{http_version} %{http_code}, stream ended after %{time_total} s\\n' ${client('support-bot')} -H "x-jit-grant: $G" -H @${dir}/posture.header ${base}/orders/42/refund/events`;
   const instructions = [
     '',
     `Portcullis demo is running. Files (dev CA, SVIDs, config, policy): ${dir}`,
@@ -234,7 +244,17 @@ export async function startDemo(options: { logger?: Logger; dir?: string } = {})
     'A grant expiring while you watch: a fresh 5-second grant, used once a second; prints one status per call (200 … then 401, reason grant_expired):',
     `  G=$(${dir}/mint-grant.sh 5s); for i in 1 2 3 4 5 6 7; do curl -sS ${client('support-bot')} -o /dev/null -w "%{http_code} " -X POST -H "x-jit-grant: $G" -H @${dir}/posture.header ${base}/orders/42/refund; sleep 1; done; echo`,
     '',
-    `Decisions land in the audit log: tail -f ${dir}/audit.log   (cache hits and misses: curl -s http://127.0.0.1:${adminPort}/admin/cache)`,
+    'HTTP/2 on the same port (ALPN h2), the same checks; the service is still spoken to in HTTP/1.1 (upstream.protocol: http1), so its answer says "http_version": "1.1":',
+    `  ${overH2('support-bot')} ${base}/orders/42`,
+    '',
+    'Denied over HTTP/2, 403 policy_denied: the same decision and the same JSON refusal as over HTTP/1.1:',
+    `  ${overH2('billing')} -X POST -H @${dir}/billing-grant.header -H @${dir}/billing-posture.header ${base}/orders/42/refund`,
+    '',
+    "A stream cut when its grant expires: server-sent events on GET /orders/{id}/refund/events (privileged, like the refund) with a fresh 5-second grant. An event arrives every 500 ms, then the stream ends at the grant's exp. Over HTTP/1.1 the connection closes without the final chunk (curl: (18) transfer closed); over HTTP/2 the stream is reset (curl: (92) … CANCEL):",
+    `  ${stream('--http1.1 ')}`,
+    `  ${stream('--http2 ')}`,
+    '',
+    `Decisions and stream cuts land in the audit log: tail -f ${dir}/audit.log   (cache hits and misses: curl -s http://127.0.0.1:${adminPort}/admin/cache)`,
     'The pre-minted grants live 15 minutes; run `npm start` again for fresh ones.',
     '',
     `Check the config: npm run portcullis -- check --config ${configFile}`,

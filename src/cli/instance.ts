@@ -307,6 +307,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       },
       'GET /admin/cache': () => {
         const config = proxy.currentGeneration.config;
+        const privileged = config.routes.filter((r) => r.privileged);
+        // Per route (SPEC "Admin listener"): entries, hits, misses, hit ratio, and how many stored
+        // allows each TTL bound limited: the evidence for tuning allowTtl and cacheTtl.
+        const perRoute = shared.cache.routeReport(privileged.map((r) => r.name));
         return [
           200,
           {
@@ -314,7 +318,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
             maxEntries: config.cache.maxEntries,
             allowTtlMs: config.cache.allowTtl,
             denyTtlMs: config.cache.denyTtl,
-            routes: config.routes.filter((r) => r.privileged).map((r) => ({ route: r.name, effectiveAllowTtlMs: Math.min(config.cache.allowTtl, r.cacheTtl ?? Infinity) })),
+            routes: perRoute.map((stats, i) => ({ ...stats, mode: privileged[i]!.mode, effectiveAllowTtlMs: Math.min(config.cache.allowTtl, privileged[i]!.cacheTtl ?? Infinity) })),
           },
         ];
       },

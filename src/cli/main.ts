@@ -184,6 +184,58 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${await mintPosture({ key: readPrivateKey(v.key!), iss: v.iss!, sub: v.sub!, trust: v.trust!, ttl: v.ttl!, kid: v.kid })}\n`);
       return;
     }
+    case 'policy': {
+      const [sub, ...args] = rest;
+      if (sub === 'test') {
+        let parsed;
+        try {
+          parsed = parseArgs({ args, options: { policy: { type: 'string' } }, allowPositionals: true, strict: true });
+        } catch (error) {
+          throw new UsageError(`policy test: ${(error as Error).message}`, 'policy test');
+        }
+        const policy = required('policy test', parsed.values.policy, '--policy FILE');
+        if (parsed.positionals.length !== 1) throw new UsageError('policy test takes one CASES.yaml', 'policy test');
+        const { policyTest } = await import('./policy-test.ts');
+        const run = policyTest(policy, parsed.positionals[0]!);
+        (run.code === 0 ? process.stdout : process.stderr).write(run.output);
+        process.exitCode = run.code;
+        return;
+      }
+      if (sub === 'explain') {
+        const v = flags('policy explain', args, Object.fromEntries(['policy', 'subject', 'action', 'resource', 'sensitivity', 'grant-ttl', 'posture', 'intent'].map((k) => [k, { type: 'string' as const }]))) as Record<string, string | undefined>;
+        for (const flag of ['policy', 'subject', 'action', 'resource']) required('policy explain', v[flag], `--${flag}`);
+        checkSpiffeId('policy explain: --subject', v.subject!);
+        const sensitivity = v.sensitivity ?? 'low';
+        if (!['low', 'medium', 'high', 'critical'].includes(sensitivity)) throw new UsageError(`policy explain: --sensitivity must be low, medium, high or critical, got ${JSON.stringify(sensitivity)}`, 'policy explain');
+        if (v.posture !== undefined && !['low', 'medium', 'high'].includes(v.posture)) throw new UsageError(`policy explain: --posture must be low, medium or high, got ${JSON.stringify(v.posture)}`, 'policy explain');
+        const grantTtlMs = v['grant-ttl'] === undefined ? undefined : parseDuration(v['grant-ttl']);
+        if (v['grant-ttl'] !== undefined && (grantTtlMs === undefined || grantTtlMs <= 0)) throw new UsageError(`policy explain: --grant-ttl: expected a duration like "10m", got ${JSON.stringify(v['grant-ttl'])}`, 'policy explain');
+        const { loadPolicy } = await import('../config/load-policy.ts');
+        const { ConfigError } = await import('../config/load.ts');
+        const { policyExplain } = await import('./policy-explain.ts');
+        const { DEFAULT_RULES } = await import('./policy-test.ts');
+        let pdp;
+        try {
+          pdp = loadPolicy(v.policy!);
+        } catch (error) {
+          if (error instanceof ConfigError) fail(error.message, 1);
+          throw error;
+        }
+        const c = {
+          subject: v.subject!,
+          action: v.action!,
+          resource: v.resource!,
+          sensitivity: sensitivity as 'low' | 'medium' | 'high' | 'critical',
+          grant: grantTtlMs === undefined ? undefined : { ttlMs: grantTtlMs },
+          posture: v.posture as 'low' | 'medium' | 'high' | undefined,
+          intent: v.intent,
+        };
+        // Exit 0 whatever the decision: explaining a deny is the command working.
+        process.stdout.write(policyExplain(pdp, c, DEFAULT_RULES, v.sensitivity === undefined).output);
+        return;
+      }
+      throw new UsageError(sub === undefined ? 'policy: expected a subcommand: test or explain' : `policy: unknown subcommand "${sub}"`, sub === undefined ? undefined : 'policy test');
+    }
     case 'revoke': {
       const v = flags('revoke', rest, { config: { type: 'string', short: 'c' }, jti: { type: 'string' }, sub: { type: 'string' }, 'posture-sub': { type: 'string' }, reason: { type: 'string' } });
       const file = required('revoke', v.config, '--config FILE');

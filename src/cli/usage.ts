@@ -13,7 +13,8 @@ exit: 0 stopped cleanly, 1 bad config or failed to start, 2 usage
 `,
   check: `usage: portcullis check --config FILE [--offline] [--format text|json]
   Validates the config and policy: one line per problem (file:line: key.path: what is wrong),
-  then a "warning:" line per privileged route whose sensitivity tier demands no grant.
+  then a "warning:" line per privileged route whose sensitivity tier demands no grant. With
+  pdp.policyTests, also runs those policy test cases (a failing case is a problem at its line).
   --config, -c FILE   the config file
   --offline           check the schema, the cross-field rules and the embedded policy file
                       (pdp.policyFile is config), without reading the SVID, key, bundle or JWKS
@@ -55,6 +56,28 @@ exit: 0 printed, 1 unreadable key or bad value, 2 usage
   Prints the SPIFFE ID, expiry, SHA-256 and chain of an X509-SVID; with --bundle, verifies it.
 exit: 0 valid, 1 names the rule it breaks, 2 usage
 `,
+  'policy test': `usage: portcullis policy test --policy FILE CASES.yaml
+  Runs decision cases against an embedded policy (like opa test), through the proxy's own grant
+  floor, token checks and embedded PDP: one line per case, "ok" or "FAIL" with expected vs got
+  and the rule that decided. A case (SPEC "Policy tests"): name, subject (SPIFFE ID), action,
+  resource, sensitivity, grant: { ttl, scope?, resources?, intent? } (omit for none),
+  posture: low|medium|high (omit for none), intent?, expect: allow|deny, reason? (with deny).
+  --policy FILE       the embedded policy (pdp.policyFile)
+  grants.maxLifetime and posture.maxAge take their defaults (24h, 5m); \`portcullis check\` runs
+  the config's pdp.policyTests with the config's own.
+exit: 0 every case passed, 1 a case failed or a file is malformed (file:line: key: what), 2 usage
+`,
+  'policy explain': `usage: portcullis policy explain --policy FILE --subject ID --action A --resource R
+                              [--sensitivity S] [--grant-ttl D] [--posture TIER] [--intent I]
+  Prints the decision for one request, its reason, and what produced it (like opa eval
+  --explain): the proxy's grant floor, every rule's reading of the request (subject, action,
+  resource), and the sensitivity tier's requirements, met or not.
+  --sensitivity S     low (default) | medium | high | critical: the route's
+  --grant-ttl D       a verified grant of this lifetime, scoped to the action (omit for none)
+  --posture TIER      low | medium | high (omit for none)
+  --intent I          the declared intent
+exit: 0 explained (allow or deny), 1 the policy file is malformed, 2 usage
+`,
   revoke: `usage: portcullis revoke --config FILE (--jti ID | --sub SPIFFE_ID | --posture-sub SPIFFE_ID) [--reason TEXT]
   Revokes fleet-wide: with revocation.source redis it adds the entry to the stream (XADD,
   trimmed to revocation.retain; every sidecar applies it); with local, it calls the admin API
@@ -69,7 +92,7 @@ exit: 0 revoked, 1 names the problem (bus or admin API unreachable, bad ID, bad 
 };
 
 /** Commands with subcommands: `portcullis grant --help` lists them. */
-const GROUPS: Readonly<Record<string, readonly string[]>> = { grant: ['grant mint'], posture: ['posture mint'], svid: ['svid inspect'] };
+const GROUPS: Readonly<Record<string, readonly string[]>> = { grant: ['grant mint'], posture: ['posture mint'], svid: ['svid inspect'], policy: ['policy test', 'policy explain'] };
 
 export const USAGE = `usage: portcullis COMMAND [options]   (portcullis COMMAND --help for each)
   portcullis run --config FILE          run the proxy
@@ -80,6 +103,8 @@ export const USAGE = `usage: portcullis COMMAND [options]   (portcullis COMMAND 
   portcullis grant mint --key PEM --iss URL --sub SPIFFE_ID --aud SPIFFE_ID --scope "a b" --ttl 5m [...]
   portcullis revoke --config FILE (--jti ID | --sub SPIFFE_ID | --posture-sub SPIFFE_ID) [--reason TEXT]
   portcullis posture mint --key PEM --iss URL --sub SPIFFE_ID --trust low|medium|high --ttl 5m [...]
+  portcullis policy test --policy FILE CASES.yaml     run decision cases against an embedded policy
+  portcullis policy explain --policy FILE --subject ID --action A --resource R [...]   why one request is decided so
   portcullis --version
 exit codes: 0 ok, 1 failure (bad config, command failed), 2 usage (unknown command or flag, missing argument)
 `;

@@ -70,6 +70,14 @@ const routeBody = {
   // would silently pick a tier (crossFieldRules reports it). An unprivileged route may omit it.
   sensitivity: sensitivity.optional(),
   cacheTtl: duration.optional(),
+  // SPEC "JSON-RPC and MCP routes": the body is read and each call decided on its own.
+  jsonrpc: z.boolean().default(false),
+  // SPEC step 8. A wrong value passes through here (catch keeps the input) so that crossFieldRules
+  // can report it naming the route, which a field-level message cannot.
+  mode: z
+    .enum(['enforce', 'shadow'])
+    .catch((ctx) => ctx.input as 'enforce')
+    .default('enforce'),
 };
 
 const route = z.strictObject({
@@ -145,6 +153,9 @@ export const configSchema = z
       .strictObject({
         kind: z.enum(['embedded', 'authzen', 'opa', 'ext-authz']).default('embedded'),
         policyFile: nonEmpty.optional(),
+        // Policy test cases (SPEC "Policy tests"), relative to the config file: `portcullis check`
+        // runs them against policyFile and fails on any case that fails.
+        policyTests: nonEmpty.optional(),
         url: z.url({ protocol: /^https?$/ }).optional(),
         address: nonEmpty.optional(),
         // At most 10 s: the decision-duration histogram's buckets end there, and a PDP slower than
@@ -244,6 +255,8 @@ export const configSchema = z
         shutdownTimeout: duration.default(10_000),
         // Node leaves HTTP/2 streams per connection unbounded; SPEC "Protocols and streams" caps them.
         maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+        // A JSON-RPC body is read whole before its calls are decided: at most this many bytes.
+        maxJsonRpcBytes: z.number().int().min(1024).max(16_777_216).default(1_048_576),
       })
       .prefault({}),
   })
@@ -256,6 +269,8 @@ export const configSchema = z
 type Loose = Record<string, unknown>;
 const loose = (value: unknown): Loose => (value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Loose) : {});
 const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
+const RPC_FIELDS = new Set(['rpc.method', 'rpc.name']);
 
 function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: string) => void): void {
   const config = loose(value);
@@ -288,24 +303,33 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
     }
     if (r.privileged !== false && r.action === undefined) report(['routes', index, 'action'], 'required for a privileged route');
     if (r.privileged !== false && r.sensitivity === undefined) report(['routes', index, 'sensitivity'], 'required for a privileged route');
+    checkMode(r.mode, name === undefined ? `routes[${index}]` : `route "${name}"`, (message) => report(['routes', index, 'mode'], message));
     const path = str(loose(r.match).path) ?? '';
     const captures = new Set([...path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
     // `{**}` is the tail a trailing `/**` matched.
     if (path.endsWith('/**')) captures.add('**');
+    // {rpc.method} and {rpc.name} come from each call's body, on a jsonrpc route only.
+    const rpc = r.jsonrpc === true;
     for (const ref of (str(r.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
-      if (!captures.has(ref[1])) report(['routes', index, 'resource'], `"{${ref[1]}}" is not captured by match.path`);
+      if (rpc && RPC_FIELDS.has(ref[1]!)) continue;
+      if (!captures.has(ref[1])) report(['routes', index, 'resource'], RPC_FIELDS.has(ref[1]!) ? `"{${ref[1]}}" needs jsonrpc: true` : `"{${ref[1]}}" is not captured by match.path`);
+    }
+    for (const ref of (str(r.action) ?? '').matchAll(/\{([^}]*)\}/g)) {
+      if (!(rpc && RPC_FIELDS.has(ref[1]!))) report(['routes', index, 'action'], RPC_FIELDS.has(ref[1]!) ? `"{${ref[1]}}" needs jsonrpc: true` : `"{${ref[1]}}": an action takes only {rpc.method} and {rpc.name}, on a jsonrpc route`);
     }
   });
   if (config.defaultRoute !== undefined && config.defaultRoute !== 'deny') {
     const fallback = loose(config.defaultRoute);
     if (fallback.privileged !== false && fallback.action === undefined) report(['defaultRoute', 'action'], 'required for a privileged route');
     if (fallback.privileged !== false && fallback.sensitivity === undefined) report(['defaultRoute', 'sensitivity'], 'required for a privileged route');
+    checkMode(fallback.mode, 'defaultRoute', (message) => report(['defaultRoute', 'mode'], message));
     // The default route has no match.path, so a `{capture}` would always render empty.
     for (const ref of (str(fallback.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
       report(['defaultRoute', 'resource'], `"{${ref[1]}}" cannot be used: defaultRoute has no match.path to capture from`);
     }
   }
   const pdp = loose(config.pdp);
+  if (pdp.policyTests !== undefined && (pdp.kind ?? 'embedded') !== 'embedded') report(['pdp', 'policyTests'], 'policy tests run against the embedded policy only (pdp.kind: embedded)');
   if (pdp.kind === 'embedded' && pdp.policyFile === undefined) report(['pdp', 'policyFile'], 'required when pdp.kind is "embedded"');
   if ((pdp.kind === 'authzen' || pdp.kind === 'opa') && pdp.url === undefined) report(['pdp', 'url'], `required when pdp.kind is "${pdp.kind}"`);
   if (pdp.kind === 'ext-authz' && pdp.address === undefined) report(['pdp', 'address'], 'required when pdp.kind is "ext-authz"');
@@ -316,6 +340,12 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
   if (admin.allowNonLoopback !== true && address !== undefined && !isLoopback(address)) {
     report(['admin', 'address'], `"${address}" is not loopback; set admin.allowNonLoopback: true to expose the admin API`);
   }
+}
+
+function checkMode(mode: unknown, route: string, report: (message: string) => void): void {
+  if (mode === undefined || mode === 'enforce' || mode === 'shadow') return;
+  const got = typeof mode === 'string' ? JSON.stringify(mode) : describe(mode);
+  report(`${route}: mode must be "enforce" or "shadow", got ${got}`);
 }
 
 /**

@@ -17,6 +17,10 @@ export interface RequestFacts {
   readonly path: string;
   readonly peerAddress: string;
   readonly peerPort: number;
+  /** On a JSON-RPC route, the call this decision is for (the audit log names it). */
+  readonly rpc?: { readonly method: string; readonly name: string; readonly id: string | number | null | undefined };
+  /** How the request came (for the audit line); absent from callers that do not say. */
+  readonly protocol?: 'http1' | 'h2' | 'grpc';
 }
 
 /**
@@ -30,6 +34,12 @@ export type Verdict =
       readonly grantId: string | undefined;
       readonly grantExpMs: number | undefined;
       readonly postureDeadlineMs: number | undefined;
+      /**
+       * Set on a `mode: shadow` route (SPEC step 8) when the decision was a deny: the proxy
+       * forwards anyway. Such a verdict rests on no grounds (no deadline to cut at), and
+       * `grantId` names the grant only if it verified (x-jit-grant-id is sent for no other).
+       */
+      readonly shadowDenial?: Denial;
     }
   | { readonly allow: false; readonly denial: Denial };
 

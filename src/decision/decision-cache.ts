@@ -13,6 +13,20 @@ export interface CachedDecision {
   /** Who the key names, for purges on revocation. */
   readonly peer: string;
   readonly jti: string;
+  /** The route it was decided for: GET /admin/cache counts entries per route. */
+  readonly route: string;
+}
+
+/** SPEC step 4: what can set an allow's lifetime, the smallest of them winning. */
+export const TTL_BOUNDS = ['pdp', 'allow_ttl', 'route_ttl', 'grant_exp', 'posture'] as const;
+export type TtlBound = (typeof TTL_BOUNDS)[number];
+
+/** One route's cache counters (SPEC "Admin listener", GET /admin/cache per route). */
+export interface RouteCacheStats {
+  hits: number;
+  misses: number;
+  /** Allows stored, by the bound that set their lifetime. */
+  readonly bounds: Record<TtlBound, number>;
 }
 
 const SEPARATOR = '\n'; // none of the parts can contain a newline
@@ -37,6 +51,8 @@ export class DecisionCache {
   private misses = 0;
   private readonly hitCell: CounterCell;
   private readonly missCell: CounterCell;
+  /** Per route name; survives reloads as the cache does (bounded by the route names configured). */
+  private readonly perRoute = new Map<string, RouteCacheStats>();
 
   constructor(maxEntries: number, metrics: Metrics) {
     this.hitCell = metrics.cacheHits.cell();
@@ -57,23 +73,35 @@ export class DecisionCache {
     return this.lru !== undefined;
   }
 
-  get(key: string, now: number): CachedDecision | undefined {
+  /** The counters of one route, created on first use; callers keep the object (no lookup per request). */
+  routeStats(route: string): RouteCacheStats {
+    let stats = this.perRoute.get(route);
+    if (!stats) this.perRoute.set(route, (stats = { hits: 0, misses: 0, bounds: { pdp: 0, allow_ttl: 0, route_ttl: 0, grant_exp: 0, posture: 0 } }));
+    return stats;
+  }
+
+  get(key: string, now: number, route?: RouteCacheStats): CachedDecision | undefined {
     const entry = this.lru?.get(key);
     if (entry !== undefined && now < entry.expiresAt) {
       this.hits++;
       this.hitCell.n++;
+      if (route) route.hits++;
       return entry.decision;
     }
     if (entry !== undefined) this.lru!.delete(key);
     this.misses++;
     this.missCell.n++;
+    if (route) route.misses++;
     return undefined;
   }
 
-  set(key: string, decision: CachedDecision, ttlMs: number, now = Date.now()): void {
+  /** Stores a decision; false when it was not stored (cache off, or a lifetime under 1 ms). */
+  set(key: string, decision: CachedDecision, ttlMs: number, now = Date.now()): boolean {
+    if (!this.lru || !(ttlMs >= 1)) return false;
     // Keys are built by concatenation, which V8 keeps as a tree of string pieces; the copy stored
     // is one flat string, less than half the memory (the miss path pays for the copy, hits don't).
-    if (this.lru && ttlMs >= 1) this.lru.set(flatCopy(key), { decision, expiresAt: now + Math.floor(ttlMs) });
+    this.lru.set(flatCopy(key), { decision, expiresAt: now + Math.floor(ttlMs) });
+    return true;
   }
 
   /** Drops every entry decided for this grant or this peer; returns how many were still live. */
@@ -105,5 +133,18 @@ export class DecisionCache {
   stats(): { entries: number; hits: number; misses: number; hitRatio: number } {
     const total = this.hits + this.misses;
     return { entries: this.size, hits: this.hits, misses: this.misses, hitRatio: total === 0 ? 0 : this.hits / total };
+  }
+
+  /**
+   * Per route: live entries, hits, misses, hit ratio, and how many stored allows each TTL bound
+   * limited. Walks the entries (at most cache.maxEntries): an admin call, never the request path.
+   */
+  routeReport(routes: readonly string[], now = Date.now()): { route: string; entries: number; hits: number; misses: number; hitRatio: number; bounds: Record<TtlBound, number> }[] {
+    const entries = new Map<string, number>();
+    if (this.lru) for (const { decision, expiresAt } of this.lru.values()) if (now < expiresAt) entries.set(decision.route, (entries.get(decision.route) ?? 0) + 1);
+    return routes.map((route) => {
+      const { hits, misses, bounds } = this.routeStats(route);
+      return { route, entries: entries.get(route) ?? 0, hits, misses, hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses), bounds: { ...bounds } };
+    });
   }
 }

@@ -6,7 +6,7 @@
 // On a cache hit with cached tokens nothing here awaits.
 import type { Authorizer, RequestFacts, Verdict } from './authorizer.ts';
 import { denial, type DenyReason } from './denial.ts';
-import { DecisionCache, decisionKey, type CachedDecision } from './decision-cache.ts';
+import { DecisionCache, decisionKey, type CachedDecision, type RouteCacheStats, type TtlBound } from './decision-cache.ts';
 import { Revocations } from './revocations.ts';
 import { checkFloor, checkTokens, recheckGrant, type Refusal, type TokenRules } from './check-tokens.ts';
 import type { Grant } from '../tokens/grant.ts';
@@ -50,6 +50,13 @@ export interface DecisionPathOptions {
 const ALLOW_NO_GROUNDS: Verdict = Object.freeze({ allow: true, grantId: undefined, grantExpMs: undefined, postureDeadlineMs: undefined });
 const DENIED = new Map<DenyReason, Verdict>();
 
+/**
+ * Reasons that say the grant itself failed step 3 (or its lifetime a tier's bound): on a shadow
+ * route such a grant is not named to the service in x-jit-grant-id (SPEC "To the service": only a
+ * grant that was used).
+ */
+const GRANT_FAILED: ReadonlySet<DenyReason> = new Set(['grant_invalid', 'grant_expired', 'grant_revoked', 'grant_subject_mismatch', 'grant_scope', 'grant_ttl_too_long']);
+
 function deniedVerdict(reason: DenyReason): Verdict {
   let verdict = DENIED.get(reason);
   if (!verdict) DENIED.set(reason, (verdict = Object.freeze({ allow: false, denial: denial(reason) })));
@@ -60,6 +67,7 @@ export class DecisionPath implements Authorizer {
   private readonly o: DecisionPathOptions;
   private readonly inflight = new Map<string, Promise<PdpResult>>();
   private readonly allowCells = new WeakMap<RequestFacts['route'], Partial<Record<DecisionSource, CounterCell>>>();
+  private readonly routeStats = new WeakMap<RequestFacts['route'], RouteCacheStats>();
   private readonly failureLog: RateLimitedLog | undefined;
   private readonly rules: TokenRules;
 
@@ -145,7 +153,7 @@ export class DecisionPath implements Authorizer {
     // Each verified token has its own short ref: two grants that share a jti (a re-issue, or two
     // issuers' counters) differ in what the PDP judges (lifetime, claims), so never share a decision.
     const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grantToken?.ref ?? '', postureToken?.ref ?? '', intent ?? '');
-    const cached = this.o.cache.get(key, now);
+    const cached = this.o.cache.get(key, now, this.statsOf(facts.route));
     if (cached) return this.finish(facts, started, cached.allow ? undefined : (cached.reason ?? 'policy_denied'), grant, posture, 'cache', cached.detail);
 
     let pending = this.inflight.get(key);
@@ -203,24 +211,45 @@ export class DecisionPath implements Authorizer {
       this.failureLog?.warn(result.outcome, { pdp: this.o.pdp.kind, outcome: result.outcome, route: facts.route.name, request_id: facts.requestId, detail: `${result.outcome}: ${result.detail}`.slice(0, 300) }, 'PDP call failed: privileged requests get 503 pdp_unavailable');
       return result;
     }
-    const ttl = this.ttlFor(result, facts, grant, posture);
-    const decision: CachedDecision = { allow: result.kind === 'allow', reason: result.kind === 'deny' ? result.reason : undefined, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '' };
+    const [ttl, bound] = this.ttlFor(result, facts, grant, posture);
+    const decision: CachedDecision = { allow: result.kind === 'allow', reason: result.kind === 'deny' ? result.reason : undefined, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '', route: facts.route.name };
     // A revocation that landed while the PDP thought has already purged this grant's entries.
     const r = this.o.revocations;
-    if ((!grant || !r.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) && (!posture || !r.isPostureRevoked(posture.sub, posture.iatMs))) this.o.cache.set(key, decision, ttl);
+    const stored = (!grant || !r.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) && (!posture || !r.isPostureRevoked(posture.sub, posture.iatMs)) && this.o.cache.set(key, decision, ttl);
+    // The TTL view (SPEC "Admin listener"): which bound set the lifetime of each allow stored.
+    if (stored && bound !== undefined) {
+      this.statsOf(facts.route).bounds[bound]++;
+      this.o.metrics.cacheTtlBound.cell(facts.route.name, bound).n++;
+    }
     this.o.metrics.cacheEntries.set(this.o.cache.size);
     return result;
   }
 
-  /** An allow lives at most min(PDP TTL, allowTtl, route cacheTtl, grant exp, posture expiry). */
-  private ttlFor(result: PdpAllow | PdpDeny, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined): number {
-    if (result.ttlMs === 0) return 0;
-    if (result.kind === 'deny') return Math.min(this.o.denyTtlMs, result.ttlMs ?? Infinity);
+  /**
+   * An allow lives at most min(PDP TTL, allowTtl, route cacheTtl, grant exp, posture expiry); the
+   * bound is the one that set it (on a tie, the first in that order: the one named in SPEC first).
+   */
+  private ttlFor(result: PdpAllow | PdpDeny, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined): [number, TtlBound | undefined] {
+    if (result.ttlMs === 0) return [0, undefined];
+    if (result.kind === 'deny') return [Math.min(this.o.denyTtlMs, result.ttlMs ?? Infinity), undefined];
     const now = Date.now();
-    let ttl = Math.min(this.o.allowTtlMs, result.ttlMs ?? Infinity, facts.route.cacheTtlMs ?? Infinity);
-    if (grant) ttl = Math.min(ttl, grant.expMs - now);
-    if (posture) ttl = Math.min(ttl, postureDeadline(posture, this.o.postureMaxAgeMs) - now);
-    return ttl;
+    let ttl = result.ttlMs ?? Infinity;
+    let bound: TtlBound = 'pdp';
+    const lower = (candidate: number, name: TtlBound): void => {
+      if (candidate < ttl) [ttl, bound] = [candidate, name];
+    };
+    lower(this.o.allowTtlMs, 'allow_ttl');
+    if (facts.route.cacheTtlMs !== undefined) lower(facts.route.cacheTtlMs, 'route_ttl');
+    if (grant) lower(grant.expMs - now, 'grant_exp');
+    if (posture) lower(postureDeadline(posture, this.o.postureMaxAgeMs) - now, 'posture');
+    return [ttl, bound];
+  }
+
+  /** This route's cache counters, found once per route object (the cache keeps them across reloads). */
+  private statsOf(route: RequestFacts['route']): RouteCacheStats {
+    let stats = this.routeStats.get(route);
+    if (stats === undefined) this.routeStats.set(route, (stats = this.o.cache.routeStats(route.name)));
+    return stats;
   }
 
   /** Allows are most decisions: their counter cells are kept per route, found without building a label key. */
@@ -232,6 +261,16 @@ export class DecisionPath implements Authorizer {
 
   private refuse(facts: RequestFacts, started: number, refusal: Refusal): Verdict {
     return this.finish(facts, started, refusal.reason, refusal.grant, refusal.posture, 'local', refusal.detail);
+  }
+
+  /**
+   * SPEC step 8: a shadow route forwards what it would deny, counted by reason. The verdict rests
+   * on no grounds (the exchange is not cut at a deadline that already failed it), and names the
+   * grant only when the grant itself was not the problem.
+   */
+  private shadowed(facts: RequestFacts, reason: DenyReason, grant: Grant | undefined): Verdict {
+    this.o.metrics.shadowDenials.cell(facts.route.name, reason).n++;
+    return { allow: true, grantId: grant && !GRANT_FAILED.has(reason) ? grant.jti : undefined, grantExpMs: undefined, postureDeadlineMs: undefined, shadowDenial: denial(reason) };
   }
 
   /** Records the decision (metrics and the audit line) and returns its verdict. */
@@ -258,8 +297,11 @@ export class DecisionPath implements Authorizer {
       posture_tier: posture?.tier,
       latency_ms: seconds * 1000,
       pdp_detail: detail,
+      ...(facts.rpc ? { rpc_method: facts.rpc.method, rpc_name: facts.rpc.name, rpc_id: facts.rpc.id ?? null } : {}),
+      mode: facts.route.mode,
+      protocol: facts.protocol,
     });
-    if (reason) return deniedVerdict(reason);
+    if (reason) return facts.route.mode === 'shadow' ? this.shadowed(facts, reason, grant) : deniedVerdict(reason);
     if (!grant && !posture) return ALLOW_NO_GROUNDS;
     // The proxy ends the exchange when these pass (SPEC "Streams"): the grant's exp, and the
     // posture assertion's exp or maxAge, whichever comes first.

@@ -49,6 +49,8 @@ export class Exchange implements Bound {
   expectsContinue = false;
   /** A framing or pseudo-header problem found on arrival: refused as bad_request after the peer check. */
   malformed: string | undefined;
+  /** A JSON-RPC body read whole before its calls were decided: forwarded as it came. */
+  bufferedBody: Buffer | undefined;
   /** When forwarding began (performance.now()), for the upstream latency histogram. */
   forwardedAt = 0;
   // Bound: set when the exchange is admitted on a grant or posture assertion.

@@ -5,6 +5,7 @@
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { denial, type Denial } from '../decision/denial.ts';
 import { connectionListed } from '../forward/headers.ts';
+import { denialBody } from '../forward/deny-response.ts';
 import type { UpstreamError } from '../forward/upstream-pool.ts';
 import type { CutReason } from './open-exchanges.ts';
 import { cutDenialReason, type Reply, type ReplyEvents, type UpstreamHandle } from './reply.ts';
@@ -122,7 +123,7 @@ export class H2Reply<X> implements Reply {
     }
   }
 
-  deny(denied: Denial, requestId: string): void {
+  deny(denied: Denial, requestId: string, body = denialBody(denied, requestId)): void {
     this.done = true;
     if (this.stream.destroyed) return;
     if (this.stream.headersSent) {
@@ -130,7 +131,6 @@ export class H2Reply<X> implements Reply {
       return;
     }
     this.events.answered(this.x, String(denied.status));
-    const body = `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}`;
     this.bytesSent += body.length;
     this.stream.respond({ ':status': denied.status, 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store', 'x-request-id': requestId });
     this.stream.end(body);

@@ -110,10 +110,10 @@ export class Http1Reply<X> implements Reply {
     else this.events.failed(this.x, error);
   }
 
-  deny(denied: Denial, requestId: string): void {
+  deny(denied: Denial, requestId: string, body?: string): void {
     this.finished();
     if (!this.res.headersSent) this.events.answered(this.x, String(denied.status));
-    this.bytesSent += writeDenial(this.res, denied, requestId);
+    this.bytesSent += writeDenial(this.res, denied, requestId, body);
   }
 
   cut(reason: CutReason, requestId: string): void {

@@ -1,9 +1,10 @@
 // Every exchange still open on grounds that can end (SPEC "Protocols and streams", Streams): a
 // grant's exp, a posture assertion's deadline, a peer SVID's notAfter, or a revocation. One timer
-// mechanism for all of them, whatever the protocol: deadlines fall into 25 ms ticks, and one
-// interval (running only while anything is tracked) cuts what each tick holds, so an exchange
-// ends well within SPEC's 100 ms of its grounds. Revocations scan what is open: they are rare,
-// and requests then pay nothing to index what a revocation might name.
+// mechanism for all of them, whatever the protocol: deadlines fall into 25 ms ticks, a min-heap
+// orders the ticks that hold anything, and one timer is armed for the earliest, so an exchange
+// ends well within SPEC's 100 ms of its grounds and an idle sidecar (connections whose SVIDs
+// expire in hours) does not wake up at all. Revocations scan what is open: they are rare, and
+// requests then pay nothing to index what a revocation might name.
 
 /** Why an open exchange was cut: the SPEC's stream reasons, and the connection's own. */
 export type CutReason = 'grant_expired' | 'grant_revoked' | 'posture_stale' | 'posture_revoked' | 'svid_expired';
@@ -33,10 +34,13 @@ export interface Revoked {
 export class OpenExchanges {
   private readonly ticks = new Map<number, Set<Bound>>();
   private readonly tickOf = new Map<Bound, number>();
+  /** Ticks that held something when added, earliest first; a tick emptied since is skipped. */
+  private readonly heap = new TickHeap();
   private timer: NodeJS.Timeout | undefined;
-  /** The last tick whose bounds have been cut. */
-  private done = 0;
+  /** The tick the timer is armed for (Infinity: none). */
+  private armedFor = Infinity;
   private readonly onCut: (bound: Bound, reason: CutReason) => void;
+  private readonly onTimer = (): void => this.sweep(Date.now());
 
   /** `onCut` counts and audits each cut (it runs before the bound's own cut). */
   constructor(onCut: (bound: Bound, reason: CutReason) => void) {
@@ -55,14 +59,13 @@ export class OpenExchanges {
     }
     const tick = Math.ceil(bound.deadlineMs / TICK_MS);
     let set = this.ticks.get(tick);
-    if (set === undefined) this.ticks.set(tick, (set = new Set()));
+    if (set === undefined) {
+      this.ticks.set(tick, (set = new Set()));
+      this.heap.push(tick);
+    }
     set.add(bound);
     this.tickOf.set(bound, tick);
-    if (this.timer === undefined) {
-      this.done = Math.floor(now / TICK_MS);
-      this.timer = setInterval(() => this.sweep(Date.now()), TICK_MS);
-      this.timer.unref();
-    }
+    if (tick < this.armedFor) this.arm(tick, now);
   }
 
   /** The exchange ended on its own: nothing to cut. */
@@ -72,8 +75,8 @@ export class OpenExchanges {
     this.tickOf.delete(bound);
     const set = this.ticks.get(tick)!;
     set.delete(bound);
+    // An emptied tick stays in the heap: the sweep skips it (cheaper than removing it now).
     if (set.size === 0) this.ticks.delete(tick);
-    this.stopIfIdle();
   }
 
   /** Cuts every open exchange the revocation names; returns how many. */
@@ -90,9 +93,19 @@ export class OpenExchanges {
     return doomed.length;
   }
 
+  private arm(tick: number, now: number): void {
+    clearTimeout(this.timer);
+    this.armedFor = tick;
+    this.timer = setTimeout(this.onTimer, Math.max(0, tick * TICK_MS - now));
+    this.timer.unref();
+  }
+
   private sweep(now: number): void {
+    this.timer = undefined;
+    this.armedFor = Infinity;
     const last = Math.floor(now / TICK_MS);
-    for (let tick = this.done + 1; tick <= last; tick++) {
+    for (let tick = this.heap.peek(); tick !== undefined && tick <= last; tick = this.heap.peek()) {
+      this.heap.pop();
       const set = this.ticks.get(tick);
       if (set === undefined) continue;
       this.ticks.delete(tick);
@@ -101,19 +114,56 @@ export class OpenExchanges {
         this.fire(bound, bound.deadlineReason);
       }
     }
-    this.done = last;
-    this.stopIfIdle();
+    // The next tick that still holds something (emptied ones are dropped on the way).
+    for (let tick = this.heap.peek(); tick !== undefined; tick = this.heap.peek()) {
+      if (this.ticks.has(tick)) {
+        this.arm(tick, now);
+        return;
+      }
+      this.heap.pop();
+    }
   }
 
   private fire(bound: Bound, reason: CutReason): void {
     this.onCut(bound, reason);
     bound.cut(reason);
   }
+}
 
-  private stopIfIdle(): void {
-    if (this.timer !== undefined && this.tickOf.size === 0) {
-      clearInterval(this.timer);
-      this.timer = undefined;
+/** A binary min-heap of tick numbers. */
+class TickHeap {
+  private readonly items: number[] = [];
+
+  peek(): number | undefined {
+    return this.items[0];
+  }
+
+  push(tick: number): void {
+    const items = this.items;
+    let at = items.push(tick) - 1;
+    while (at > 0) {
+      const parent = (at - 1) >> 1;
+      if (items[parent]! <= tick) break;
+      items[at] = items[parent]!;
+      at = parent;
     }
+    items[at] = tick;
+  }
+
+  pop(): void {
+    const items = this.items;
+    const last = items.pop();
+    if (last === undefined || items.length === 0) return;
+    let at = 0;
+    for (;;) {
+      const left = 2 * at + 1;
+      if (left >= items.length) break;
+      const right = left + 1;
+      const child = right < items.length && items[right]! < items[left]! ? right : left;
+      if (items[child]! >= last) break;
+      items[at] = items[child]!;
+      at = child;
+    }
+    items[at] = last;
   }
 }

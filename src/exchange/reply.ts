@@ -33,8 +33,8 @@ export interface Reply {
   readonly bytesSent: number;
   /** Whether anything of the answer went to the client already. */
   readonly started: boolean;
-  /** Answers with a refusal in this protocol's format. */
-  deny(denial: Denial, requestId: string): void;
+  /** Answers with a refusal in this protocol's format (`body`: a JSON body in place of the SPEC one, where the protocol has bodies). */
+  deny(denial: Denial, requestId: string, body?: string): void;
   /**
    * The exchange's grounds ended (SPEC "Streams"): whatever is open of it ends now in both
    * directions, and the service's side is aborted.

@@ -2,13 +2,29 @@
 import type { ServerResponse } from 'node:http';
 import type { Denial } from '../decision/denial.ts';
 
-/** Writes the denial; returns the body's length in bytes (0 when the answer had already begun and is cut instead). */
-export function writeDenial(res: ServerResponse, denied: Denial, requestId: string): number {
+/** The SPEC denial body. */
+export function denialBody(denied: Denial, requestId: string): string {
+  return `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}`;
+}
+
+/**
+ * SPEC "JSON-RPC and MCP routes": a refused call's JSON-RPC error object, so agent frameworks
+ * show the reason to the model and the person. `code` is -32001 for a refusal (JSON-RPC's
+ * server-defined range), or JSON-RPC's own -32700/-32600 for a body that is not one.
+ */
+export function jsonRpcError(id: string | number | null | undefined, denied: Denial, requestId: string, code = -32001): string {
+  return `{"jsonrpc":"2.0","id":${JSON.stringify(id ?? null)},"error":{"code":${code},"message":"${denied.reason}","data":{"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}}}`;
+}
+
+/**
+ * Writes the denial (`body`: another JSON body in its place, a JSON-RPC error); returns the body's
+ * length in bytes (0 when the answer had already begun and is cut instead).
+ */
+export function writeDenial(res: ServerResponse, denied: Denial, requestId: string, body = denialBody(denied, requestId)): number {
   if (res.headersSent) {
     res.destroy();
     return 0;
   }
-  const body = `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}`;
   res.writeHead(denied.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

@@ -1,6 +1,10 @@
 // HTTP/2 field rules for what the h2c pool sends to the service and relays back from it.
 // Fields travel as flat lists (name, value, name, value…), as node:http2 gives and takes them
 // ("raw headers"), so no header object is built per request.
+import { BAD_TARGET, BAD_VALUE_WRITTEN, TOKEN } from './http-syntax.ts';
+
+/** RFC 9113 8.2.1: a field name is a token in lowercase. */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
 /**
  * RFC 9113 8.2.2: connection-specific fields have no meaning in HTTP/2 and make a message
@@ -15,13 +19,21 @@ function dropped(name: string, value: string): boolean {
   return name === 'te' && value.trim().toLowerCase() !== 'trailers';
 }
 
-/** The raw header list of a request to the service: our pseudo-headers, then the caller's fields. */
-export function requestFields(method: string, path: string, authority: string, headers: readonly string[]): string[] {
+/**
+ * The raw header list of a request to the service: our pseudo-headers, then the caller's fields;
+ * undefined if any of them can't be sent as it is. node:http2 does not check a raw list's values,
+ * and RFC 9113 8.2.1 makes a CR, LF or NUL in one malformed (a service or gateway behind it that
+ * speaks HTTP/1.1 would read it as a second field).
+ */
+export function requestFields(method: string, path: string, authority: string, headers: readonly string[]): string[] | undefined {
+  if (!TOKEN.test(method) || BAD_TARGET.test(path) || path === '' || BAD_TARGET.test(authority)) return undefined;
   const out = [':method', method, ':scheme', 'http', ':authority', authority, ':path', path];
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     const value = headers[i + 1]!;
-    if (!dropped(name, value)) out.push(name, value);
+    if (dropped(name, value)) continue;
+    if (!FIELD_NAME.test(name) || BAD_VALUE_WRITTEN.test(value)) return undefined;
+    out.push(name, value);
   }
   return out;
 }
@@ -40,13 +52,17 @@ export function relayedFields(raw: readonly string[]): string[] {
   return out;
 }
 
-/** Request trailers as node:http2's `sendTrailers` takes them (an object; a repeated name becomes a list). */
-export function trailerObject(raw: readonly string[]): Record<string, string | string[]> {
+/**
+ * Request trailers as node:http2's `sendTrailers` takes them (an object; a repeated name becomes a
+ * list); undefined if one can't be sent as it is (the rules of `requestFields`).
+ */
+export function trailerObject(raw: readonly string[]): Record<string, string | string[]> | undefined {
   const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
     if (dropped(name, value)) continue;
+    if (!FIELD_NAME.test(name) || BAD_VALUE_WRITTEN.test(value)) return undefined;
     const seen = out[name];
     if (seen === undefined) out[name] = value;
     else if (typeof seen === 'string') out[name] = [seen, value];

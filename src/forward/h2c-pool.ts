@@ -13,11 +13,12 @@
 //   `upstream_timeout`. A session with no stream for `sessionIdleMs` (default 30 s) is closed.
 // - Connecting: a session whose first SETTINGS have not come within `connectTimeoutMs` is
 //   destroyed (`upstream_timeout`); a refused or broken connection is `upstream_unavailable`.
-// - Timeouts: no response head within `timeoutMs` of the request's last byte → `upstream_timeout`
-//   and the stream is reset (RST_STREAM CANCEL). Until the request body has ended, and after the
-//   head, the call's own `idleTimeoutMs` is the longest silence (undefined: none, for long gRPC
-//   streams, which the caller ends when their grant does); time spent waiting for our own client
-//   to read never counts against the service. One sweep per pool checks every limit, every eighth
+// - Timeouts (each → `upstream_timeout`, the stream reset with RST_STREAM CANCEL): no response
+//   head within `timeoutMs` of the request's last byte; after the head, silence longer than the
+//   call's `idleTimeoutMs`. While the body is still being sent, or our client is not reading, the
+//   slow side may be ours, so the longer `CLIENT_STALL_MS` (60 s, as in the HTTP/1.1 pool)
+//   applies. A call without `idleTimeoutMs` (long gRPC streams, which the caller ends when their
+//   grant does) has no limit but the head's. One sweep per pool checks every limit, every eighth
 //   of the shortest pool timeout (10 ms to 1 s), so a limit fires at most that late.
 // - GOAWAY: the session takes no new stream, streams it accepted finish; it no longer counts
 //   against `maxSessions` (draining sessions are capped at as many again). A stream the service
@@ -34,7 +35,11 @@
 //   with backpressure (paused while the upstream stream's buffer is full, resumed on 'drain'), so
 //   per stream the pool holds about one flow-control window each way, never an unbounded buffer.
 // - Fields: `:status` and other pseudo-headers, and connection-specific fields (RFC 9113 8.2.2),
-//   are not relayed; the request's pseudo-headers are ours alone (h2-fields.ts).
+//   are not relayed; the request's pseudo-headers are ours alone; a request field or trailer that
+//   would be malformed (8.2.1: CR, LF, NUL, uppercase name) fails the call `upstream_unavailable`
+//   before any session is used, or resets its stream (h2-fields.ts).
+// - close(): GOAWAY on every session, queued calls fail; streams in flight run to their end (a
+//   caller that can't wait aborts them).
 //
 // Hot path: per request one H2cCall and one field list; stream and body listeners are
 // module-level functions that find their call through one symbol property (no closure per request).
@@ -42,7 +47,7 @@ import { connect as connectHttp2, constants, type ClientHttp2Session, type Clien
 import { connect as connectNet } from 'node:net';
 import type { Readable } from 'node:stream';
 import { flatten, relayedFields, requestFields, trailerObject } from './h2-fields.ts';
-import { UpstreamError, type UpstreamExchange } from './upstream-pool.ts';
+import { CLIENT_STALL_MS, UpstreamError, type UpstreamExchange } from './upstream-pool.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
 
@@ -71,7 +76,7 @@ export interface H2cRequest {
   readonly headers: readonly string[];
   /** The inbound body, or null when there is none. */
   readonly body: Readable | null;
-  /** Longest silence while the body is sent and after the head; undefined: none. */
+  /** Longest silence from the service after the head (see the header comment); undefined: none. */
   readonly idleTimeoutMs?: number;
   readonly exchange: UpstreamExchange;
 }
@@ -89,7 +94,7 @@ const UNKNOWN_CAPACITY = 1;
 export class H2cCall {
   readonly request: H2cRequest;
   private readonly pool: H2cPool;
-  /** The request's raw header list, made once (a retry sends the same). */
+  /** The request's raw header list, made once when requested (a retry sends the same). */
   fields: string[] | undefined;
   session: H2cSession | undefined;
   stream: ClientHttp2Stream | undefined;
@@ -110,6 +115,8 @@ export class H2cCall {
   bodyCut = false;
   bodyBytes = 0;
   requestTrailers: Record<string, string | string[]> | undefined;
+  /** The body's trailers could not be sent as they were: the request is not completed. */
+  badTrailers = false;
   responseTrailers: string[] | undefined;
 
   constructor(pool: H2cPool, request: H2cRequest) {
@@ -138,10 +145,14 @@ export class H2cCall {
   /** Called by the pool's sweep. */
   expireIfStale(now: number, headTimeoutMs: number): void {
     if (this.done || this.stream === undefined) return;
-    let limit: number | undefined;
-    if (!this.headSeen) limit = this.request.body === null || this.bodyEnded ? headTimeoutMs : this.request.idleTimeoutMs;
-    else limit = this.paused ? undefined : this.request.idleTimeoutMs; // paused: waiting on our client, not the service
-    if (limit === undefined || now - this.lastActivity < limit) return;
+    const idle = this.request.idleTimeoutMs;
+    let limit: number;
+    if (!this.headSeen && (this.request.body === null || this.bodyEnded)) limit = headTimeoutMs;
+    else if (idle === undefined) return;
+    // While the body is still sent, or our client is not reading, the slow side may be ours: the
+    // longer client limit applies (as in the HTTP/1.1 pool).
+    else limit = this.headSeen && !this.paused ? idle : Math.max(CLIENT_STALL_MS, idle);
+    if (now - this.lastActivity < limit) return;
     this.timedOut = true;
     this.stream.close(NGHTTP2_CANCEL);
   }
@@ -232,11 +243,17 @@ function onStreamClose(this: Tagged<ClientHttp2Stream>): void {
 
 function onWantTrailers(this: Tagged<ClientHttp2Stream>): void {
   const call = this[CALL]!;
+  if (call.badTrailers) {
+    call.bodyCut = true; // trailers we won't send: the request can't be completed
+    this.close(NGHTTP2_CANCEL);
+    return;
+  }
   try {
     // No trailers: node:http2 sends an empty DATA frame with END_STREAM instead.
     this.sendTrailers(call.requestTrailers ?? NO_TRAILERS);
   } catch {
-    this.close(NGHTTP2_CANCEL); // trailers node:http2 refuses to send: the request can't be completed
+    call.bodyCut = true;
+    this.close(NGHTTP2_CANCEL);
   }
 }
 
@@ -263,7 +280,9 @@ function onBodyData(this: Tagged<Readable>, chunk: Buffer): void {
 }
 
 function onBodyTrailers(this: Tagged<Readable>, headers: IncomingHttpHeaders, _flags?: number, raw?: string[]): void {
-  this[CALL]!.requestTrailers = trailerObject(raw ?? flatten(headers));
+  const call = this[CALL]!;
+  call.requestTrailers = trailerObject(raw ?? flatten(headers));
+  call.badTrailers = call.requestTrailers === undefined;
 }
 
 function onBodyEnd(this: Tagged<Readable>): void {
@@ -387,7 +406,10 @@ export class H2cPool {
    */
   request(request: H2cRequest): H2cCall {
     const call = new H2cCall(this, request);
-    this.dispatch(call);
+    // Checked before a session is chosen: a request that cannot be sent costs no connection.
+    call.fields = requestFields(request.method, request.path, request.authority ?? this.authority, request.headers);
+    if (call.fields === undefined) call.fail(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request has a method, target or header that cannot be sent'));
+    else this.dispatch(call);
     return call;
   }
 
@@ -444,10 +466,9 @@ export class H2cPool {
 
   private start(call: H2cCall, session: H2cSession): void {
     const request = call.request;
-    call.fields ??= requestFields(request.method, request.path, request.authority ?? this.authority, request.headers);
     let stream: Tagged<ClientHttp2Stream>;
     try {
-      stream = session.session.request(call.fields, request.body === null ? END_STREAM : WITH_BODY);
+      stream = session.session.request(call.fields!, request.body === null ? END_STREAM : WITH_BODY);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ERR_HTTP2_OUT_OF_STREAMS' || code === 'ERR_HTTP2_INVALID_SESSION' || code === 'ERR_HTTP2_GOAWAY_SESSION') {
@@ -492,10 +513,12 @@ export class H2cPool {
       return;
     }
     let error: UpstreamError;
+    // Our own resets first (they can come before the handshake ends), then the session's fate.
     if (call.timedOut) error = new UpstreamError('upstream_timeout', 'ERR_UPSTREAM_TIMEOUT', 'the service did not answer in time');
+    else if (call.badTrailers) error = new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request trailers cannot be sent');
+    else if (call.bodyCut) error = new UpstreamError('upstream_unavailable', 'ERR_BODY_CUT', 'the request body ended before it was complete');
     else if (session.connectTimedOut) error = new UpstreamError('upstream_timeout', 'ERR_CONNECT_TIMEOUT', 'connecting to the service timed out');
     else if (!session.handshaken) error = new UpstreamError('upstream_unavailable', 'ERR_CONNECT_FAILED', 'could not connect to the service');
-    else if (call.bodyCut) error = new UpstreamError('upstream_unavailable', 'ERR_BODY_CUT', 'the request body ended before it was complete');
     else if (stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR) error = new UpstreamError('upstream_unavailable', 'ERR_STREAM_RESET', `the service reset the stream (code ${stream.rstCode})`);
     else error = new UpstreamError('upstream_unavailable', 'ERR_CONNECTION_CLOSED', 'the stream or session to the service closed mid-exchange');
     call.fail(error);

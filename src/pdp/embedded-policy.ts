@@ -67,6 +67,16 @@ function compileTier(t: PolicyDocument['tiers']['high']): CompiledTier | undefin
 
 const ALLOW_NO_TTL = undefined;
 
+/** `portcullis policy explain`: how each rule read the input, and what the tier demands. */
+export interface PolicyExplanation {
+  /** Every rule in file order: deny rules win; otherwise the first allow. */
+  readonly rules: readonly { readonly id: string; readonly effect: 'allow' | 'deny'; readonly subject: boolean; readonly action: boolean; readonly resource: boolean }[];
+  /** The sensitivity's tier, as compiled; undefined when the policy names none for it. */
+  readonly tier: { readonly grant: boolean; readonly posture: TrustTier | undefined; readonly intent: boolean; readonly maxGrantTtlMs: number | undefined } | undefined;
+  /** The decision itself: evaluate()'s answer, not a second reading of the rules. */
+  readonly result: PdpResult;
+}
+
 /** A deny of the policy or of a tier; its TTL is cache.denyTtl. */
 function deny(reason: DenyReason, detail: string): PdpDeny {
   return { kind: 'deny', reason, ttlMs: undefined, detail };
@@ -78,6 +88,8 @@ export class EmbeddedPdp implements Pdp {
   /** Rules whose actions list names this exact action; wildcards are in `wildcardRules`. */
   private readonly byAction = new Map<string, CompiledRule[]>();
   private readonly wildcardRules: CompiledRule[] = [];
+  /** In file order, for explain() only: evaluate() walks the indexes above. */
+  private readonly allRules: CompiledRule[] = [];
   readonly ruleCount: number;
 
   constructor(policy: PolicyDocument) {
@@ -93,6 +105,7 @@ export class EmbeddedPdp implements Pdp {
         resources: resourceMatcher(r.resources),
         ttlMs: r.ttl ? parseDuration(r.ttl) : undefined,
       };
+      this.allRules.push(compiled);
       if (r.actions.some((a) => a.includes('*'))) this.wildcardRules.push(compiled);
       for (const action of r.actions) {
         if (action.includes('*')) continue;
@@ -101,6 +114,15 @@ export class EmbeddedPdp implements Pdp {
         if (list.at(-1) !== compiled) list.push(compiled);
       }
     });
+  }
+
+  /** What `policy explain` prints: the rules' matches, the tier, and evaluate()'s own answer. */
+  explain(input: PdpInput): PolicyExplanation {
+    const rules = this.allRules.map((r) => ({ id: r.id, effect: r.allow ? ('allow' as const) : ('deny' as const), subject: r.subjects.matches(input.subject), action: r.actions.matches(input.action), resource: r.resources.matches(input.resource) }));
+    const t = this.tiers[input.sensitivity];
+    const rankName = (rank: number): TrustTier | undefined => (Object.keys(TIER_RANK) as TrustTier[]).find((name) => TIER_RANK[name] === rank);
+    const tier = t ? { grant: t.grant, posture: t.postureRank > 0 ? rankName(t.postureRank) : undefined, intent: t.intent, maxGrantTtlMs: t.maxGrantTtlMs } : undefined;
+    return { rules, tier, result: this.evaluate(input) };
   }
 
   evaluate(input: PdpInput): PdpResult {

@@ -74,7 +74,8 @@ export function createApplier(o: { targets: RevocationTargets; audit: AuditLog; 
       purged_decisions: purged,
       cut_exchanges: cut,
     });
-    o.logger.info({ entry_id: meta.id, origin, jti: entry.jti, sub: entry.sub, posture_sub: entry.postureSub, purged, cut_exchanges: cut }, 'revocation applied');
+    // The backlog read at start (up to `retain` of entries) gets one summary line from the bus, not one each.
+    if (meta.live || origin !== 'bus') o.logger.info({ entry_id: meta.id, origin, jti: entry.jti, sub: entry.sub, posture_sub: entry.postureSub, purged, cut_exchanges: cut }, 'revocation applied');
     return { applied: true, purged, cut };
   };
 }

@@ -4,6 +4,8 @@
 import type { RouteBody, RouteConfig } from '../config/schema.ts';
 
 export type Sensitivity = 'low' | 'medium' | 'high' | 'critical';
+/** SPEC step 8: `shadow` decides as `enforce` does but forwards a request it would deny. */
+export type RouteMode = 'enforce' | 'shadow';
 
 export interface Route {
   readonly name: string;
@@ -11,8 +13,11 @@ export interface Route {
   readonly action: string;
   readonly sensitivity: Sensitivity;
   readonly cacheTtlMs: number | undefined;
+  readonly mode: RouteMode;
   /** Resource template parts: literals and capture indexes (TAIL: what `/**` matched). */
   readonly resource: readonly (string | number)[];
+  /** SPEC "JSON-RPC and MCP routes": action and resource carry `{rpc.method}` / `{rpc.name}`, filled per call. */
+  readonly jsonrpc: boolean;
 }
 
 export interface RouteMatch {
@@ -54,7 +59,10 @@ function toRoute(name: string, body: RouteBody, captureNames: readonly string[])
     // Required on privileged routes (the schema); an unprivileged one never reaches a PDP or tier.
     sensitivity: body.sensitivity ?? 'low',
     cacheTtlMs: body.cacheTtl,
+    // Anything but "shadow" enforces: the schema refuses other values, and a slip fails closed.
+    mode: body.mode === 'shadow' ? 'shadow' : 'enforce',
     resource: compileResource(body.resource, captureNames),
+    jsonrpc: body.jsonrpc,
   };
 }
 

@@ -22,6 +22,14 @@ export interface AuditRecord {
   readonly latency_ms: number;
   /** The PDP's own reason (rule id, OPA reason), for the security team only. */
   readonly pdp_detail?: string | undefined;
+  /** On a JSON-RPC route: the call decided (null id: a notification or a null id). */
+  readonly rpc_method?: string;
+  readonly rpc_name?: string;
+  readonly rpc_id?: string | number | null;
+  /** The route's mode (SPEC step 8): on `shadow` a deny was forwarded all the same. */
+  readonly mode: 'enforce' | 'shadow';
+  /** http1, h2 or grpc, when the caller of the decision path said (the proxy always does). */
+  readonly protocol?: string | undefined;
 }
 
 /** SPEC "Audit log": one line per stream cut. */

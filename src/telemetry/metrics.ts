@@ -40,6 +40,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   for (const result of ['ok', 'error'] as const) configReloads.inc({ result }, 0);
   const jwksFetches = new Counter({ name: 'portcullis_jwks_fetches_total', help: 'Fetches of remote issuer key sets (jwksUrl), by result.', labelNames: ['result'] as const, registers });
   for (const result of ['ok', 'error', 'timeout'] as const) jwksFetches.inc({ result }, 0);
+  const streamsCut = batchedCounter({ name: 'portcullis_streams_cut_total', help: 'Open exchanges (streaming responses, HTTP/2 streams, gRPC calls, tunnels) cut when their grant or posture expired or was revoked.', labelNames: ['reason'], registers });
+  // Every SPEC cut reason exists from the start, so increase() sees the first cut.
+  for (const reason of ['grant_expired', 'grant_revoked', 'posture_stale', 'posture_revoked']) streamsCut.counter.inc({ reason }, 0);
   return {
     registry,
     configReloads,
@@ -51,7 +54,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     /** For the key sets: one fetch's result. */
     jwksFetched: (result: 'ok' | 'error' | 'timeout') => jwksFetches.inc({ result }),
     requests: batchedCounter({ name: 'portcullis_requests_total', help: 'Requests answered, by route, status code (for gRPC calls: the grpc-status) and protocol (http1, h2, grpc).', labelNames: ['route', 'code', 'protocol'], registers }),
-    streamsCut: batchedCounter({ name: 'portcullis_streams_cut_total', help: 'Open exchanges (streaming responses, HTTP/2 streams, gRPC calls, tunnels) cut when their grant or posture expired or was revoked.', labelNames: ['reason'], registers }),
+    streamsCut,
     decisions: batchedCounter({ name: 'portcullis_decisions_total', help: 'Authorization decisions for privileged routes.', labelNames: ['route', 'decision', 'reason', 'source'], registers }),
     decisionDuration: new FastHistogram({ name: 'portcullis_decision_duration_seconds', help: 'Time to reach a decision, by source.', labelName: 'source', buckets: DECISION_BUCKETS, registers }),
     pdpRequests: new Counter({ name: 'portcullis_pdp_requests_total', help: 'PDP evaluations (embedded ones too), by outcome.', labelNames: ['outcome'] as const, registers }),
@@ -59,6 +62,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     cacheEntries: new Gauge({ name: 'portcullis_cache_entries', help: 'Entries in the decision cache.', registers }),
     cacheHits: batchedCounter({ name: 'portcullis_cache_hits_total', help: 'Decision cache hits.', labelNames: [], registers }),
     cacheMisses: batchedCounter({ name: 'portcullis_cache_misses_total', help: 'Decision cache misses.', labelNames: [], registers }),
+    // SPEC step 8: requests a `mode: shadow` route forwarded although the decision was a deny.
+    shadowDenials: batchedCounter({ name: 'portcullis_shadow_denials_total', help: 'Requests on mode: shadow routes that the decision denied and the proxy forwarded anyway, by route and deny reason.', labelNames: ['route', 'reason'], registers }),
+    // SPEC step 4: which of min(PDP ttl, allowTtl, route cacheTtl, grant exp, posture expiry) set a cached allow's lifetime.
+    cacheTtlBound: batchedCounter({ name: 'portcullis_cache_ttl_bound_total', help: 'Allows stored in the decision cache, by route and the bound that set their lifetime (pdp, allow_ttl, route_ttl, grant_exp, posture).', labelNames: ['route', 'bound'], registers }),
     cacheEvictions: new Counter({ name: 'portcullis_cache_evictions_total', help: 'Decision cache entries evicted to stay within maxEntries.', registers }),
     grantExpired: new Counter({ name: 'portcullis_grant_expired_total', help: 'Requests refused because the grant had expired.', registers }),
     revocations: new Counter({ name: 'portcullis_revocations_total', help: 'Revocations applied on this sidecar, whatever their origin (admin API, bus, signals).', registers }),

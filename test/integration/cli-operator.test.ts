@@ -37,6 +37,9 @@ describe('portcullis --version and COMMAND --help', () => {
       [['posture', 'mint'], 'usage: portcullis posture mint'],
       [['svid', 'inspect', '/nonexistent.pem'], 'usage: portcullis svid inspect'],
       [['dev-pki', '--out', '/nonexistent/never-written', '--trust-domain', 'example.org', '--workload', 'a'], 'usage: portcullis dev-pki'],
+      [['policy', 'test', '--policy', '/nonexistent.yaml', '/nonexistent-cases.yaml'], 'usage: portcullis policy test'],
+      [['policy', 'explain', '--policy', '/nonexistent.yaml', '--subject', 'x'], 'usage: portcullis policy explain'],
+      [['policy'], 'usage: portcullis policy test'],
     ];
     for (const [args, usage] of commands) {
       for (const flag of ['--help', '-h']) {

@@ -1,13 +1,24 @@
 // The command line as a user runs it: check, svid inspect, and the demo's printed curl lines.
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { x509 } from '../../src/cli/dev-pki.ts';
 import { configYaml, createPki, DEFAULT_ROUTES, DevCa, type Pki } from '../support/harness.ts';
 import { MAIN } from '../support/child-proxy.ts';
 
 const exec = promisify(execFile);
+
+/** A pasted command line, whatever its exit code (curl exits 18 or 92 when a stream is cut). */
+async function shell(command: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('bash', ['-c', command], { timeout: 20_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
 
 async function portcullis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -223,7 +234,18 @@ describe('portcullis demo', () => {
         ['403', 'grant_scope'], ['403', 'grant_ttl_too_long'], ['401', 'posture_required'], ['403', 'posture_insufficient'],
         ['200', ''], ['200', ''], ['403', 'grant_revoked'],
       ];
-      expect(commands).toHaveLength(expected.length + 1);
+      // Then the expiring-grant loop, two HTTP/2 lines and two server-sent-events streams.
+      expect(commands).toHaveLength(expected.length + 5);
+      const [expiryLoop, h2Allowed, h2Denied, sseHttp1, sseH2] = commands.slice(expected.length) as [string, string, string, string, string];
+      expect([h2Allowed, h2Denied].every((c) => c.startsWith('curl --http2 '))).toBe(true);
+      expect(sseHttp1).toContain('curl --http1.1 ');
+      expect(sseH2).toContain('curl --http2 ');
+      // The ones that take seconds run side by side, each timed from the moment it is pasted.
+      const timed = (command: string) => {
+        const started = performance.now();
+        return shell(command).then((result) => ({ ...result, seconds: (performance.now() - started) / 1000 }));
+      };
+      const slow = Promise.all([timed(expiryLoop), timed(sseHttp1), timed(sseH2)]);
       for (const [index, [status, reason]] of expected.entries()) {
         const { stdout } = await exec('bash', ['-c', `${commands[index]} -w '\\n%{http_code}' || true`]);
         const lines = stdout.trimEnd().split('\n');
@@ -233,15 +255,47 @@ describe('portcullis demo', () => {
         if (index === 0) expect(body).toContain('URI=spiffe://example.org/ns/prod/sa/support-bot');
         if (index === 6) expect(body).toContain('x-jit-grant-id');
       }
+      // HTTP/2 on the same port, run exactly as printed: the status line names the protocol.
+      const allowed = await shell(h2Allowed);
+      expect(allowed.stdout.trimEnd().split('\n').at(-1), h2Allowed).toBe('→ HTTP 2 200');
+      expect(allowed.stdout).toContain('URI=spiffe://example.org/ns/prod/sa/support-bot');
+      // upstream.protocol: http1: the service is spoken to in HTTP/1.1.
+      expect(allowed.stdout).toContain('"http_version": "1.1"');
+      const denied = await shell(h2Denied);
+      const deniedLines = denied.stdout.trimEnd().split('\n');
+      expect(deniedLines.at(-1), h2Denied).toBe('→ HTTP 2 403');
+      expect(JSON.parse(deniedLines.slice(0, -1).join('\n')).reason).toBe('policy_denied');
+
+      const [loop, ...streams] = await slow;
+      // The server-sent events: events arrive, then the grant's 5 s end the stream (the grant is
+      // minted by the same line, so the whole line takes the mint, which is slow on a busy machine,
+      // plus 5 s plus the cut's lateness).
+      for (const [stream, version, curlError] of [[streams[0]!, '1.1', 18], [streams[1]!, '2', 92]] as const) {
+        const events = stream.stdout.split('\n').filter((l) => l.startsWith('data: order 42 refund: event '));
+        expect(events.length, stream.stdout).toBeGreaterThanOrEqual(5);
+        const ended = /→ HTTP (\S+) (\d{3}), stream ended after ([\d.]+) s$/.exec(stream.stdout.trimEnd());
+        expect(ended, stream.stdout).not.toBeNull();
+        expect([ended![1], ended![2]]).toEqual([version, '200']);
+        // curl starts after the mint, so its own clock reads under the grant's 5 s plus the cut's lateness.
+        expect(Number(ended![3])).toBeLessThan(5.5);
+        expect(stream.seconds).toBeGreaterThan(4);
+        expect(stream.seconds).toBeLessThan(15);
+        // Not a clean end: HTTP/1.1 without the final chunk, HTTP/2 reset with CANCEL.
+        expect([stream.code, stream.stderr]).toEqual([curlError, expect.stringContaining(curlError === 92 ? 'CANCEL' : 'transfer closed')]);
+      }
+      // Both cuts are audited with their request ids (the audit log is written every 100 ms).
+      const demoDir = /--cacert (\S+)\/bundle\.pem/.exec(commands[0]!)![1]!;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const cuts = readFileSync(`${demoDir}/audit.log`, 'utf8').split('\n').filter((l) => l.includes('"event":"stream_cut"')).map((l) => JSON.parse(l) as Record<string, string>);
+      expect(cuts.map((c) => [c.route, c.reason, c.protocol]).sort()).toEqual([['refund-events', 'grant_expired', 'h2'], ['refund-events', 'grant_expired', 'http1']]);
+
       // The expiring grant: allowed at first, then 401 once its 5 s are up.
-      const { stdout: codes } = await exec('bash', ['-c', commands.at(-1)!], { timeout: 20_000 });
-      const seen = codes.trim().split(/\s+/);
+      const seen = loop.stdout.trim().split(/\s+/);
       expect(seen[0]).toBe('200');
       expect(seen.at(-1)).toBe('401');
       expect(seen.indexOf('401')).toBeGreaterThanOrEqual(4);
       // Ctrl-C right after privileged requests (audit lines still being written): the demo stops
       // promptly and removes its folder, private keys included.
-      const demoDir = /--cacert (\S+)\/bundle\.pem/.exec(commands[0]!)![1]!;
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       await exec('bash', ['-c', `${commands[6]} >/dev/null; kill -INT ${child.pid}`]);
       const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 5000))]);

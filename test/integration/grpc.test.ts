@@ -13,6 +13,7 @@ const raw = { requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer
 const SERVICE: grpc.ServiceDefinition = {
   unary: { path: '/demo.v1.Demo/Unary', requestStream: false, responseStream: false, ...raw },
   fail: { path: '/demo.v1.Demo/Fail', requestStream: false, responseStream: false, ...raw },
+  hang: { path: '/demo.v1.Demo/Hang', requestStream: false, responseStream: false, ...raw },
   watch: { path: '/demo.v1.Demo/Watch', requestStream: false, responseStream: true, ...raw },
   upload: { path: '/demo.v1.Demo/Upload', requestStream: true, responseStream: false, ...raw },
   chat: { path: '/demo.v1.Demo/Chat', requestStream: true, responseStream: true, ...raw },
@@ -62,6 +63,8 @@ describe('gRPC through the proxy to an h2c service', () => {
         trailer.set('x-answer', 'forty-two');
         callback(null, Buffer.concat([Buffer.from('echo:'), call.request]), trailer);
       },
+      // Never answers: the proxy's upstream.timeout must end the call.
+      hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => note('hang', call),
       fail: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         note('fail', call);
         callback({ code: grpc.status.NOT_FOUND, details: 'no such order' });
@@ -253,6 +256,15 @@ describe('gRPC through the proxy to an h2c service', () => {
       await instance.close();
       pki2.cleanup();
     }
+  });
+
+  it('a service that does not answer within upstream.timeout is 4 DEADLINE_EXCEEDED (upstream_timeout), not a hang', async () => {
+    const started = Date.now();
+    const error = await new Promise<grpc.ServiceError>((resolve) => grpcClient.makeUnaryRequest('/demo.v1.Demo/Hang', raw.requestSerialize, raw.responseDeserialize, Buffer.from('x'), (e) => resolve(e!)));
+    expect([error.code, error.details]).toEqual([grpc.status.DEADLINE_EXCEEDED, 'upstream_timeout']);
+    // configYaml sets upstream.timeout: 2s.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - started).toBeLessThan(4000);
   });
 
   it('a client-streaming call is cut at revocation, in both directions', async () => {

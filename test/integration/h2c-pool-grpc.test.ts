@@ -33,9 +33,9 @@ interface Seen {
   metadata: Metadata[];
 }
 
-async function grpcService(address: string): Promise<{ url: string; seen: Seen }> {
+async function grpcService(address: string, options: Record<string, number> = {}): Promise<{ url: string; seen: Seen }> {
   const seen: Seen = { cancelled: 0, metadata: [] };
-  const server = new Server();
+  const server = new Server(options);
   const implementation: UntypedServiceImplementation = {
     Unary(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) {
       seen.metadata.push(call.metadata);
@@ -163,6 +163,19 @@ describe('h2c pool: gRPC through a real grpc-js server', () => {
     const stop = performance.now() + 2000;
     while (service.seen.cancelled === 0 && performance.now() < stop) await sleep(5);
     expect(service.seen.cancelled).toBe(1);
+  });
+
+  it('grpc.max_concurrent_streams 1: concurrent calls spread over sessions, or wait for a stream', async () => {
+    const service = await grpcService('127.0.0.1:0', { 'grpc.max_concurrent_streams': 1 });
+    const p = pool(service.url); // two sessions at most
+    const started = performance.now();
+    const calls = [1, 2, 3].map(() => send(p, '/test.Echo/Unary', { headers: GRPC_HEADERS, body: Readable.from([grpcFrame('slow')]) }).done);
+    const outs = await Promise.all(calls);
+    for (const out of outs) expect(grpcMessages(out.body)).toEqual(['late']);
+    // Three 1-second calls, one stream per session, two sessions: the third waited for a stream.
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThanOrEqual(1900);
+    expect(took).toBeLessThan(3000);
   });
 
   it('reaches a grpc-js server on a unix socket', async () => {

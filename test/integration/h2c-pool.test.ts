@@ -275,6 +275,20 @@ describe('h2c pool: failures', () => {
     expect(long.body.toString()).toBe('firstlate');
   });
 
+  it('a client slower than idleTimeoutMs sending its body is not the service timing out', async () => {
+    const service = await h2Service(echo);
+    const body = new PassThrough();
+    const sent = send(pool(service.url, { timeoutMs: 200 }), '/slow-client', { body, idleTimeoutMs: 200 });
+    for (const part of ['a', 'b', 'c']) {
+      body.write(part);
+      await sleep(350);
+    }
+    body.end();
+    const out = await sent.done;
+    expect(out.error).toBeUndefined();
+    expect(out.body.toString()).toBe('abc');
+  });
+
   it('abort() resets the service stream with CANCEL and the sink hears nothing more', async () => {
     let closed: { rst: number | undefined; aborted: boolean } | undefined;
     const service = await h2Service((stream) => {
@@ -313,6 +327,65 @@ describe('h2c pool: failures', () => {
     expect(out.error?.reason).toBe('upstream_unavailable');
     expect(out.error?.code).toBe('ERR_STREAM_RESET'); // nghttp2 checks content-length itself (RFC 9113 8.1.1)
     expect(out.responseStarted).toBe(true);
+  });
+
+  it('a client body cut mid-upload resets the service stream and fails the call', async () => {
+    let serverSaw: { rst: number | undefined; aborted: boolean } | undefined;
+    let got = 0;
+    const service = await h2Service((stream) => {
+      let aborted = false;
+      stream.on('data', (c: Buffer) => (got += c.length));
+      stream.on('aborted', () => (aborted = true));
+      stream.on('close', () => (serverSaw = { rst: stream.rstCode, aborted }));
+    });
+    const body = new PassThrough();
+    const sent = send(pool(service.url), '/up', { body });
+    body.write(Buffer.alloc(1000));
+    await waitFor(() => got === 1000);
+    body.destroy(new Error('client reset'));
+    const out = await sent.done;
+    expect(out.error?.reason).toBe('upstream_unavailable');
+    expect(out.error?.code).toBe('ERR_BODY_CUT');
+    await waitFor(() => serverSaw !== undefined);
+    expect(serverSaw).toEqual({ rst: constants.NGHTTP2_CANCEL, aborted: true });
+  });
+
+  it('a session without streams for sessionIdleMs is closed', async () => {
+    const service = await h2Service(echo);
+    const p = pool(service.url, { sessionIdleMs: 100, timeoutMs: 200 });
+    expect((await send(p, '/a').done).status).toBe(200);
+    expect(p.sessionCount).toBe(1);
+    await waitFor(() => p.sessionCount === 0, 2000);
+    expect((await send(p, '/b').done).status).toBe(200);
+    expect(service.sessions).toHaveLength(2);
+  });
+
+  it('a header node:http2 refuses to send fails the call at once, and the session stays usable', async () => {
+    const service = await h2Service(echo);
+    const p = pool(service.url);
+    const bad = await send(p, '/a', { headers: ['x-bad', 'line\r\nx-injected: 1'] }).done;
+    expect(bad.error?.reason).toBe('upstream_unavailable');
+    expect(bad.error?.code).toBe('ERR_INVALID_HEADER');
+    expect(bad.responseStarted).toBe(false);
+    expect((await send(p, '/b').done).status).toBe(200);
+  });
+
+  it('request trailers that cannot be sent as they are reset the service stream instead', async () => {
+    let serverRst: number | undefined;
+    const service = await h2Service((stream) => {
+      stream.resume();
+      stream.on('close', () => (serverRst = stream.rstCode));
+    });
+    const body = new PassThrough();
+    const sent = send(pool(service.url), '/t', { body });
+    body.write('x');
+    body.emit('trailers', {}, 0, ['x-t', 'a\r\nx-injected: 1']);
+    body.end();
+    const out = await sent.done;
+    expect(out.error?.reason).toBe('upstream_unavailable');
+    expect(out.error?.code).toBe('ERR_INVALID_HEADER');
+    await waitFor(() => serverRst !== undefined);
+    expect(serverRst).toBe(constants.NGHTTP2_CANCEL);
   });
 
   it('a stream the service resets with an error fails upstream_unavailable', async () => {
@@ -403,12 +476,16 @@ describe('h2c pool: concurrency limits and GOAWAY', () => {
         stream.end('new session');
       }
     });
-    const p = pool(service.url);
+    // One session at most: the draining one no longer counts, so the next call need not wait for it.
+    const p = pool(service.url, { maxSessions: 1 });
     const first = send(p, '/first');
+    let firstDone = false;
+    void first.done.then(() => (firstDone = true));
     await waitFor(() => count === 1);
     await sleep(50); // the GOAWAY has reached the pool
     const second = await send(p, '/second').done;
     expect(second.body.toString()).toBe('new session');
+    expect(firstDone).toBe(false); // served while the first session still drains
     const out = await first.done;
     expect(out.error).toBeUndefined();
     expect(out.body.toString()).toBe('finished after goaway');

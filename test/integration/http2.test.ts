@@ -391,3 +391,61 @@ async function until(test: () => boolean, ms = 3000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!test() && Date.now() < deadline) await sleep(10);
 }
+
+describe('a peer past maxConcurrentStreams', () => {
+  it('102 HEADERS frames without END_STREAM on one connection: the peer gets GOAWAY, the proxy keeps running and serving', async () => {
+    const pki = await createPki();
+    const upstream = await startUpstream();
+    const { instance } = await startNamed(pki, 'flood.yaml', configYaml(pki, upstream.url, 'routes:\n  - { name: x, match: { path: "/x" }, privileged: false }\n'));
+    const { connect } = await import('node:tls');
+    try {
+      const peer = await pki.ca.svid('/ns/prod/sa/flood');
+      const str = (s: string) => Buffer.concat([Buffer.from([Buffer.byteLength(s)]), Buffer.from(s)]);
+      const field = (n: string, v: string) => Buffer.concat([Buffer.from([0]), str(n), str(v)]);
+      const frame = (type: number, flags: number, id: number, payload: Buffer) => {
+        const head = Buffer.alloc(9);
+        head.writeUIntBE(payload.length, 0, 3);
+        head[3] = type;
+        head[4] = flags;
+        head.writeUInt32BE(id, 5);
+        return Buffer.concat([head, payload]);
+      };
+      const goaway = await new Promise<number | 'closed'>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port: instance.proxyPort, servername: 'localhost', ca: pki.ca.bundlePem, cert: peer.certPem, key: peer.keyPem, ALPNProtocols: ['h2'] }, () => {
+          socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0))]));
+        });
+        let buffered = Buffer.alloc(0);
+        let sent = false;
+        socket.on('data', (data: Buffer) => {
+          buffered = Buffer.concat([buffered, data]);
+          while (buffered.length >= 9) {
+            const length = buffered.readUIntBE(0, 3);
+            if (buffered.length < 9 + length) break;
+            const [type, flags] = [buffered[3]!, buffered[4]!];
+            const payload = buffered.subarray(9, 9 + length);
+            buffered = buffered.subarray(9 + length);
+            if (type === 4 && !(flags & 1)) socket.write(frame(4, 1, 0, Buffer.alloc(0)));
+            if (type === 4 && flags & 1 && !sent) {
+              sent = true;
+              const block = Buffer.concat([field(':method', 'POST'), field(':scheme', 'https'), field(':path', '/nowhere'), field(':authority', 'localhost')]);
+              socket.write(Buffer.concat(Array.from({ length: 102 }, (_, i) => frame(1, 4, 1 + 2 * i, block))));
+            }
+            if (type === 7) resolve(payload.readUInt32BE(4));
+          }
+        });
+        socket.on('error', () => undefined);
+        socket.on('close', () => resolve('closed'));
+      });
+      expect(goaway).not.toBe(0);
+      // Still alive, still serving.
+      const client = await pki.ca.svid('/ns/prod/sa/web');
+      const session = await h2client(instance.proxyPort, pki, client);
+      expect((await h2request(session, { ':method': 'GET', ':path': '/x', ':authority': 'localhost' })).status).toBe(200);
+      session.close();
+    } finally {
+      await instance.close();
+      await upstream.close();
+      pki.cleanup();
+    }
+  });
+});

@@ -172,7 +172,7 @@ ${UPSTREAM}${PDP}`);
 
   it('accepts a defaultRoute object', () => {
     const config = load(`${MINIMAL}defaultRoute: { action: service.any, resource: service, sensitivity: low }\n`);
-    expect(config.defaultRoute).toEqual({ privileged: true, action: 'service.any', resource: 'service', sensitivity: 'low' });
+    expect(config.defaultRoute).toEqual({ privileged: true, action: 'service.any', resource: 'service', sensitivity: 'low', mode: 'enforce', jsonrpc: false });
   });
 
   it.each(['127.0.0.1', '127.1.2.3', 'localhost', '::1'])('accepts loopback admin address %s', (address) => {
@@ -494,4 +494,31 @@ describe('loadConfig: cross-field rules', () => {
 describe('isLoopback', () => {
   it.each(['127.0.0.1', '127.255.0.9', 'localhost', '::1'])('%s is loopback', (address) => expect(isLoopback(address)).toBe(true));
   it.each(['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '127.0.0.1.evil', 'localhost.evil.com'])('%s is not loopback', (address) => expect(isLoopback(address)).toBe(false));
+});
+
+describe('routes[].mode (SPEC step 8)', () => {
+  const routes = (mode: string) => `${MINIMAL}routes:\n  - name: refund\n    match: { path: /r }\n    action: orders.refund\n    sensitivity: high\n    mode: ${mode}\n`;
+
+  it('defaults to enforce and accepts shadow', () => {
+    expect(load(routes('enforce')).routes[0]!.mode).toBe('enforce');
+    expect(load(routes('shadow')).routes[0]!.mode).toBe('shadow');
+    expect(load(`${MINIMAL}routes:\n  - { name: a, match: { path: /a }, action: a, sensitivity: low }\n`).routes[0]!.mode).toBe('enforce');
+  });
+
+  it.each(['dry-run', 'Shadow', '3', '[shadow]'])('mode %s is one problem naming the route, with its line', (mode) => {
+    const { list } = problems(routes(mode));
+    expect(list).toHaveLength(1);
+    expect(list[0]).toMatchObject({ key: 'routes[0].mode', line: 14 });
+    expect(list[0]!.message).toMatch(/^route "refund": mode must be "enforce" or "shadow", got /);
+  });
+
+  it('on defaultRoute too', () => {
+    const p = problemAt(`${MINIMAL}defaultRoute: { action: a, sensitivity: low, mode: audit }\n`, 'defaultRoute.mode');
+    expect(p.message).toBe('defaultRoute: mode must be "enforce" or "shadow", got "audit"');
+  });
+
+  it('pdp.policyTests needs the embedded PDP', () => {
+    const p = problemAt(`${IDENTITY}${UPSTREAM}pdp: { kind: opa, url: "http://127.0.0.1:8181/v1/data/p/allow", policyTests: cases.yaml }\n`, 'pdp.policyTests');
+    expect(p.message).toMatch(/embedded/);
+  });
 });

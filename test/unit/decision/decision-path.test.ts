@@ -62,7 +62,7 @@ function decisionPath(pdp: Pdp = policy): { path: DecisionPath; metrics: ReturnT
 }
 
 function facts(headers: Record<string, string>, sensitivity: Sensitivity = 'medium'): RequestFacts {
-  const route: Route = { name: `refund-${sensitivity}`, privileged: true, action: 'orders.refund', sensitivity, cacheTtlMs: undefined, resource: ['order:42'] };
+  const route: Route = { name: `refund-${sensitivity}`, privileged: true, action: 'orders.refund', sensitivity, cacheTtlMs: undefined, mode: 'enforce', resource: ['order:42'], jsonrpc: false };
   return { peer, route, resource: 'order:42', method: 'POST', headers, requestId: 'r', path: '/orders/42/refund', peerAddress: '127.0.0.1', peerPort: 1 };
 }
 
@@ -124,5 +124,37 @@ describe('a PDP error is a 503, never cached', () => {
     }
     expect(calls).toBe(2);
     expect((await metrics.pdpRequests.get()).values.find((v) => v.labels.outcome === outcome)?.value).toBe(2);
+  });
+});
+
+describe('mode: shadow (SPEC step 8): a deny becomes an allow verdict that says so', () => {
+  const shadow = (f: RequestFacts): RequestFacts => ({ ...f, route: { ...f.route, mode: 'shadow' } });
+
+  it('a policy deny on a verified grant: forwarded with the grant named, no deadline, counted by route and reason', async () => {
+    const denying = new EmbeddedPdp(policySchema.parse({ rules: [{ id: 'nobody', effect: 'deny', actions: ['orders.*'] }] }));
+    const { path, metrics } = decisionPath(denying);
+    const verdict = await path.authorize(shadow(facts({ 'x-jit-grant': await grant() })));
+    expect(verdict).toEqual({ allow: true, grantId: 'g-1', grantExpMs: undefined, postureDeadlineMs: undefined, shadowDenial: { reason: 'policy_denied', status: 403, error: expect.any(String) as unknown } });
+    expect((await metrics.shadowDenials.counter.get()).values).toEqual([{ labels: { route: 'refund-medium', reason: 'policy_denied' }, value: 1 }]);
+  });
+
+  it('a grant that is itself the problem is not named (x-jit-grant-id is for a grant that verified)', async () => {
+    const { path } = decisionPath();
+    const wrongScope = await mintGrant({ key: privateKey, kid: 'k1', iss: JIT, sub: SUPPORT, aud: OWN, scope: 'notes.write', ttl: '10m', jti: 'g-scope' });
+    expect(await path.authorize(shadow(facts({ 'x-jit-grant': wrongScope })))).toMatchObject({ allow: true, grantId: undefined, shadowDenial: { reason: 'grant_scope' } });
+    expect(path.authorize(shadow(facts({}, 'high')))).toMatchObject({ allow: true, grantId: undefined, shadowDenial: { reason: 'grant_required' } });
+  });
+
+  it('an allow on a shadow route is the plain allow verdict (its grounds bound the exchange), not counted', async () => {
+    const { path, metrics } = decisionPath();
+    const g = await grant();
+    const verdict = await path.authorize(shadow(facts({ 'x-jit-grant': g })));
+    expect(verdict).toEqual({ allow: true, grantId: 'g-1', grantExpMs: claims(g).exp * 1000, postureDeadlineMs: undefined });
+    expect((await metrics.shadowDenials.counter.get()).values).toEqual([]);
+  });
+
+  it('the same deny on an enforce route is a refusal', async () => {
+    const { path } = decisionPath();
+    expect(path.authorize(facts({}, 'high'))).toMatchObject({ allow: false, denial: { reason: 'grant_required' } });
   });
 });

@@ -461,3 +461,13 @@ describe('the PDP examples', () => {
     expect(readFileSync(join(DEPLOY, 'pdp/opa/README.md'), 'utf8')).toContain('http://127.0.0.1:8181/v1/data/portcullis/allow');
   });
 });
+
+describe('the embedded example policy tests (issue 14)', () => {
+  it('deploy/pdp/embedded/policy-test.yaml passes against policy.yaml, through the proxy\'s own checks', async () => {
+    const { policyTest } = await import('../../../src/cli/policy-test.ts');
+    const run = policyTest(join(DEPLOY, 'pdp/embedded/policy.yaml'), join(DEPLOY, 'pdp/embedded/policy-test.yaml'));
+    expect(run.output).toMatch(/^PASS: \d+ of \d+ cases$/m);
+    expect(run.output).not.toContain('FAIL');
+    expect(run.code).toBe(0);
+  });
+});

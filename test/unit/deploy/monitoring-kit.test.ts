@@ -153,6 +153,14 @@ describe('the Grafana dashboard', () => {
     // The namespace and app lists follow the chosen job.
     for (const name of ['namespace', 'app']) expect(String((variables.find((v) => v.name === name)!.query as Obj).query)).toContain('job=~"$job"');
   });
+
+  it('shows shadow denials per route and reason, and the TTL bound of cached allows per route (issue 14)', () => {
+    const expr = (metric: string) => targets.filter((t) => t.expr.includes(metric)).map((t) => t.expr);
+    expect(expr('portcullis_shadow_denials_total')).toEqual([expect.stringMatching(/^sum by \(route, reason\) \(rate\(portcullis_shadow_denials_total\{/)]);
+    expect(expr('portcullis_cache_ttl_bound_total')).toEqual([expect.stringMatching(/^sum by \(route, bound\) \(rate\(portcullis_cache_ttl_bound_total\{/)]);
+    const rows = dashboard.panels.filter((p) => p.type === 'row').map((p) => p.title);
+    expect(rows).toContain('Policy rollout and cache TTL');
+  });
 });
 
 describe('the ConfigMap recipe in deploy/README.md', () => {

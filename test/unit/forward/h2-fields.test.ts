@@ -7,6 +7,19 @@ describe('HTTP/2 field rules (RFC 9113 8.2.2, 8.3)', () => {
     expect(fields).toEqual([':method', 'POST', ':scheme', 'http', ':authority', 'svc', ':path', '/p', 'te', 'trailers', 'x-a', '1']);
   });
 
+  it('a request with a field, method, target or authority that would be malformed is refused (RFC 9113 8.2.1)', () => {
+    expect(requestFields('GET', '/', 'svc', ['x-a', 'ok\r\nx-b: 1'])).toBeUndefined();
+    expect(requestFields('GET', '/', 'svc', ['x-a', 'nul\0'])).toBeUndefined();
+    expect(requestFields('GET', '/', 'svc', ['X-Upper', '1'])).toBeUndefined();
+    expect(requestFields('GET', '/', 'svc', ['bad name', '1'])).toBeUndefined();
+    expect(requestFields('GET', '/', 'svc', ['x-a', '\u010d'])).toBeUndefined();
+    expect(requestFields('G T', '/', 'svc', [])).toBeUndefined();
+    expect(requestFields('GET', '/a b', 'svc', [])).toBeUndefined();
+    expect(requestFields('GET', '', 'svc', [])).toBeUndefined();
+    expect(requestFields('GET', '/', 'svc\r\n', [])).toBeUndefined();
+    expect(requestFields('GET', '/', 'svc', ['x-a', 'tab\tand latin1 \u00e9'])).toBeDefined();
+  });
+
   it('a relayed head or trailer list has no pseudo-header and no connection-specific field; repeats are kept', () => {
     expect(relayedFields([':status', '200', 'connection', 'close', 'set-cookie', 'a', 'set-cookie', 'b', 'te', 'x', 'grpc-status', '0'])).toEqual(['set-cookie', 'a', 'set-cookie', 'b', 'grpc-status', '0']);
   });
@@ -14,6 +27,7 @@ describe('HTTP/2 field rules (RFC 9113 8.2.2, 8.3)', () => {
   it('request trailers become the object sendTrailers takes', () => {
     const trailers = trailerObject(['x-a', '1', 'x-a', '2', 'x-a', '3', 'x-b', 'v', ':path', '/no', 'connection', 'close']);
     expect({ ...trailers }).toEqual({ 'x-a': ['1', '2', '3'], 'x-b': 'v' });
+    expect(trailerObject(['x-a', 'bad\nvalue'])).toBeUndefined();
   });
 
   it('flattens a header object, lists as repeated fields', () => {

@@ -168,7 +168,7 @@ describe('RouteTable: trailing slash', () => {
 describe('RouteTable: route fields', () => {
   it('applies schema defaults: privileged true, no cache TTL', () => {
     const t = table([{ name: 'r', match: { path: '/r' }, action: 'r.read', sensitivity: 'high' }]);
-    expect(t.match('GET', '/r')?.route).toEqual({ name: 'r', privileged: true, action: 'r.read', sensitivity: 'high', cacheTtlMs: undefined, resource: [] });
+    expect(t.match('GET', '/r')?.route).toEqual({ name: 'r', privileged: true, action: 'r.read', sensitivity: 'high', cacheTtlMs: undefined, mode: 'enforce', resource: [], jsonrpc: false });
   });
 
   it('a privileged route has no default sensitivity (SPEC step 2); an unprivileged one may omit it', () => {
@@ -209,11 +209,11 @@ describe('RouteTable: defaultRoute', () => {
 
   it('works with directly constructed RouteConfig values', () => {
     const routes: RouteConfig[] = [
-      { name: 'r', match: { methods: ['GET'], path: '/r/{id}' }, privileged: true, action: 'r.get', resource: 'r:{id}', sensitivity: 'critical', cacheTtl: 500 },
+      { name: 'r', match: { methods: ['GET'], path: '/r/{id}' }, privileged: true, action: 'r.get', resource: 'r:{id}', sensitivity: 'critical', cacheTtl: 500, mode: 'enforce', jsonrpc: false },
     ];
-    const t = new RouteTable(routes, { privileged: false, sensitivity: 'low', action: undefined, resource: undefined, cacheTtl: undefined });
+    const t = new RouteTable(routes, { privileged: false, sensitivity: 'low', action: undefined, resource: undefined, cacheTtl: undefined, mode: 'enforce', jsonrpc: false });
     expect(t.match('GET', '/r/7')).toEqual({
-      route: { name: 'r', privileged: true, action: 'r.get', sensitivity: 'critical', cacheTtlMs: 500, resource: ['r:', 0] },
+      route: { name: 'r', privileged: true, action: 'r.get', sensitivity: 'critical', cacheTtlMs: 500, mode: 'enforce', resource: ['r:', 0], jsonrpc: false },
       resource: 'r:7',
     });
     expect(t.match('GET', '/x')?.route).toMatchObject({ name: 'default', privileged: false });

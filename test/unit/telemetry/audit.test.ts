@@ -10,7 +10,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const record = (id: string): AuditRecord => ({
   time: '2026-11-30T00:00:00.000Z', request_id: id, peer: 'spiffe://example.org/ns/prod/sa/web', action: 'orders.refund', resource: 'order:1', route: 'refund',
-  decision: 'allow', reason: 'allowed', source: 'pdp', grant_jti: 'g1', approver: undefined, justification: undefined, intent: undefined, posture_tier: undefined, latency_ms: 0.1,
+  decision: 'allow', reason: 'allowed', source: 'pdp', grant_jti: 'g1', approver: undefined, justification: undefined, intent: undefined, posture_tier: undefined, latency_ms: 0.1, mode: 'enforce',
 });
 
 describe('audit log flush', () => {
