@@ -22,6 +22,7 @@ import { createApplier, type RevocationTargets } from '../revocation/applier.ts'
 import { createPublisher } from '../revocation/publish.ts';
 import { RedisRevocationBus } from '../revocation/redis-bus.ts';
 import { readPasswordFile } from '../revocation/redis-connection.ts';
+import { createSignalsReceiver, type SignalsReceiver } from '../revocation/signals-receiver.ts';
 import { GuardedPdp } from '../pdp/guard.ts';
 import type { PdpInput } from '../pdp/pdp.ts';
 import { VERSION } from '../version.ts';
@@ -52,6 +53,8 @@ export interface Instance {
   readonly adminPort: number;
   /** The revocation bus (revocation.source: redis), if any. */
   readonly bus: RedisRevocationBus | undefined;
+  /** The Shared Signals receiver's port (`signals`), if configured. */
+  readonly signalsPort: number | undefined;
   reload(): { ok: true; generation: number } | { ok: false; error: string };
   close(): Promise<void>;
 }
@@ -164,6 +167,15 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     metrics.revocationBusUp.read = () => 1;
   }
   const publishRevocation = createPublisher(applyRevocation, bus);
+  // SPEC "Shared Signals receiver": CAEP events publish through the same seam, origin signals.
+  let signals: SignalsReceiver | undefined;
+  try {
+    signals = config.signals && createSignalsReceiver({ config: config.signals, publish: publishRevocation, metrics, logger, jwksTimeoutMs: Math.max(1000, config.pdp.timeout) });
+  } catch (error) {
+    await bus?.stop();
+    svidSource.stop();
+    throw error;
+  }
   const reload: Instance['reload'] = () => {
     if (!options.configFile) {
       metrics.configReloads.inc({ result: 'error' });
@@ -318,6 +330,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
   });
   const proxyPort = await proxy.listen(config.listen.port, config.listen.address);
   const adminPort = await listenAdmin(admin, config.admin.port, config.admin.address);
+  const signalsPort = await signals?.listen();
   // One line that says what this process is: an operator reading a crash loop needs no other.
   logger.info(
     {
@@ -327,6 +340,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       svid_not_after: svidSource.material.notAfter.toISOString(),
       listen: `${config.listen.address}:${proxyPort}`,
       admin: `${config.admin.address}:${adminPort}`,
+      signals: signals ? `${config.signals!.listen.address}:${signalsPort}${config.signals!.path}` : undefined,
       pdp: config.pdp.kind,
       routes: config.routes.length,
       upstream: config.upstream.url,
@@ -344,6 +358,7 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     proxyPort,
     adminPort,
     bus,
+    signalsPort,
     reload,
     async close() {
       // Readiness turns 503 first, then the listener drains within limits.shutdownTimeout.
@@ -353,6 +368,8 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       clearInterval(prober);
       clearInterval(watcher);
       shared.revocations.stop();
+      // No SET is taken once the bus it would publish to is closing.
+      await signals?.close();
       await bus?.stop();
       logger.info({ deadline_ms: proxy.currentGeneration.config.limits.shutdownTimeout }, 'draining');
       await proxy.close(proxy.currentGeneration.config.limits.shutdownTimeout);

@@ -142,5 +142,6 @@ function resolvePaths(config: Config, base: string): Config {
     audit: { file: config.audit.file === '-' ? '-' : at(config.audit.file)! },
     accessLog: { file: config.accessLog.file === '-' || config.accessLog.file === 'off' ? config.accessLog.file : at(config.accessLog.file)! },
     revocation: { ...config.revocation, passwordFile: at(config.revocation.passwordFile) },
+    signals: config.signals && { ...config.signals, bearerTokenFile: at(config.signals.bearerTokenFile), transmitters: config.signals.transmitters.map((t) => ({ ...t, jwksFile: at(t.jwksFile) })) },
   };
 }

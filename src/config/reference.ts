@@ -35,6 +35,7 @@ export const RESTART: Readonly<Record<string, string>> = {
   'revocation.connectTimeout': 'the revocation bus is opened once',
   'revocation.maxStaleness': 'the revocation bus is opened once',
   'revocation.retain': 'the revocation bus is opened once',
+  signals: 'the Shared Signals listener is bound once (its transmitters\' keys and bearer token are read at start)',
 };
 
 interface Node {

@@ -220,6 +220,30 @@ export const configSchema = z
         maxEntries: z.number().int().min(1).max(100_000_000).default(1_000_000),
       })
       .prefault({}),
+    // The Shared Signals receiver (SPEC "Shared Signals receiver"): RFC 8935 push delivery of
+    // SETs from these transmitters, on its own listener; off when absent. Cross-field rules below.
+    signals: z
+      .strictObject({
+        listen: z.strictObject({ address: nonEmpty.default('0.0.0.0'), port: port.default(9902) }).prefault({}),
+        path: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~/-]*$/, 'expected a path like "/ssf/events"')
+          .default('/ssf/events'),
+        // The Authorization: Bearer value transmitters must send (read once at start).
+        bearerTokenFile: nonEmpty.optional(),
+        transmitters: z
+          .array(
+            z.strictObject({
+              issuer: nonEmpty.max(256, 'at most 256 characters'),
+              jwksFile: nonEmpty.optional(),
+              jwksUrl: z.url({ protocol: /^https?$/ }).optional(),
+              // The `aud` its SETs must carry: this receiver, as the transmitter's stream names it.
+              audience: nonEmpty,
+            }),
+          )
+          .min(1, 'list at least one transmitter'),
+      })
+      .optional(),
     // Reload by itself when the config or policy file changes (as a ConfigMap update does).
     reload: z.strictObject({ watch: z.boolean().default(false), interval: duration.default(2_000) }).prefault({}),
     limits: z
@@ -310,6 +334,7 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
   if ((pdp.kind === 'authzen' || pdp.kind === 'opa') && pdp.url === undefined) report(['pdp', 'url'], `required when pdp.kind is "${pdp.kind}"`);
   if (pdp.kind === 'ext-authz' && pdp.address === undefined) report(['pdp', 'address'], 'required when pdp.kind is "ext-authz"');
   revocationRules(config, report);
+  signalsRules(config, report);
   const admin = loose(config.admin);
   const address = str(admin.address);
   if (admin.allowNonLoopback !== true && address !== undefined && !isLoopback(address)) {
@@ -348,6 +373,33 @@ function revocationRules(config: Loose, report: (path: PropertyKey[], message: s
   }
 }
 
+/**
+ * signals.*: each transmitter has exactly one key source and its own issuer (a SET is matched to
+ * its transmitter by `iss`), and the listener is not one of the other two.
+ */
+function signalsRules(config: Loose, report: (path: PropertyKey[], message: string) => void): void {
+  if (config.signals === undefined) return;
+  const signals = loose(config.signals);
+  const seen = new Set<string>();
+  (Array.isArray(signals.transmitters) ? (signals.transmitters as unknown[]) : []).forEach((item, index) => {
+    const t = loose(item);
+    const given = [t.jwksFile, t.jwksUrl].filter((v) => v !== undefined).length;
+    if (given !== 1) report(['signals', 'transmitters', index], 'give exactly one of jwksFile, jwksUrl');
+    const issuer = str(t.issuer);
+    if (issuer !== undefined) {
+      if (seen.has(issuer)) report(['signals', 'transmitters', index, 'issuer'], `duplicate transmitter issuer "${issuer}" (a SET is matched to its transmitter by iss)`);
+      seen.add(issuer);
+    }
+  });
+  const listen = loose(signals.listen);
+  const port = listen.port ?? 9902;
+  if (port === 0) return;
+  for (const other of ['listen', 'admin'] as const) {
+    const at = loose(config[other]);
+    if (at.port === port) report(['signals', 'listen', 'port'], `${String(port)} is also ${other}.port: the Shared Signals receiver needs its own listener`);
+  }
+}
+
 export function isLoopback(address: string): boolean {
   return address === 'localhost' || address === '::1' || /^127\.\d+\.\d+\.\d+$/.test(address);
 }
@@ -356,3 +408,4 @@ export type Config = z.infer<typeof configSchema>;
 export type RouteConfig = z.infer<typeof route>;
 export type RouteBody = Omit<RouteConfig, 'name' | 'match'>;
 export type IssuerConfig = z.infer<typeof issuer>;
+export type SignalsConfig = NonNullable<Config['signals']>;
