@@ -56,7 +56,8 @@ export async function startRedis(extraArgs: string[] = [], auth: { username?: st
           return;
         }
       } catch {
-        probe.destroy();
+        // A client that never opened (redis-server still binding) throws on destroy: skip it.
+        if (probe.isOpen) probe.destroy();
       }
       if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PONG within 10s`);
       await new Promise((r) => setTimeout(r, 50));
