@@ -514,6 +514,9 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.refuse(x, denied, false);
     };
     if (type !== 'application/json') return refuseUnread(NOT_JSON);
+    // Two Content-Type fields: Node keeps the first, the service may read the other; the body we
+    // judge must be the body it parses.
+    if (fieldCount(request.fields, 'content-type') > 1) return refuseUnread(NOT_JSON_RPC);
     if (request.body === null || request.bodyLength === undefined || request.bodyLength === 0) return refuseUnread(NOT_JSON_RPC);
     if (request.bodyLength !== CHUNKED && request.bodyLength > limits.maxJsonRpcBytes) return refuseUnread(TOO_LARGE);
     if (x.expectsContinue && x.reply instanceof Http1Reply) {
@@ -742,6 +745,13 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.server.closeIdleConnections();
     });
   }
+}
+
+/** How many times a field appears in a [name, value, …] list (names compared case-insensitively). */
+function fieldCount(fields: readonly string[], lowerName: string): number {
+  let n = 0;
+  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.length === lowerName.length && fields[i]!.toLowerCase() === lowerName) n++;
+  return n;
 }
 
 /** What an HTTP/1.1 request asks, for the exchange. */

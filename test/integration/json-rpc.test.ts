@@ -133,6 +133,15 @@ describe('JSON-RPC routes', () => {
     expect(await metric(proxy, 'portcullis_bad_requests_total', { reason: 'jsonrpc' })).toBe(before + 1);
   });
 
+  it('refuses two Content-Type fields: the service might read the other one', async () => {
+    const before = bodies.length;
+    const raw = await import('../support/raw-tls.ts');
+    const body = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}';
+    const answer = await raw.rawRequest(proxy.proxyPort, pki.ca.bundlePem, agent, `POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    expect(raw.parseRaw(answer).status).toBe(400);
+    expect(bodies.length).toBe(before);
+  });
+
   it('a body that stops mid-way gets 408 within limits.headersTimeout and the connection closes', async () => {
     const session = await rawSession(proxy.proxyPort, pki.ca.bundlePem, agent);
     const started = Date.now();
