@@ -70,6 +70,18 @@ const facts: RequestFacts = { peer, route: match.route, resource: match.resource
 await generation.authorizer.authorize(facts);
 const hit = generation.authorizer.authorize(facts);
 if (hit instanceof Promise || !hit.allow) throw new Error('expected a synchronous cached allow');
+// The same cache hit with 100,000 revocations held (50,000 jti and 50,000 sub entries, none
+// naming this grant or peer), beside the empty store above: step 7's check is a Map lookup or
+// two whatever the store holds, and must stay within the cache-hit budget (issue 12 item 7).
+const held = new Revocations();
+for (let i = 0; i < 50_000; i++) {
+  held.revokeJti(randomUUID());
+  held.revokeSub(`spiffe://example.org/ns/prod/sa/revoked-${i}`);
+}
+const heldGeneration = buildGeneration(1, config, { ...shared, cache: new DecisionCache(100_000, metrics), revocations: held });
+await heldGeneration.authorizer.authorize(facts);
+const heldHit = heldGeneration.authorizer.authorize(facts);
+if (heldHit instanceof Promise || !heldHit.allow || held.size !== 100_000) throw new Error('expected a synchronous cached allow with 100,000 revocations held');
 
 // An MCP tools/call on a jsonrpc route, as the SDK client sends it: the body is parsed (strict
 // scan, then JSON.parse) and its one call decided through the same decision path, on a cache hit.
@@ -108,6 +120,9 @@ const bench = new Bench({ time: quick ? 50 : 1000, warmupTime: quick ? 10 : 200 
 bench
   .add('decision, cache hit (tokens cached, key, lookup, exp + revocation)', () => {
     generation.authorizer.authorize(facts);
+  })
+  .add('decision, cache hit, 100,000 revocations held (50,000 jti + 50,000 sub)', () => {
+    heldGeneration.authorizer.authorize(facts);
   })
   .add('decision, cache hit, header strings fresh per request (as in the proxy)', () => {
     freshFacts.headers = freshHeaders();
@@ -148,6 +163,7 @@ const allocations: Record<string, number | undefined> = {
   'decision, cache hit (tokens cached, key, lookup, exp + revocation)': heapPerOp(() => generation.authorizer.authorize(facts), quick ? 1000 : 20_000),
   // Few calls: at ~5 KB each (the parsed body, its strings, a route per call), 20,000 would fill
   // the young generation, and a scavenge inside the window hides what was allocated.
+  'decision, cache hit, 100,000 revocations held (50,000 jti + 50,000 sub)': heapPerOp(() => heldGeneration.authorizer.authorize(facts), quick ? 1000 : 20_000),
   'decision on a cache hit for a tools/call (parse + decide)': heapPerOp(toolCall, 1000),
   'verified-token cache hit': heapPerOp(() => grants.verify(grant, Date.now())),
   'route match, 200 routes (last one)': heapPerOp(() => routes.match('GET', '/svc199/items/42/detail')),
