@@ -297,7 +297,11 @@ export class DecisionPath implements Authorizer {
       posture_tier: posture?.tier,
       latency_ms: seconds * 1000,
       pdp_detail: detail,
-      ...(facts.rpc ? { rpc_method: facts.rpc.method, rpc_name: facts.rpc.name, rpc_id: facts.rpc.id ?? null } : {}),
+      // Plain properties, undefined off JSON-RPC routes (JSON.stringify leaves them out): one object
+      // shape for every line, no spread on the cache-hit path.
+      rpc_method: facts.rpc?.method,
+      rpc_name: facts.rpc?.name,
+      rpc_id: facts.rpc === undefined ? undefined : (facts.rpc.id ?? null),
       mode: facts.route.mode,
       protocol: facts.protocol,
     });

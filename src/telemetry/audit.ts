@@ -23,9 +23,9 @@ export interface AuditRecord {
   /** The PDP's own reason (rule id, OPA reason), for the security team only. */
   readonly pdp_detail?: string | undefined;
   /** On a JSON-RPC route: the call decided (null id: a notification or a null id). */
-  readonly rpc_method?: string;
-  readonly rpc_name?: string;
-  readonly rpc_id?: string | number | null;
+  readonly rpc_method?: string | undefined;
+  readonly rpc_name?: string | undefined;
+  readonly rpc_id?: string | number | null | undefined;
   /** The route's mode (SPEC step 8): on `shadow` a deny was forwarded all the same. */
   readonly mode: 'enforce' | 'shadow';
   /** http1, h2 or grpc, when the caller of the decision path said (the proxy always does). */
