@@ -1,7 +1,9 @@
 // The bench is not a test, but its harness must work: one tiny run of every case (HTTP/1.1,
 // HTTP/2 and gRPC, Portcullis and its yardsticks, nginx when it is installed), side by side,
 // producing one table per protocol.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { credentials, makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -9,6 +11,7 @@ import { findNginx } from '../../bench/load/nginx.ts';
 
 const run = promisify(execFile);
 const BENCH = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
+const SERVICES = fileURLToPath(new URL('../../bench/load/h2-services.ts', import.meta.url));
 
 const PORTCULLIS = ['direct', 'open', 'cached', 'uncached', 'remote', 'h2-direct', 'h2-open', 'h2-cached', 'grpc-direct', 'grpc-direct-tls', 'grpc-cached'];
 const NGINX = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx'];
@@ -38,5 +41,24 @@ describe('bench harness', () => {
       if (process.platform === 'linux') expect(Number(cells[column('CPU µs/req')]), row).toBeGreaterThan(0);
     }
     expect(stdout).toMatch(/^machine: \d+ × /m);
+  });
+
+  it('the gRPC cases\' service is real gRPC: a grpc-js client gets its answer and grpc-status 0', { timeout: 20_000 }, async () => {
+    const child = spawn(process.execPath, [SERVICES, JSON.stringify({ kind: 'grpc', port: 0 })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [line] = (await once(child.stdout, 'data')) as [Buffer];
+      const { port } = JSON.parse(line.toString()) as { port: number };
+      const bytes = (b: Buffer) => b;
+      const Client = makeGenericClientConstructor({ Refund: { path: '/bench.v1.Orders/Refund', requestStream: false, responseStream: false, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes } }, 'Orders');
+      const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+      const answer = await new Promise<Buffer>((resolve, reject) => {
+        (client as unknown as Record<string, (r: Buffer, m: Metadata, cb: (e: ServiceError | null, v?: Buffer) => void) => void>).Refund!(Buffer.from([0x0a, 0x02, 0x34, 0x32]), new Metadata(), (error, value) => (error ? reject(error) : resolve(value!)));
+      });
+      client.close();
+      expect(answer.length).toBe(100); // field 1, 98 bytes: the same 100 bytes as the HTTP answer
+      expect(answer.subarray(0, 2)).toEqual(Buffer.from([0x0a, 98]));
+    } finally {
+      child.kill('SIGTERM');
+    }
   });
 });
