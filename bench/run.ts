@@ -235,7 +235,7 @@ async function main(): Promise<void> {
   const grpcServer = lazily(() => h2Service({ kind: 'grpc', port: 0, ...tlsFiles }));
 
   /** `routes`: YAML route lines replacing the HTTP/1.1 cases' two; `upstream`: another service than the HTTP/1.1 one. */
-  type Extra = { maxEntries?: number; pdp?: string; routes?: string; upstream?: { port: number; protocol: 'http1' | 'h2c' } };
+  type Extra = { maxEntries?: number; pdp?: string; routes?: string; upstream?: { port: number; protocol: 'http1' | 'h2c'; connections?: number } };
   const HTTP1_ROUTES = `  - { name: open, match: { methods: [GET], path: /open }, privileged: false }
   - { name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }`;
   const portcullisConfig = async (name: string, extra: Extra) => {
@@ -243,7 +243,7 @@ async function main(): Promise<void> {
     const adminPort = await freePort();
     const file = write(`${name}.yaml`, `listen: { address: 127.0.0.1, port: ${port} }
 identity: { certFile: svid.pem, keyFile: svid_key.pem, bundleFile: bundle.pem, trustDomains: [example.org], allow: ["spiffe://example.org/ns/prod/**"] }
-upstream: { url: "http://127.0.0.1:${extra.upstream?.port ?? upstreamPort}", connections: 64${extra.upstream ? `, protocol: ${extra.upstream.protocol}` : ''} }
+upstream: { url: "http://127.0.0.1:${extra.upstream?.port ?? upstreamPort}", connections: ${extra.upstream?.connections ?? 64}${extra.upstream ? `, protocol: ${extra.upstream.protocol}` : ''} }
 routes:
 ${extra.routes ?? HTTP1_ROUTES}
 pdp: ${extra.pdp ?? '{ kind: embedded, policyFile: policy.yaml }'}
@@ -305,7 +305,9 @@ audit: { file: ${name}-audit.log }
   const h2 = { group: 'HTTP/2', how: { kind: 'h2', tls: true, grpc: false } } as const;
   const H2_ROUTES = `  - { name: open, match: { methods: [GET], path: /open }, privileged: false }
   - { name: order, match: { methods: [GET], path: "/orders/{id}" }, action: orders.read, resource: "order:{id}", sensitivity: high }`;
-  const h2Extra: Extra = { routes: H2_ROUTES, pdp: '{ kind: embedded, policyFile: policy-h2.yaml }', upstream: { port: upstreamPort, protocol: 'http1' } };
+  // Enough connections to the service for every stream in flight, for Portcullis and nginx alike.
+  const H2_UPSTREAM_CONNECTIONS = Math.max(64, CONNECTIONS * STREAMS);
+  const h2Extra: Extra = { routes: H2_ROUTES, pdp: '{ kind: embedded, policyFile: policy-h2.yaml }', upstream: { port: upstreamPort, protocol: 'http1', connections: H2_UPSTREAM_CONNECTIONS } };
   await add('h2-direct', async () => {
     const server = await h2DirectServer();
     return { ...h2, port: server.port, path: '/open', method: 'GET', headers: {}, pids: [server.pid], service: undefined };
@@ -355,7 +357,8 @@ audit: { file: ${name}-audit.log }
       const authService = options.auth ? await startServer({ kind: 'auth', port: 0 }) : undefined;
       const prefix = join(dir, `${name.replace('+', '-')}-nginx`);
       mkdirSync(prefix, { recursive: true });
-      const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: authService?.port, http2: options.http2, grpcPort: options.grpcPort, version, ...tlsFiles }));
+      const keepalive = options.http2 || options.grpcPort ? H2_UPSTREAM_CONNECTIONS : undefined;
+      const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: authService?.port, http2: options.http2, grpcPort: options.grpcPort, version, keepalive, ...tlsFiles }));
       const child = run(0, nginx!, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
       child.stderr!.resume();
       await waitForPort(port);

@@ -40,6 +40,12 @@ export interface NginxOptions {
   grpcPort?: number;
   /** From nginxVersion(); decides how HTTP/2 is switched on. */
   version?: number[];
+  /**
+   * Idle upstream connections kept (default 64). nginx opens one upstream connection per request
+   * in flight (its gRPC proxy does not multiplex either) and closes those beyond this number, so
+   * it must cover the load's concurrency or nginx would pay a TCP connect per request.
+   */
+  keepalive?: number;
 }
 
 export function nginxConfig(o: NginxOptions): string {
@@ -77,9 +83,9 @@ http {
   uwsgi_temp_path ${o.prefix}/uwsgi;
   scgi_temp_path ${o.prefix}/scgi;
   keepalive_requests 1000000;
-  upstream service { server 127.0.0.1:${o.upstreamPort}; keepalive 64; }
+  upstream service { server 127.0.0.1:${o.upstreamPort}; keepalive ${o.keepalive ?? 64}; }
   ${o.authPort ? `upstream auth { server 127.0.0.1:${o.authPort}; keepalive 64; }` : ''}
-  ${o.grpcPort ? `upstream grpcservice { server 127.0.0.1:${o.grpcPort}; keepalive 64; }` : ''}
+  ${o.grpcPort ? `upstream grpcservice { server 127.0.0.1:${o.grpcPort}; keepalive ${o.keepalive ?? 64}; }` : ''}
   server {
     ${listen(o.port, o.http2 === true || o.grpcPort !== undefined, o.version ?? [0, 0, 0])}
     ssl_certificate ${o.cert};
