@@ -21,7 +21,6 @@ import { refuseRenegotiation, TLS_POLICY } from './identity/tls-policy.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
 import { badFraming } from './forward/headers.ts';
 import { CHUNKED, type UpstreamError } from './forward/upstream.ts';
-import { openTunnel, upgradeHead } from './forward/upgrade-tunnel.ts';
 import { rawDenialResponse } from './forward/deny-response.ts';
 import { ClientConnection } from './exchange/client-connection.ts';
 import { endsWith, Exchange, UNROUTED, type RequestInit } from './exchange/exchange.ts';
@@ -521,7 +520,7 @@ export class Proxy implements ReplyEvents<Exchange> {
   /** An exchange admitted on a grant or posture assertion ends when they do (SPEC "Streams"). */
   private bind(x: Exchange, verdict: Extract<Verdict, { allow: true }>): void {
     const grantExp = verdict.grantExpMs ?? Infinity;
-    const postureDeadline = (verdict as { postureDeadlineMs?: number }).postureDeadlineMs ?? Infinity;
+    const postureDeadline = verdict.postureDeadlineMs ?? Infinity;
     if (grantExp === Infinity && postureDeadline === Infinity) return;
     x.jti = verdict.grantId;
     x.onPosture = postureDeadline !== Infinity;
@@ -532,24 +531,16 @@ export class Proxy implements ReplyEvents<Exchange> {
   }
 
   private tunnel(x: Exchange, reply: UpgradeReply<Exchange>, grantId: string | undefined): void {
-    const { generation } = x;
-    const headers = this.serviceHeaders(x, grantId);
-    const method = x.request.method;
-    const upstream = generation.upstream;
-    const serviceHead = upgradeHead(method, x.upstreamPath, headers, String(x.request.headers.upgrade ?? ''), upstream.hostHeader);
     const to = reply.socket;
-    if (serviceHead === undefined) {
-      // A header that could not be sent safely (the forwarding pool refuses the same): as the pool does, 502.
-      this.refuse(x, denial('upstream_unavailable'), false);
-      return;
-    }
     // The client left while the decision was being made: nothing to open, nothing to track.
     if (to.destroyed) return;
-    openTunnel(
-      { connect: () => upstream.connect(), connectTimeoutMs: generation.config.upstream.connectTimeout, timeoutMs: generation.config.upstream.timeout },
+    // The pool writes the upgrade head with every rule of a forwarded request's, plus the upgrade pair.
+    x.generation.upstream.upgrade(
       to,
-      method,
-      serviceHead,
+      x.request.method,
+      x.upstreamPath,
+      this.serviceHeaders(x, grantId),
+      String(x.request.headers.upgrade ?? ''),
       reply.firstBytes,
       (status) => {
         reply.started = true;

@@ -22,6 +22,7 @@ export const RESTART: Readonly<Record<string, string>> = {
   'identity.workloadApiSocket': 'the SVID source is opened once',
   admin: 'the admin listener is bound once',
   'audit.file': 'the audit log is opened once',
+  'accessLog.file': 'the access log is opened once',
   'cache.maxEntries': 'the decision cache is built once (it survives reloads)',
   'reload.interval': 'the watcher is started once',
   'limits.maxHeaderBytes': 'a listener setting',

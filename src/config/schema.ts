@@ -147,7 +147,9 @@ export const configSchema = z
         policyFile: nonEmpty.optional(),
         url: z.url({ protocol: /^https?$/ }).optional(),
         address: nonEmpty.optional(),
-        timeout: duration.default(250),
+        // At most 10 s: the decision-duration histogram's buckets end there, and a PDP slower than
+        // that is down as far as a request is concerned.
+        timeout: duration.refine((ms) => ms >= 1 && ms <= 10_000, 'expected a PDP timeout between 1ms and 10s').default(250),
         onError: z.literal('deny', { error: 'only "deny" is supported: Portcullis never fails open' }).default('deny'),
       })
       .prefault({}),

@@ -19,9 +19,18 @@ export interface RequestFacts {
   readonly peerPort: number;
 }
 
-/** An allow names the grant it rests on (its jti and exp), if any. */
+/**
+ * An allow names the grounds it rests on, so the proxy can end the exchange when they go (SPEC
+ * "Streams"): the grant (its jti and exp), if any, and the posture assertion's deadline (its exp
+ * or the end of posture.maxAge), if one was used.
+ */
 export type Verdict =
-  | { readonly allow: true; readonly grantId: string | undefined; readonly grantExpMs: number | undefined }
+  | {
+      readonly allow: true;
+      readonly grantId: string | undefined;
+      readonly grantExpMs: number | undefined;
+      readonly postureDeadlineMs: number | undefined;
+    }
   | { readonly allow: false; readonly denial: Denial };
 
 export interface Authorizer {

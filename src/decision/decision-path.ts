@@ -1,17 +1,20 @@
-// decide(), per privileged request (SPEC "The decision, per request", steps 2 to 5): the grant
-// floor and a full revocation store first (no PDP is asked), then tokens (each verified once,
-// then served from cache; request-dependent checks every time, expiry first), then the decision
-// cache, then one coalesced PDP evaluation per key.
+// The decision path, per privileged request (SPEC "The decision, per request", steps 2 to 5):
+// verify the tokens (each once, then from cache) → the pure checks (check-tokens.ts: the grant
+// floor, a full revocation store, the request-dependent token checks, every time) → the
+// decision cache → one coalesced PDP evaluation per key → record (metrics and the audit line).
+// A PDP failure is a value (one switch in onComplete), not an exception.
 // On a cache hit with cached tokens nothing here awaits.
 import type { Authorizer, RequestFacts, Verdict } from './authorizer.ts';
 import { denial, type DenyReason } from './denial.ts';
 import { DecisionCache, decisionKey, type CachedDecision } from './decision-cache.ts';
 import { Revocations } from './revocations.ts';
-import { checkGrant, type Grant } from '../tokens/grant.ts';
-import { checkPosture, postureDeadline, type PostureAssertion } from '../tokens/posture.ts';
+import { checkFloor, checkTokens, recheckGrant, type Refusal, type TokenRules } from './check-tokens.ts';
+import type { Grant } from '../tokens/grant.ts';
+import { postureDeadline, type PostureAssertion } from '../tokens/posture.ts';
 import { readIntent } from '../tokens/intent.ts';
 import { isRefused, type TokenResult, type TokenVerifier } from '../tokens/token-verifier.ts';
-import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from '../pdp/pdp.ts';
+import type { Pdp, PdpAllow, PdpDeny, PdpInput, PdpResult } from '../pdp/pdp.ts';
+import { evaluateWithin } from '../pdp/evaluate-within.ts';
 import type { CounterCell, Metrics } from '../telemetry/metrics.ts';
 import { auditTime, type AuditLog } from '../telemetry/audit.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -43,17 +46,9 @@ export interface DecisionPathOptions {
   readonly failureLogIntervalMs?: number;
 }
 
-interface PdpOutcome {
-  readonly result: PdpResult | undefined; // undefined: the PDP failed
-  readonly error: string | undefined;
-}
-
-const ALLOW_NO_GRANT: Verdict = Object.freeze({ allow: true, grantId: undefined, grantExpMs: undefined });
+/** An allow on no grant and no posture assertion: shared, no allocation per request. */
+const ALLOW_NO_GROUNDS: Verdict = Object.freeze({ allow: true, grantId: undefined, grantExpMs: undefined, postureDeadlineMs: undefined });
 const DENIED = new Map<DenyReason, Verdict>();
-/** A route whose sensitivity demands a grant whatever the PDP (SPEC step 2: the grant floor). */
-function needsGrant(sensitivity: RequestFacts['route']['sensitivity']): boolean {
-  return sensitivity === 'high' || sensitivity === 'critical';
-}
 
 function deniedVerdict(reason: DenyReason): Verdict {
   let verdict = DENIED.get(reason);
@@ -61,16 +56,16 @@ function deniedVerdict(reason: DenyReason): Verdict {
   return verdict;
 }
 
-class PdpTimeout extends Error {}
-
 export class DecisionPath implements Authorizer {
   private readonly o: DecisionPathOptions;
-  private readonly inflight = new Map<string, Promise<PdpOutcome>>();
+  private readonly inflight = new Map<string, Promise<PdpResult>>();
   private readonly allowCells = new WeakMap<RequestFacts['route'], Partial<Record<DecisionSource, CounterCell>>>();
   private readonly failureLog: RateLimitedLog | undefined;
+  private readonly rules: TokenRules;
 
   constructor(options: DecisionPathOptions) {
     this.o = options;
+    this.rules = { grantMaxLifetimeMs: options.grantMaxLifetimeMs, postureMaxAgeMs: options.postureMaxAgeMs, revocations: options.revocations };
     this.failureLog = options.logger ? new RateLimitedLog(options.logger, options.failureLogIntervalMs ?? 10_000) : undefined;
   }
 
@@ -110,60 +105,34 @@ export class DecisionPath implements Authorizer {
     const now = Date.now();
     const grantToken = facts.headers[this.o.grantHeader];
     const postureToken = facts.headers[this.o.postureHeader];
-    // The grant floor comes from the proxy itself, not the policy: no PDP (embedded or remote)
-    // is asked, so none can forget it.
-    if (grantToken === undefined && needsGrant(facts.route.sensitivity)) {
-      return this.finish(facts, started, 'grant_required', undefined, undefined, 'local', `sensitivity ${facts.route.sensitivity} needs a grant`);
+    const floor = checkFloor(facts, grantToken, postureToken, this.o.revocations);
+    if (floor) {
+      if (floor.reason === 'revocation_unavailable') this.failureLog?.warn('revocation_full', { entries: this.o.revocations.size, request_id: facts.requestId }, 'revocation store full: privileged request refused with 503 revocation_unavailable');
+      return this.refuse(facts, started, floor);
     }
-    // A full revocation store cannot take one more revocation without forgetting one: fail closed.
-    if (this.o.revocations.full) {
-      this.failureLog?.warn('revocation_full', { entries: this.o.revocations.size, request_id: facts.requestId }, 'revocation store full: privileged request refused with 503 revocation_unavailable');
-      return this.finish(facts, started, 'revocation_unavailable', undefined, undefined, 'local', 'revocation.maxEntries reached');
-    }
-    if (Array.isArray(grantToken)) return this.finish(facts, started, 'grant_invalid', undefined, undefined, 'local', undefined);
-    if (Array.isArray(postureToken)) return this.finish(facts, started, 'posture_invalid', undefined, undefined, 'local', undefined);
-    const grantResult = grantToken === undefined ? undefined : this.o.grants.verify(grantToken, now);
-    const postureResult = postureToken === undefined ? undefined : this.o.postures.verify(postureToken, now);
+    // checkFloor refused a header sent twice: each one here is a string or absent.
+    const grantResult = typeof grantToken === 'string' ? this.o.grants.verify(grantToken, now) : undefined;
+    const postureResult = typeof postureToken === 'string' ? this.o.postures.verify(postureToken, now) : undefined;
     if (grantResult instanceof Promise || postureResult instanceof Promise) {
       return Promise.all([grantResult, postureResult]).then(([g, p]) => this.withTokens(facts, started, Date.now(), g, p));
     }
+    // Keep what was measured (STYLE): a cache hit with cached tokens returns without an await.
     return this.withTokens(facts, started, now, grantResult, postureResult);
   }
 
   private withTokens(facts: RequestFacts, started: number, now: number, grantResult: TokenResult<Grant> | undefined, postureResult: TokenResult<PostureAssertion> | undefined): Verdict | Promise<Verdict> {
-    let grant: Grant | undefined;
-    if (grantResult) {
-      if (isRefused(grantResult)) {
-        if (grantResult.problem === 'expired') this.o.metrics.grantExpired.inc();
-        // An expired grant we had verified still names its jti in the audit log.
-        return this.finish(facts, started, grantResult.problem === 'expired' ? 'grant_expired' : 'grant_invalid', grantResult.value, undefined, 'local', grantResult.detail);
-      }
-      grant = grantResult.value;
-      const problem = checkGrant(grant, facts.peer, facts.route.action, facts.resource, now, this.o.grantMaxLifetimeMs);
-      if (problem) {
-        if (problem === 'grant_expired') this.o.metrics.grantExpired.inc();
-        return this.finish(facts, started, problem, grant, undefined, 'local', undefined);
-      }
-      if (this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) return this.finish(facts, started, 'grant_revoked', grant, undefined, 'local', undefined);
-    }
-    let posture: PostureAssertion | undefined;
-    if (postureResult) {
-      if (isRefused(postureResult)) return this.finish(facts, started, postureResult.problem === 'expired' ? 'posture_stale' : 'posture_invalid', grant, postureResult.value, 'local', postureResult.detail);
-      posture = postureResult.value;
-      const problem = checkPosture(posture, facts.peer, this.o.postureMaxAgeMs, now);
-      if (problem) return this.finish(facts, started, problem, grant, posture, 'local', undefined);
-    }
     const intent = readIntent(facts.headers[this.o.intentHeader]);
-    if (intent === null) return this.finish(facts, started, 'intent_mismatch', grant, posture, 'local', 'malformed intent header');
-    if (grant?.intent !== undefined && intent !== grant.intent) {
-      return this.finish(facts, started, intent === undefined ? 'intent_required' : 'intent_mismatch', grant, posture, 'local', undefined);
-    }
+    const refused = checkTokens(facts, grantResult, postureResult, intent, now, this.rules);
+    if (refused) return this.refuse(facts, started, refused);
+    // The checks passed: every token sent verified, and the intent is well-formed (not null).
+    const grantToken = grantResult && !isRefused(grantResult) ? grantResult : undefined;
+    const postureToken = postureResult && !isRefused(postureResult) ? postureResult : undefined;
+    const grant = grantToken?.value;
+    const posture = postureToken?.value;
 
     // Each verified token has its own short ref: two grants that share a jti (a re-issue, or two
     // issuers' counters) differ in what the PDP judges (lifetime, claims), so never share a decision.
-    const grantRef = grantResult && !isRefused(grantResult) ? grantResult.ref : '';
-    const postureRef = postureResult && !isRefused(postureResult) ? postureResult.ref : '';
-    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grantRef, postureRef, intent ?? '');
+    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grantToken?.ref ?? '', postureToken?.ref ?? '', intent ?? '');
     const cached = this.o.cache.get(key, now);
     if (cached) return this.finish(facts, started, cached.allow ? undefined : (cached.reason ?? 'policy_denied'), grant, posture, 'cache', cached.detail);
 
@@ -171,24 +140,32 @@ export class DecisionPath implements Authorizer {
     let source: DecisionSource = 'coalesced';
     if (!pending) {
       source = 'pdp';
-      pending = this.evaluate(key, facts, grant, posture, intent, now);
+      pending = this.evaluate(key, facts, grant, posture, intent ?? undefined, now);
       this.inflight.set(key, pending);
       pending.finally(() => this.inflight.delete(key)).catch(() => undefined);
     }
-    return pending.then((outcome) => {
-      if (!outcome.result) return this.finish(facts, started, 'pdp_unavailable', grant, posture, source, outcome.error);
-      const { result } = outcome;
-      // The grant may have expired, or been revoked, while the PDP thought: checked after, too.
-      if (grant && Date.now() >= grant.expMs) {
-        this.o.metrics.grantExpired.inc();
-        return this.finish(facts, started, 'grant_expired', grant, posture, source, undefined);
-      }
-      if (grant && this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) return this.finish(facts, started, 'grant_revoked', grant, posture, source, undefined);
-      return this.finish(facts, started, result.allow ? undefined : (result.reason ?? 'policy_denied'), grant, posture, source, result.detail);
-    });
+    return pending.then((result) => this.onComplete(facts, started, result, grant, posture, source));
   }
 
-  private async evaluate(key: string, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined, intent: string | undefined, now: number): Promise<PdpOutcome> {
+  /** The PDP's answer, for this request (the first or a coalesced one). The one switch on it. */
+  private onComplete(facts: RequestFacts, started: number, result: PdpResult, grant: Grant | undefined, posture: PostureAssertion | undefined, source: DecisionSource): Verdict {
+    switch (result.kind) {
+      case 'error':
+        // SPEC step 4: a PDP error is 503, never an allow, never cached.
+        return this.finish(facts, started, 'pdp_unavailable', grant, posture, source, `${result.outcome}: ${result.detail}`);
+      case 'deny': {
+        const late = recheckGrant(grant, Date.now(), this.o.revocations);
+        return this.finish(facts, started, late ?? result.reason, grant, posture, source, late ? undefined : result.detail);
+      }
+      case 'allow': {
+        const late = recheckGrant(grant, Date.now(), this.o.revocations);
+        return this.finish(facts, started, late, grant, posture, source, late ? undefined : result.detail);
+      }
+    }
+  }
+
+  /** One PDP evaluation per key: counted, timed, logged if it failed, cached if it answered. */
+  private async evaluate(key: string, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined, intent: string | undefined, now: number): Promise<PdpResult> {
     const input: PdpInput = {
       subject: facts.peer.svid.id.uri,
       posture,
@@ -205,33 +182,27 @@ export class DecisionPath implements Authorizer {
       http: { path: facts.path, host: facts.headers.host ?? '', headers: facts.headers, peerAddress: facts.peerAddress, peerPort: facts.peerPort },
     };
     const started = performance.now();
-    let result: PdpResult;
-    try {
-      const answer = this.o.pdp.evaluate(input);
-      result = answer instanceof Promise ? await withTimeout(answer, this.o.pdpTimeoutMs) : answer;
-    } catch (error) {
-      const outcome = error instanceof PdpTimeout ? 'timeout' : error instanceof PdpUnavailable ? error.outcome : 'error';
-      this.o.metrics.pdpRequests.inc({ outcome });
-      this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
-      const detail = `${outcome}: ${(error as Error).message}`;
-      // "check the sidecar logs" must find something: one line per kind of failure per interval.
-      this.failureLog?.warn(outcome, { pdp: this.o.pdp.kind, outcome, route: facts.route.name, request_id: facts.requestId, detail: detail.slice(0, 300) }, 'PDP call failed: privileged requests get 503 pdp_unavailable');
-      return { result: undefined, error: detail };
-    }
-    this.o.metrics.pdpRequests.inc({ outcome: result.allow ? 'allow' : 'deny' });
+    // pdp.timeout and a bug of our own both come back as error values (src/pdp/evaluate-within.ts).
+    const result = await evaluateWithin(this.o.pdp, input, this.o.pdpTimeoutMs);
+    this.o.metrics.pdpRequests.inc({ outcome: result.kind === 'error' ? result.outcome : result.kind });
     this.o.metrics.pdpDuration.observe((performance.now() - started) / 1000);
+    if (result.kind === 'error') {
+      // "check the sidecar logs" must find something: one line per kind of failure per interval.
+      this.failureLog?.warn(result.outcome, { pdp: this.o.pdp.kind, outcome: result.outcome, route: facts.route.name, request_id: facts.requestId, detail: `${result.outcome}: ${result.detail}`.slice(0, 300) }, 'PDP call failed: privileged requests get 503 pdp_unavailable');
+      return result;
+    }
     const ttl = this.ttlFor(result, facts, grant, posture);
-    const decision: CachedDecision = { allow: result.allow, reason: result.reason, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '' };
+    const decision: CachedDecision = { allow: result.kind === 'allow', reason: result.kind === 'deny' ? result.reason : undefined, detail: result.detail, peer: input.subject, jti: grant?.jti ?? '' };
     // A revocation that landed while the PDP thought has already purged this grant's entries.
     if (!grant || !this.o.revocations.isRevoked(grant.jti, grant.sub, grant.iatMs, grant.expMs)) this.o.cache.set(key, decision, ttl);
     this.o.metrics.cacheEntries.set(this.o.cache.size);
-    return { result, error: undefined };
+    return result;
   }
 
   /** An allow lives at most min(PDP TTL, allowTtl, route cacheTtl, grant exp, posture expiry). */
-  private ttlFor(result: PdpResult, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined): number {
+  private ttlFor(result: PdpAllow | PdpDeny, facts: RequestFacts, grant: Grant | undefined, posture: PostureAssertion | undefined): number {
     if (result.ttlMs === 0) return 0;
-    if (!result.allow) return Math.min(this.o.denyTtlMs, result.ttlMs ?? Infinity);
+    if (result.kind === 'deny') return Math.min(this.o.denyTtlMs, result.ttlMs ?? Infinity);
     const now = Date.now();
     let ttl = Math.min(this.o.allowTtlMs, result.ttlMs ?? Infinity, facts.route.cacheTtlMs ?? Infinity);
     if (grant) ttl = Math.min(ttl, grant.expMs - now);
@@ -246,9 +217,15 @@ export class DecisionPath implements Authorizer {
     return (cells[source] ??= this.o.metrics.decisions.cell(route.name, 'allow', 'allowed', source));
   }
 
+  private refuse(facts: RequestFacts, started: number, refusal: Refusal): Verdict {
+    return this.finish(facts, started, refusal.reason, refusal.grant, refusal.posture, 'local', refusal.detail);
+  }
+
+  /** Records the decision (metrics and the audit line) and returns its verdict. */
   private finish(facts: RequestFacts, started: number, reason: DenyReason | undefined, grant: Grant | undefined, posture: PostureAssertion | undefined, source: DecisionSource, detail: string | undefined): Verdict {
     const seconds = (performance.now() - started) / 1000;
     const m = this.o.metrics;
+    if (reason === 'grant_expired') m.grantExpired.inc();
     m.decisionDuration.observe(m.decisionDuration.cell(source), seconds);
     (reason ? m.decisions.cell(facts.route.name, 'deny', reason, source) : this.allowCell(facts.route, source)).n++;
     this.o.audit.write({
@@ -270,7 +247,10 @@ export class DecisionPath implements Authorizer {
       pdp_detail: detail,
     });
     if (reason) return deniedVerdict(reason);
-    return grant ? { allow: true, grantId: grant.jti, grantExpMs: grant.expMs } : ALLOW_NO_GRANT;
+    if (!grant && !posture) return ALLOW_NO_GROUNDS;
+    // The proxy ends the exchange when these pass (SPEC "Streams"): the grant's exp, and the
+    // posture assertion's exp or maxAge, whichever comes first.
+    return { allow: true, grantId: grant?.jti, grantExpMs: grant?.expMs, postureDeadlineMs: posture ? postureDeadline(posture, this.o.postureMaxAgeMs) : undefined };
   }
 }
 
@@ -279,20 +259,4 @@ function auditIntent(value: string | string[] | undefined): string | undefined {
   const intent = readIntent(value);
   if (typeof intent === 'string') return intent;
   return typeof value === 'string' ? value.slice(0, 256) : undefined;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new PdpTimeout(`no answer within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
 }

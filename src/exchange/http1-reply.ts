@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { denial, type Denial } from '../decision/denial.ts';
 import { writeDenial } from '../forward/deny-response.ts';
-import { connectionListed, isResponseHopByHop } from '../forward/headers.ts';
+import { relayedHeaders } from '../forward/raw-response.ts';
 import type { UpstreamError } from '../forward/upstream-pool.ts';
 import type { CutReason } from './open-exchanges.ts';
 import { cutDenialReason, type Reply, type ReplyEvents, type UpstreamHandle } from './reply.ts';
@@ -81,13 +81,7 @@ export class Http1Reply<X> implements Reply {
 
   onHead(status: number, headers: string[]): void {
     this.events.answered(this.x, String(status));
-    const listed = connectionListed(headers);
-    const out: string[] = [];
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      if (!isResponseHopByHop(name) && (listed === undefined || !listed.has(name))) out.push(name, headers[i + 1]!);
-    }
-    this.res.writeHead(status, out);
+    this.res.writeHead(status, relayedHeaders(headers));
   }
 
   onData(chunk: Buffer): boolean {

@@ -15,6 +15,11 @@ export interface ResponseEvents {
   onHead(status: number, headers: string[]): void;
   onBody(chunk: Buffer): void;
   onComplete(): void;
+  /**
+   * `101 Switching Protocols` to a request that asked for an upgrade (`reset(method, true)`): the
+   * answer ends with its head; what follows on the connection is the new protocol's.
+   */
+  onSwitch?(headers: string[]): void;
 }
 
 /** The longest response head (status line and headers) accepted, and the longest trailer section. */
@@ -38,6 +43,8 @@ export class ResponseParser {
   private remaining = 0;
   private interim = 0;
   private noBody = false;
+  /** The request asked to switch protocols: a 101 is its answer, not a broken one. */
+  private upgrading = false;
   /** The connection may carry another exchange after this response. */
   keepAlive = true;
 
@@ -45,9 +52,10 @@ export class ResponseParser {
     this.events = events;
   }
 
-  /** Expects the answer to a request with this method (a HEAD answer has no body). */
-  reset(method: string): void {
+  /** Expects the answer to a request with this method (a HEAD answer has no body), and maybe an upgrade. */
+  reset(method: string, upgrading = false): void {
     this.state = State.Head;
+    this.upgrading = upgrading && this.events.onSwitch !== undefined;
     this.gathered.clear();
     this.remaining = 0;
     this.interim = 0;
@@ -201,9 +209,16 @@ export class ResponseParser {
       }
       headers.push(name, value);
     }
+    if (status === 101) {
+      // RFC 9110 15.2.2: a switch answers only a request that offered one; anything else is out of step.
+      if (!this.upgrading) throw new ResponseParseError('unexpected 101 Switching Protocols');
+      this.state = State.Done;
+      this.keepAlive = false;
+      this.events.onSwitch!(headers);
+      return;
+    }
     if (status < 200) {
-      // Interim answers (100 Continue, 103 Early Hints) are read and dropped; 101 was never asked for.
-      if (status === 101) throw new ResponseParseError('unexpected 101 Switching Protocols');
+      // Interim answers (100 Continue, 103 Early Hints) are read and dropped.
       if (++this.interim > MAX_INTERIM_RESPONSES) throw new ResponseParseError('too many interim responses');
       return;
     }

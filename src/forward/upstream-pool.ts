@@ -4,10 +4,13 @@
 // most of its time (bench/README.md: a bare proxy costs 22.8 µs of CPU per request this way,
 // 28.9 µs through undici). A connection whose
 // framing is in any doubt is closed, never reused, so one exchange's bytes can't reach another.
+// An upgrade (WebSocket) is one more exchange here, so its head and answer follow the same rules:
+// it goes on a connection of its own, which leaves the pool if the service switches.
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { ResponseParser, type ResponseEvents } from './response-parser.ts';
 import { requestLines } from './request-head.ts';
+import { BAD_VALUE_WRITTEN } from './http-syntax.ts';
 import type { DenyReason } from '../decision/denial.ts';
 
 export type UpstreamFailure = Extract<DenyReason, 'upstream_unavailable' | 'upstream_timeout'>;
@@ -31,9 +34,15 @@ export interface UpstreamExchange {
   /** Returns false to pause the service's body until `UpstreamCall.resume()`. */
   onData(chunk: Buffer): boolean;
   /** The answer is complete; `last` is its final body bytes, if they came with the end (one write instead of two). */
-  onEnd(last: Buffer | undefined): void;
+  onEnd(last: Buffer | undefined, trailers?: string[]): void; // trailers: HTTP/2 trailer fields (name, value…)
   /** `responseStarted`: the head was already delivered (the caller can only cut its answer). */
   onError(error: UpstreamError, responseStarted: boolean): void;
+  /**
+   * The service switched protocols (a call with `upgrade` only; to any other call a 101 is a broken
+   * answer). The connection has left the pool: `socket` is the caller's, with no listeners of
+   * ours, and `rest` is what was read after the 101 head (the new protocol's first bytes).
+   */
+  onUpgrade?(status: 101, headers: string[], socket: Socket, rest: Buffer): void;
 }
 
 export interface UpstreamPoolOptions {
@@ -64,6 +73,11 @@ export class UpstreamCall {
   /** The body's length, `CHUNKED` when unknown (sent chunk-framed), undefined when there is no body. */
   readonly bodyLength: number | undefined;
   readonly exchange: UpstreamExchange;
+  /**
+   * The protocol asked for (`websocket`), for an upgrade request: sent with `connection: upgrade`
+   * on a connection of its own that is never reused, whatever the answer.
+   */
+  readonly upgrade: string | undefined;
   connection: UpstreamConnection | undefined;
   /** The request head, made once when dispatched (a retry sends the same). */
   head: string | undefined;
@@ -73,13 +87,14 @@ export class UpstreamCall {
   aborted = false;
   retried = false;
 
-  constructor(method: string, path: string, headers: readonly string[], body: Readable | null, bodyLength: number | undefined, exchange: UpstreamExchange) {
+  constructor(method: string, path: string, headers: readonly string[], body: Readable | null, bodyLength: number | undefined, exchange: UpstreamExchange, upgrade?: string) {
     this.method = method;
     this.path = path;
     this.headers = headers;
     this.body = body;
     this.bodyLength = bodyLength;
     this.exchange = exchange;
+    this.upgrade = upgrade;
   }
 
   /** The caller's client went away: drop the exchange (its connection can't be reused). */
@@ -103,6 +118,11 @@ export const CHUNKED = -1;
 function requestHead(call: UpstreamCall, defaultHost: string): string | undefined {
   const lines = requestLines(call.method, call.path, call.headers, defaultHost);
   if (lines === undefined) return undefined;
+  if (call.upgrade !== undefined) {
+    // Hop-by-hop headers were dropped by the caller; an upgrade needs its own pair back, for this hop.
+    // An upgrade request has no body (the front door refuses one): its head is all there is.
+    return call.upgrade !== '' && !BAD_VALUE_WRITTEN.test(call.upgrade) ? lines + 'connection: upgrade\r\nupgrade: ' + call.upgrade + '\r\n\r\n' : undefined;
+  }
   // The framing is ours alone: the caller's headers never carry Content-Length or Transfer-Encoding.
   if (call.bodyLength === CHUNKED) return lines + 'transfer-encoding: chunked\r\n\r\n';
   if (call.bodyLength !== undefined) return lines + 'content-length: ' + call.bodyLength + '\r\n\r\n';
@@ -133,9 +153,13 @@ class UpstreamConnection implements ResponseEvents {
   /** When the connection last made progress (performance.now()); the pool's sweep times it out. */
   lastActivity: number;
   private keepAliveSeen: string | undefined;
+  /** The 101's headers, when the service switched protocols during this read. */
+  private switched: string[] | undefined;
   /** Body bytes parsed in this read, delivered after it: with the end when they are the last. */
   private held: Buffer | undefined;
   private detachBody: (() => void) | undefined;
+  /** Ours on the socket, kept so a switched connection can take off exactly these (Node has its own). */
+  private readonly listeners: Readonly<Record<string, (chunk: Buffer) => void>>;
 
   constructor(pool: UpstreamPool, socket: Socket) {
     this.pool = pool;
@@ -144,18 +168,21 @@ class UpstreamConnection implements ResponseEvents {
     this.idleTimeoutMs = pool.idleTimeoutMs;
     this.lastActivity = this.connectStartedAt = performance.now();
     socket.setNoDelay(true);
-    socket.on('connect', () => {
-      this.connected = true;
-      this.lastActivity = performance.now();
-    });
-    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
-    socket.on('drain', () => {
-      this.touch();
-      this.call?.body?.resume();
-    });
-    socket.on('end', () => (this.endedCleanly = true));
-    socket.on('error', () => (this.errored = true)); // 'close' follows and decides
-    socket.on('close', () => this.onSocketClose());
+    this.listeners = {
+      connect: () => {
+        this.connected = true;
+        this.lastActivity = performance.now();
+      },
+      data: (chunk: Buffer) => this.onSocketData(chunk),
+      drain: () => {
+        this.touch();
+        this.call?.body?.resume();
+      },
+      end: () => (this.endedCleanly = true),
+      error: () => (this.errored = true), // 'close' follows and decides
+      close: () => this.onSocketClose(),
+    };
+    for (const event in this.listeners) socket.on(event, this.listeners[event]!);
   }
 
   /** Progress on a connected socket (before it connects, only the connect timeout counts). */
@@ -173,7 +200,7 @@ class UpstreamConnection implements ResponseEvents {
     this.call = call;
     call.connection = this;
     this.headSeen = this.bytesSeen = this.completed = this.timedOut = this.paused = false;
-    this.parser.reset(call.method);
+    this.parser.reset(call.method, call.upgrade !== undefined && call.exchange.onUpgrade !== undefined);
     this.touch();
     this.socket.write(call.head!, 'latin1');
     if (call.body === null) {
@@ -274,6 +301,23 @@ class UpstreamConnection implements ResponseEvents {
     this.completed = true;
   }
 
+  onSwitch(headers: string[]): void {
+    this.switched = headers;
+  }
+
+  /**
+   * The service switched protocols: the connection leaves the pool (no sweep, no listener of
+   * ours) and its socket goes to the caller with what was read after the 101 head.
+   */
+  private handOver(call: UpstreamCall, headers: string[], rest: Buffer): void {
+    this.call = undefined;
+    call.connection = undefined;
+    for (const event in this.listeners) this.socket.off(event, this.listeners[event]!);
+    this.pool.remove(this);
+    if (call.aborted) this.socket.destroy();
+    else call.exchange.onUpgrade!(101, headers, this.socket, rest);
+  }
+
   private onSocketData(chunk: Buffer): void {
     const call = this.call;
     if (call === undefined) {
@@ -292,6 +336,10 @@ class UpstreamConnection implements ResponseEvents {
       this.socket.destroy();
       return;
     }
+    if (this.switched !== undefined) {
+      this.handOver(call, this.switched, chunk.subarray(consumed));
+      return;
+    }
     const last = this.held;
     this.held = undefined;
     if (!this.completed) {
@@ -299,7 +347,8 @@ class UpstreamConnection implements ResponseEvents {
       return;
     }
     // Complete: hand the connection back only if nothing about its framing is in doubt.
-    const reusable = this.parser.keepAlive && consumed === chunk.length && this.bodySent && !this.pool.closed;
+    // An upgrade's connection never is: the service was asked to switch, whatever it answered.
+    const reusable = this.parser.keepAlive && consumed === chunk.length && this.bodySent && !this.pool.closed && call.upgrade === undefined;
     this.call = undefined;
     call.connection = undefined;
     if (this.detachBody) {
@@ -374,6 +423,12 @@ export class UpstreamPool {
   private readonly idle: UpstreamConnection[] = [];
   private readonly queue: UpstreamCall[] = [];
   private readonly connections = new Set<UpstreamConnection>();
+  /**
+   * Connections opened for an upgrade, until it is answered. Not counted against `connections`:
+   * a switched one becomes a tunnel that lives as long as its WebSocket, and a few of those must
+   * not take every slot from plain requests (nor do they once switched: they leave the pool).
+   */
+  private readonly upgrades = new Set<UpstreamConnection>();
   private onAllClosed: (() => void) | undefined;
   private closing: Promise<void> | undefined;
   /** Requests waiting for a connection, at most; beyond that they fail at once (502). */
@@ -413,6 +468,14 @@ export class UpstreamPool {
       call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_INVALID_HEADER', 'the request has a method, target or header that cannot be sent'), false);
       return;
     }
+    if (call.upgrade !== undefined) {
+      // A fresh connection, never an idle one, never queued: it will not come back to the pool.
+      const fresh = new UpstreamConnection(this, this.connectSocket());
+      this.upgrades.add(fresh);
+      this.ensureSweep();
+      fresh.send(call);
+      return;
+    }
     const connection = this.idle.pop();
     if (connection !== undefined) {
       connection.send(call);
@@ -436,8 +499,8 @@ export class UpstreamPool {
     this.stopSweepIfIdle();
   }
 
-  /** A new socket to the service (TCP or unix): the pool's own, and upgrade tunnels'. */
-  connectSocket(): Socket {
+  /** A new socket to the service (TCP or unix). */
+  private connectSocket(): Socket {
     return connect(this.target as { host: string; port: number });
   }
 
@@ -453,6 +516,7 @@ export class UpstreamPool {
     this.sweep = setInterval(() => {
       const now = performance.now();
       for (const c of this.connections) c.expireIfStale(now);
+      for (const c of this.upgrades) c.expireIfStale(now);
       // The queue is in arrival order: whoever waited past the timeout is at its head.
       while (this.queue.length > 0 && now - this.queue[0]!.queuedAt > this.timeoutMs) this.failQueued(this.queue.shift()!);
       this.stopSweepIfIdle();
@@ -461,7 +525,7 @@ export class UpstreamPool {
   }
 
   private stopSweepIfIdle(): void {
-    if (this.sweep !== undefined && this.connections.size === 0 && this.queue.length === 0) {
+    if (this.sweep !== undefined && this.connections.size === 0 && this.upgrades.size === 0 && this.queue.length === 0) {
       clearInterval(this.sweep);
       this.sweep = undefined;
     }
@@ -486,12 +550,15 @@ export class UpstreamPool {
   }
 
   remove(connection: UpstreamConnection): void {
-    this.connections.delete(connection);
-    const at = this.idle.indexOf(connection);
-    if (at !== -1) this.idle.splice(at, 1);
-    if (this.queue.length > 0 && !this.closed) this.newConnection().send(this.nextQueued()!);
+    // An upgrade's connection held no slot: its end frees none for the queue.
+    if (!this.upgrades.delete(connection)) {
+      this.connections.delete(connection);
+      const at = this.idle.indexOf(connection);
+      if (at !== -1) this.idle.splice(at, 1);
+      if (this.queue.length > 0 && !this.closed) this.newConnection().send(this.nextQueued()!);
+    }
     this.stopSweepIfIdle();
-    if (this.closed && this.connections.size === 0) this.onAllClosed?.();
+    if (this.closed && this.connections.size === 0 && this.upgrades.size === 0) this.onAllClosed?.();
   }
 
   /** Closes idle connections now and busy ones when their exchange ends; resolves when all are gone. */
@@ -503,7 +570,7 @@ export class UpstreamPool {
       call.exchange.onError(new UpstreamError('upstream_unavailable', 'ERR_POOL_CLOSED', 'the upstream pool is closed'), false);
     }
     for (const connection of this.idle.splice(0)) connection.socket.destroy();
-    this.closing = this.connections.size === 0 ? Promise.resolve() : new Promise((resolve) => (this.onAllClosed = resolve));
+    this.closing = this.connections.size === 0 && this.upgrades.size === 0 ? Promise.resolve() : new Promise((resolve) => (this.onAllClosed = resolve));
     return this.closing;
   }
 }

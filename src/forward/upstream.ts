@@ -1,9 +1,9 @@
 // Forwarding to the service: one entry point for every client protocol. The request goes out on
 // our keep-alive HTTP/1.1 pool (upstream-pool.ts), and the service's answer is relayed into the
 // exchange's reply (the sink), with backpressure both ways.
-import type { Readable } from 'node:stream';
-import type { Socket } from 'node:net';
-import { UpstreamCall, UpstreamPool, type UpstreamExchange } from './upstream-pool.ts';
+import type { Duplex, Readable } from 'node:stream';
+import { upgradeThrough } from './upgrade-exchange.ts';
+import { UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
 
 export { CHUNKED, UpstreamError, type UpstreamFailure } from './upstream-pool.ts';
 
@@ -43,14 +43,14 @@ export class Upstream {
     return call;
   }
 
-  /** A connection of its own to the service (an upgrade tunnel), outside the keep-alive pool. */
-  connect(): Socket {
-    return this.pool.connectSocket();
-  }
-
-  /** The Host header for a request that brought none: the service's authority. */
-  get hostHeader(): string {
-    return this.pool.hostHeader;
+  /**
+   * Sends an upgrade request (its head already admitted; `firstBytes` is what the client sent
+   * after it) through the same pool, on a connection of its own. On 101 the two connections are
+   * joined; any other answer is relayed to `client` with `connection: close` and both end.
+   * `onFailure` runs only when nothing was written to the client yet (502/504).
+   */
+  upgrade(client: Duplex, method: string, path: string, headers: string[], upgrade: string, firstBytes: Buffer, onStatus: (status: string) => void, onFailure: (reason: UpstreamFailure, error: UpstreamError) => void): void {
+    upgradeThrough(this.pool, client, { method, path, headers, upgrade, firstBytes }, onStatus, onFailure);
   }
 
   close(): Promise<void> {

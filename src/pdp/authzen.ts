@@ -2,7 +2,7 @@
 // `decision: true` allows; anything else (false, missing, not a boolean) denies.
 import { authzenFacts } from './facts.ts';
 import { JsonPoster } from './http-pdp.ts';
-import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
+import { pdpError, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
 
 export class AuthzenPdp implements Pdp {
   readonly kind = 'authzen';
@@ -13,16 +13,14 @@ export class AuthzenPdp implements Pdp {
   }
 
   async evaluate(input: PdpInput): Promise<PdpResult> {
-    const { body, ttlMs } = await this.poster.post(authzenFacts(input), input.requestId);
-    if (typeof body !== 'object' || body === null) throw new PdpUnavailable('bad_answer', 'answer is not a JSON object');
+    const answer = await this.poster.post(authzenFacts(input), input.requestId);
+    if (answer.kind === 'error') return answer;
+    const { body, ttlMs } = answer;
+    if (typeof body !== 'object' || body === null) return pdpError('bad_answer', 'answer is not a JSON object');
     const decision = (body as { decision?: unknown }).decision;
     const reason = (body as { context?: { reason?: unknown } }).context?.reason;
-    return {
-      allow: decision === true,
-      reason: decision === true ? undefined : 'policy_denied',
-      detail: typeof reason === 'string' ? reason.slice(0, 200) : decision === true ? 'authzen: true' : 'authzen: not true',
-      ttlMs,
-    };
+    const detail = typeof reason === 'string' ? reason.slice(0, 200) : decision === true ? 'authzen: true' : 'authzen: not true';
+    return decision === true ? { kind: 'allow', ttlMs, detail } : { kind: 'deny', reason: 'policy_denied', ttlMs, detail };
   }
 
   close(): Promise<void> {

@@ -6,7 +6,8 @@ import { parseDuration } from '../config/duration.ts';
 import { actionMatcher, resourceMatcher, type Matcher } from './patterns.ts';
 import { compileSpiffePatterns, type SpiffePatternSet } from '../identity/spiffe-pattern.ts';
 import { TIER_RANK, type TrustTier } from '../tokens/posture.ts';
-import type { Pdp, PdpInput, PdpResult } from './pdp.ts';
+import type { Pdp, PdpDeny, PdpInput, PdpResult } from './pdp.ts';
+import type { DenyReason } from '../decision/denial.ts';
 import type { Sensitivity } from '../routing/route-table.ts';
 
 const durationText = z.string().refine((t) => parseDuration(t) !== undefined, { message: 'expected a duration like "30s"' });
@@ -66,6 +67,11 @@ function compileTier(t: PolicyDocument['tiers']['high']): CompiledTier | undefin
 
 const ALLOW_NO_TTL = undefined;
 
+/** A deny of the policy or of a tier; its TTL is cache.denyTtl. */
+function deny(reason: DenyReason, detail: string): PdpDeny {
+  return { kind: 'deny', reason, ttlMs: undefined, detail };
+}
+
 export class EmbeddedPdp implements Pdp {
   readonly kind = 'embedded';
   private readonly tiers: Readonly<Record<Sensitivity, CompiledTier | undefined>>;
@@ -110,23 +116,23 @@ export class EmbeddedPdp implements Pdp {
       const r = takeExact ? exact![i++]! : wild[j++]!;
       if (r.allow && firstAllow) continue;
       if (!r.actions.matches(input.action) || !r.resources.matches(input.resource) || !r.subjects.matches(input.subject)) continue;
-      if (!r.allow) return { allow: false, reason: 'policy_denied', detail: `deny rule ${r.id}`, ttlMs: undefined };
+      if (!r.allow) return deny('policy_denied', `deny rule ${r.id}`);
       firstAllow = r;
     }
-    if (!firstAllow) return { allow: false, reason: 'policy_denied', detail: 'no allow rule matched', ttlMs: undefined };
+    if (!firstAllow) return deny('policy_denied', 'no allow rule matched');
     const t = this.tiers[input.sensitivity];
     if (t) {
-      if (t.grant && !input.grant) return { allow: false, reason: 'grant_required', detail: `tier ${input.sensitivity} needs a grant`, ttlMs: undefined };
+      if (t.grant && !input.grant) return deny('grant_required', `tier ${input.sensitivity} needs a grant`);
       if (t.maxGrantTtlMs !== undefined && input.grant && input.grant.expMs - input.grant.iatMs > t.maxGrantTtlMs) {
-        return { allow: false, reason: 'grant_ttl_too_long', detail: `tier ${input.sensitivity} allows grants of at most ${t.maxGrantTtlMs} ms`, ttlMs: undefined };
+        return deny('grant_ttl_too_long', `tier ${input.sensitivity} allows grants of at most ${t.maxGrantTtlMs} ms`);
       }
       if (t.postureRank > 0) {
-        if (!input.posture) return { allow: false, reason: 'posture_required', detail: `tier ${input.sensitivity} needs a posture assertion`, ttlMs: undefined };
+        if (!input.posture) return deny('posture_required', `tier ${input.sensitivity} needs a posture assertion`);
         const rank = input.posture.tier ? TIER_RANK[input.posture.tier] : 0;
-        if (rank < t.postureRank) return { allow: false, reason: 'posture_insufficient', detail: `tier ${input.sensitivity} needs a higher posture tier`, ttlMs: undefined };
+        if (rank < t.postureRank) return deny('posture_insufficient', `tier ${input.sensitivity} needs a higher posture tier`);
       }
-      if (t.intent && input.intent === undefined) return { allow: false, reason: 'intent_required', detail: `tier ${input.sensitivity} needs an intent`, ttlMs: undefined };
+      if (t.intent && input.intent === undefined) return deny('intent_required', `tier ${input.sensitivity} needs an intent`);
     }
-    return { allow: true, reason: undefined, detail: `allow rule ${firstAllow.id}`, ttlMs: firstAllow.ttlMs ?? ALLOW_NO_TTL };
+    return { kind: 'allow', ttlMs: firstAllow.ttlMs ?? ALLOW_NO_TTL, detail: `allow rule ${firstAllow.id}` };
   }
 }

@@ -2,13 +2,13 @@
 // filled as Envoy fills it (source principal = peer SPIFFE ID; request.http = method, path,
 // headers with the token headers removed), plus our facts in context_extensions, so OPA's Envoy
 // plugin and other ext_authz servers work unchanged. Status OK allows; any other code denies;
-// a failed call (UNAVAILABLE, deadline, reset) is a PDP error.
+// a failed call (UNAVAILABLE, deadline, reset) is a PDP error value, never a rejection.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
 import type * as Grpc from '@grpc/grpc-js';
 import type * as ProtoLoader from '@grpc/proto-loader';
-import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
+import { pdpError, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
 
 export const EXT_AUTHZ_PROTO = fileURLToPath(new URL('./proto/ext_authz.proto', import.meta.url));
 
@@ -93,21 +93,24 @@ export class ExtAuthzPdp implements Pdp {
 
   evaluate(input: PdpInput): Promise<PdpResult> {
     const request = this.checkRequest(input);
-    return new Promise((resolve, reject) => {
-      this.client.Check(request, { deadline: Date.now() + this.timeoutMs }, (error, response) => {
+    return new Promise((resolve) => {
+      const answer = (error: Grpc.ServiceError | null, response?: CheckResponse): void => {
+        const { status } = grpcLib();
         if (error) {
-          const { status } = grpcLib();
-          reject(new PdpUnavailable(error.code === status.DEADLINE_EXCEEDED ? 'timeout' : 'error', `gRPC ${status[error.code] ?? error.code}: ${error.details}`));
+          resolve(pdpError(error.code === status.DEADLINE_EXCEEDED ? 'timeout' : 'error', `gRPC ${status[error.code] ?? error.code}: ${error.details}`));
           return;
         }
         const code = response?.status?.code ?? 0;
-        resolve({
-          allow: code === 0,
-          reason: code === 0 ? undefined : 'policy_denied',
-          detail: `ext_authz: ${grpcLib().status[code] ?? code}${response?.status?.message ? ` ${response.status.message.slice(0, 200)}` : ''}`,
-          ttlMs: undefined,
-        });
-      });
+        const detail = `ext_authz: ${status[code] ?? code}${response?.status?.message ? ` ${response.status.message.slice(0, 200)}` : ''}`;
+        resolve(code === 0 ? { kind: 'allow', ttlMs: undefined, detail } : { kind: 'deny', reason: 'policy_denied', ttlMs: undefined, detail });
+      };
+      try {
+        this.client.Check(request, { deadline: Date.now() + this.timeoutMs }, answer);
+      } catch (error) {
+        // grpc-js throws, rather than calling back, on a channel already closed (a call that was
+        // still on its way when a reload closed this generation's client): a failed call too.
+        resolve(pdpError('error', `gRPC: ${(error as Error).message}`));
+      }
     });
   }
 

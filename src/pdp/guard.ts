@@ -4,7 +4,7 @@
 // pdp_unavailable, never an allow.
 // Every change of the circuit is logged (opening at warn, probing and closing at info), so an
 // SRE paged for 503s finds when and why in the sidecar's log.
-import { PdpUnavailable, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
+import { pdpError, type Pdp, type PdpInput, type PdpResult } from './pdp.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
 export interface GuardOptions {
@@ -52,24 +52,28 @@ export class GuardedPdp implements Pdp {
 
   async evaluate(input: PdpInput): Promise<PdpResult> {
     if (this.state === 'open') {
-      if (Date.now() < this.openUntil) throw new PdpUnavailable('circuit_open', 'circuit open: the PDP failed repeatedly');
+      if (Date.now() < this.openUntil) return pdpError('circuit_open', 'circuit open: the PDP failed repeatedly');
       this.state = 'half-open'; // this call is the probe
       this.logger?.info({ pdp: this.kind, circuit: 'half-open' }, 'PDP circuit half-open: one probe call goes through');
     } else if (this.state === 'half-open') {
-      throw new PdpUnavailable('circuit_open', 'circuit half-open: a probe is in flight');
+      return pdpError('circuit_open', 'circuit half-open: a probe is in flight');
     }
-    if (this.inFlight >= this.options.maxInFlight) throw new PdpUnavailable('overloaded', `more than ${this.options.maxInFlight} PDP calls in flight`);
+    if (this.inFlight >= this.options.maxInFlight) return pdpError('overloaded', `more than ${this.options.maxInFlight} PDP calls in flight`);
     this.inFlight++;
+    let result: PdpResult;
     try {
-      const result = await this.inner.evaluate(input);
-      this.onSuccess();
-      return result;
+      result = await this.inner.evaluate(input);
     } catch (error) {
+      // A rejection is a bug in the client (its failures are values): it still counts against
+      // the circuit, and goes on to evaluateWithin, the one place that reports it as `error`.
       this.onFailure();
       throw error;
     } finally {
       this.inFlight--;
     }
+    if (result.kind === 'error') this.onFailure();
+    else this.onSuccess();
+    return result;
   }
 
   private onSuccess(): void {

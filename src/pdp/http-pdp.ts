@@ -1,13 +1,15 @@
 // What AuthZEN and OPA share: a JSON POST over an undici keep-alive pool, with a deadline, a
-// body size cap, and every failure (connect, timeout, 5xx, 4xx, garbage) thrown as
-// PdpUnavailable so it can never become an allow.
+// body size cap, and every failure (connect, timeout, 5xx, 4xx, garbage) returned as a PdpError
+// value (SPEC STYLE "A failure is a value") so it can never become an allow. undici throws; its
+// throws stop here.
 import { Pool } from 'undici';
-import { PdpUnavailable } from './pdp.ts';
+import { pdpError, type PdpError } from './pdp.ts';
 import { ttlFromCacheControl } from './facts.ts';
 
 const MAX_ANSWER_BYTES = 64 * 1024;
 
 export interface JsonAnswer {
+  readonly kind: 'answer';
   readonly body: unknown;
   readonly ttlMs: number | undefined;
 }
@@ -24,7 +26,7 @@ export class JsonPoster {
     this.pool = new Pool(parsed.origin, { connections, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: 30_000 });
   }
 
-  async post(body: unknown, requestId: string): Promise<JsonAnswer> {
+  async post(body: unknown, requestId: string): Promise<JsonAnswer | PdpError> {
     let response;
     try {
       response = await this.pool.request({
@@ -37,7 +39,7 @@ export class JsonPoster {
     } catch (error) {
       const name = (error as Error).name;
       const outcome = name === 'TimeoutError' || name === 'HeadersTimeoutError' || name === 'ConnectTimeoutError' ? 'timeout' : 'error';
-      throw new PdpUnavailable(outcome, `${(error as NodeJS.ErrnoException).code ?? name}: ${(error as Error).message}`);
+      return pdpError(outcome, `${(error as NodeJS.ErrnoException).code ?? name}: ${(error as Error).message}`);
     }
     let text = '';
     try {
@@ -45,18 +47,17 @@ export class JsonPoster {
         text += (chunk as Buffer).toString('utf8');
         if (text.length > MAX_ANSWER_BYTES) {
           response.body.destroy();
-          throw new PdpUnavailable('bad_answer', `answer larger than ${MAX_ANSWER_BYTES} bytes`);
+          return pdpError('bad_answer', `answer larger than ${MAX_ANSWER_BYTES} bytes`);
         }
       }
     } catch (error) {
-      if (error instanceof PdpUnavailable) throw error;
-      throw new PdpUnavailable('error', `answer broken off: ${(error as Error).message}`);
+      return pdpError('error', `answer broken off: ${(error as Error).message}`);
     }
-    if (response.statusCode !== 200) throw new PdpUnavailable('error', `HTTP ${response.statusCode}`);
+    if (response.statusCode !== 200) return pdpError('error', `HTTP ${response.statusCode}`);
     try {
-      return { body: JSON.parse(text) as unknown, ttlMs: ttlFromCacheControl(response.headers['cache-control']) };
+      return { kind: 'answer', body: JSON.parse(text) as unknown, ttlMs: ttlFromCacheControl(response.headers['cache-control']) };
     } catch {
-      throw new PdpUnavailable('bad_answer', 'answer is not JSON');
+      return pdpError('bad_answer', 'answer is not JSON');
     }
   }
 

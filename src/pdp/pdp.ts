@@ -1,6 +1,7 @@
 // The one seam between the decision path and whatever decides (SPEC STYLE 5): every PDP kind
-// takes the same facts and answers allow or deny, with an optional TTL cap. Errors are thrown
-// (or rejected) and become 503 pdp_unavailable upstream of here, never an allow, never cached.
+// takes the same facts and answers allow, deny or error (Envoy's CheckStatus OK/Denied/Error).
+// A failure is a value (STYLE "A failure is a value"): an error becomes 503 pdp_unavailable in
+// the decision path, never an allow, never cached; nothing here throws for an expected failure.
 import type { DenyReason } from '../decision/denial.ts';
 import type { Sensitivity } from '../routing/route-table.ts';
 import type { Grant } from '../tokens/grant.ts';
@@ -32,28 +33,44 @@ export interface PdpHttpFacts {
   readonly peerPort: number;
 }
 
-/** A PDP failure that is not a plain error: the label for portcullis_pdp_requests_total{outcome}. */
-export class PdpUnavailable extends Error {
-  override readonly name = 'PdpUnavailable';
-  readonly outcome: string;
-  constructor(outcome: string, message: string) {
-    super(message);
-    this.outcome = outcome;
-  }
-}
+/**
+ * Why a PDP gave no answer: the `portcullis_pdp_requests_total{outcome}` label. `error` is a
+ * failed call (connect, reset, gRPC status, HTTP status other than 200) or a bug of our own.
+ */
+export type PdpFailure = 'timeout' | 'error' | 'bad_answer' | 'circuit_open' | 'overloaded';
 
-export interface PdpResult {
-  readonly allow: boolean;
-  /** The SPEC reason for a deny; remote PDPs always give policy_denied. */
-  readonly reason: DenyReason | undefined;
-  /** The PDP's own words for the audit log (a rule id, an OPA reason); never shown to clients. */
-  readonly detail: string | undefined;
+export interface PdpAllow {
+  readonly kind: 'allow';
   /** Caps the cache TTL; 0 means do not cache. */
   readonly ttlMs: number | undefined;
+  /** The PDP's own words for the audit log (a rule id, an OPA reason); never shown to clients. */
+  readonly detail: string | undefined;
+}
+
+export interface PdpDeny {
+  readonly kind: 'deny';
+  /** The SPEC reason; remote PDPs always give policy_denied. */
+  readonly reason: DenyReason;
+  readonly ttlMs: number | undefined;
+  readonly detail: string | undefined;
+}
+
+export interface PdpError {
+  readonly kind: 'error';
+  readonly outcome: PdpFailure;
+  /** What went wrong, for the log and the audit line; never shown to clients. */
+  readonly detail: string;
+}
+
+export type PdpResult = PdpAllow | PdpDeny | PdpError;
+
+export function pdpError(outcome: PdpFailure, detail: string): PdpError {
+  return { kind: 'error', outcome, detail };
 }
 
 export interface Pdp {
   readonly kind: string;
+  /** Resolves, never rejects, for every expected failure; a throw or rejection is a bug. */
   evaluate(input: PdpInput): PdpResult | Promise<PdpResult>;
   close?(): Promise<void>;
 }

@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Agent } from 'undici';
 import { clientAgent, configYaml, createPki, get, startUpstream, type Issued, type Pki, type Upstream } from '../support/harness.ts';
 import type { Instance } from '../../src/cli/instance.ts';
-import { admin, grantClaims, issuerKey, JIT_ISS, metric, signToken, sleep, startNamed, type IssuerKey } from './decision-support.ts';
+import { admin, grantClaims, issuerKey, JIT_ISS, metric, POSTURE_ISS, signToken, sleep, startNamed, type IssuerKey } from './decision-support.ts';
 import type { memoryAuditLog } from '../../src/telemetry/audit.ts';
 
 const run = promisify(execFile);
@@ -88,14 +88,17 @@ describe('HTTP/2 and gRPC through the proxy', () => {
   let session: ClientHttp2Session;
   let agent: Agent;
   let jit: IssuerKey;
+  let posture: IssuerKey;
 
   beforeAll(async () => {
     pki = await createPki();
     upstream = await startUpstream();
     jit = await issuerKey('jit');
     pki.write('jit.json', jit.jwks);
+    posture = await issuerKey('posture');
+    pki.write('posture.json', posture.jwks);
     pki.write('policy.yaml', 'rules:\n  - { id: feed, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/web"], actions: [feed.read, demo.call] }\n');
-    const started = await startNamed(pki, 'h2.yaml', configYaml(pki, upstream.url, `${ROUTES}grants: { issuers: [{ issuer: "${JIT_ISS}", jwksFile: jit.json }] }\n`));
+    const started = await startNamed(pki, 'h2.yaml', configYaml(pki, upstream.url, `${ROUTES}grants: { issuers: [{ issuer: "${JIT_ISS}", jwksFile: jit.json }] }\nposture: { issuers: [{ issuer: "${POSTURE_ISS}", jwksFile: posture.json }] }\n`));
     proxy = started.instance;
     audit = started.audit;
     configFile = started.file;
@@ -276,6 +279,22 @@ describe('HTTP/2 and gRPC through the proxy', () => {
       process.stdout.write(`cut lateness: HTTP/2 stream at grant exp ${closed.at - expMs} ms\n`);
       expect(closed.at - expMs).toBeGreaterThanOrEqual(0);
       expect(closed.at - expMs).toBeLessThan(250);
+    });
+
+    it('a stream admitted with a posture assertion is cut when the assertion expires first (posture_stale)', async () => {
+      streamingUpstream();
+      const now = Date.now();
+      const expMs = now + 1200;
+      const token = await grant('posture-exp', 60_000);
+      const assertion = await signToken({ iss: POSTURE_ISS, sub: 'spiffe://example.org/ns/prod/sa/web', iat: Math.floor(now / 1000) - 1, exp: expMs / 1000, posture: { trust: 'high' } }, { key: posture.key, kid: 'posture' });
+      const stream = session.request({ ':method': 'GET', ':path': '/feed', ':authority': 'localhost', 'x-jit-grant': token, 'x-device-posture': assertion });
+      stream.on('data', () => undefined);
+      const closedAt = await new Promise<number>((resolve) => stream.on('close', () => resolve(Date.now())));
+      process.stdout.write(`cut lateness: HTTP/2 stream at posture exp ${closedAt - expMs} ms\n`);
+      expect(closedAt - expMs).toBeGreaterThanOrEqual(0);
+      expect(closedAt - expMs).toBeLessThan(250);
+      await until(() => audit.events.some((e) => e.grant_jti === 'posture-exp'));
+      expect(audit.events.find((e) => e.grant_jti === 'posture-exp')).toMatchObject({ reason: 'posture_stale', protocol: 'h2' });
     });
 
     it('a revocation cuts only the streams it names, at once, and counts them', async () => {

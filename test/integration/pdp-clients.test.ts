@@ -1,5 +1,5 @@
 // Each remote PDP client against a server speaking the real wire protocol: the exact request it
-// receives, how answers map to allow/deny and TTL, and every fault becoming PdpUnavailable.
+// receives, how answers map to allow/deny and TTL, and every fault becoming an error value.
 import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { AuthzenPdp } from '../../src/pdp/authzen.ts';
 import { OpaPdp } from '../../src/pdp/opa.ts';
 import { ExtAuthzPdp } from '../../src/pdp/ext-authz.ts';
 import { GuardedPdp } from '../../src/pdp/guard.ts';
-import { PdpUnavailable, type Pdp, type PdpInput } from '../../src/pdp/pdp.ts';
+import { pdpError, type Pdp, type PdpError, type PdpInput } from '../../src/pdp/pdp.ts';
 import { actionMatcher } from '../../src/pdp/patterns.ts';
 import { json, startGrpcPdp, startJsonPdp } from '../support/fake-pdps.ts';
 
@@ -42,14 +42,12 @@ afterEach(async () => {
   while (closers.length) await closers.pop()!();
 });
 
-async function rejectsAsUnavailable(pdp: Pdp, outcome?: string): Promise<PdpUnavailable> {
-  const error = await Promise.resolve(pdp.evaluate(input)).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(PdpUnavailable);
-  if (outcome) expect((error as PdpUnavailable).outcome).toBe(outcome);
-  return error as PdpUnavailable;
+/** The PDP answers an error value (it never rejects for a fault: a failure is a value). */
+async function answersError(pdp: Pdp, outcome?: string): Promise<PdpError> {
+  const result = await pdp.evaluate(input);
+  expect(result.kind).toBe('error');
+  if (outcome) expect((result as PdpError).outcome).toBe(outcome);
+  return result as PdpError;
 }
 
 describe('AuthZEN client', () => {
@@ -57,7 +55,7 @@ describe('AuthZEN client', () => {
     const server = await startJsonPdp((_body, _req, res) => json(res, 200, { decision: true }));
     const pdp = new AuthzenPdp(server.url + '/', 500);
     closers.push(() => server.close(), () => pdp.close());
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: true, ttlMs: undefined });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'allow', ttlMs: undefined });
     expect(server.received).toHaveLength(1);
     expect(server.received[0]!.path).toBe('/access/v1/evaluation');
     expect(server.received[0]!.headers['content-type']).toBe('application/json');
@@ -71,12 +69,12 @@ describe('AuthZEN client', () => {
     const server = await startJsonPdp((_b, _r, res) => json(res, 200, answers[next++], { 'cache-control': next === 1 ? 'max-age=5' : 'no-store' }));
     const pdp = new AuthzenPdp(server.url, 500);
     closers.push(() => server.close(), () => pdp.close());
-    expect(await pdp.evaluate(input)).toEqual({ allow: false, reason: 'policy_denied', detail: 'outside change window', ttlMs: 5000 });
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: false, ttlMs: 0 });
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: false });
+    expect(await pdp.evaluate(input)).toEqual({ kind: 'deny', reason: 'policy_denied', detail: 'outside change window', ttlMs: 5000 });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'deny', ttlMs: 0 });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'deny' });
   });
 
-  it('turns 500, invalid JSON, a slow answer, a reset mid-answer and a closed port into PdpUnavailable', async () => {
+  it('turns 500, invalid JSON, a slow answer, a reset mid-answer and a closed port into an error value', async () => {
     let mode = '';
     const server = await startJsonPdp((_b, _r, res) => {
       if (mode === '500') json(res, 500, { error: 'boom' });
@@ -92,11 +90,11 @@ describe('AuthZEN client', () => {
     closers.push(() => server.close(), () => pdp.close());
     for (const m of ['500', 'garbage', 'reset']) {
       mode = m;
-      await rejectsAsUnavailable(pdp);
+      await answersError(pdp);
     }
     mode = 'slow';
     const started = Date.now();
-    await rejectsAsUnavailable(pdp, 'timeout');
+    await answersError(pdp, 'timeout');
     expect(Date.now() - started).toBeLessThan(600);
 
     const probe = createServer();
@@ -105,7 +103,7 @@ describe('AuthZEN client', () => {
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     const dead = new AuthzenPdp(`http://127.0.0.1:${port}`, 200);
     closers.push(() => dead.close());
-    await rejectsAsUnavailable(dead, 'error');
+    await answersError(dead, 'error');
   });
 });
 
@@ -116,12 +114,12 @@ describe('OPA client', () => {
     const server = await startJsonPdp((_b, _r, res) => json(res, 200, results[next++]));
     const pdp = new OpaPdp(`${server.url}/v1/data/portcullis/allow`, 500);
     closers.push(() => server.close(), () => pdp.close());
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: true });
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: false, reason: 'policy_denied' });
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: true, ttlMs: 3000 });
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: false, detail: 'weekend freeze' });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'allow' });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'deny', reason: 'policy_denied' });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'allow', ttlMs: 3000 });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'deny', detail: 'weekend freeze' });
     // An undefined document denies (it is an answer, not an error).
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: false, detail: 'opa: undefined document' });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'deny', detail: 'opa: undefined document' });
     expect(server.received[0]!.path).toBe('/v1/data/portcullis/allow');
     expect(server.received[0]!.body).toEqual({ input: EXPECTED_FACTS });
   });
@@ -130,7 +128,7 @@ describe('OPA client', () => {
     const server = await startJsonPdp((_b, _r, res) => json(res, 200, { result: 'yes' }));
     const pdp = new OpaPdp(server.url, 500);
     closers.push(() => server.close(), () => pdp.close());
-    await rejectsAsUnavailable(pdp, 'bad_answer');
+    await answersError(pdp, 'bad_answer');
   });
 });
 
@@ -139,7 +137,7 @@ describe('Envoy ext_authz client', () => {
     const server = await startGrpcPdp(() => ({ code: 0 }));
     const pdp = new ExtAuthzPdp(server.address, 1000, ['x-jit-grant', 'x-device-posture', 'x-intent'], 'spiffe://example.org/ns/prod/sa/orders-api');
     closers.push(() => server.close(), () => pdp.close());
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: true });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'allow' });
     const request = server.received[0] as { attributes: Record<string, unknown> };
     expect(request.attributes).toMatchObject({
       source: { principal: PEER, address: { socket_address: { address: '127.0.0.1', port_value: 5555 } } },
@@ -151,19 +149,25 @@ describe('Envoy ext_authz client', () => {
     expect(Object.keys(headers).sort()).toEqual(['content-type', 'x-custom']);
   });
 
-  it('denies any non-OK status and reports UNAVAILABLE or a missed deadline as PdpUnavailable', async () => {
+  it('denies any non-OK status and reports UNAVAILABLE or a missed deadline as an error value', async () => {
     let answer: { code: number; message?: string } | grpc.ServiceError = { code: grpc.status.PERMISSION_DENIED, message: 'nope' };
     const server = await startGrpcPdp(() => answer);
     const pdp = new ExtAuthzPdp(server.address, 300, [], 'spiffe://example.org/x');
     closers.push(() => server.close(), () => pdp.close());
-    expect(await pdp.evaluate(input)).toMatchObject({ allow: false, reason: 'policy_denied', detail: 'ext_authz: PERMISSION_DENIED nope' });
+    expect(await pdp.evaluate(input)).toMatchObject({ kind: 'deny', reason: 'policy_denied', detail: 'ext_authz: PERMISSION_DENIED nope' });
     answer = Object.assign(new Error('down'), { code: grpc.status.UNAVAILABLE, details: 'down', metadata: new grpc.Metadata() }) as grpc.ServiceError;
-    await rejectsAsUnavailable(pdp, 'error');
+    await answersError(pdp, 'error');
     const dead = new ExtAuthzPdp('127.0.0.1:1', 300, [], 'spiffe://example.org/x');
     closers.push(() => dead.close());
     const started = Date.now();
-    await rejectsAsUnavailable(dead);
+    await answersError(dead);
     expect(Date.now() - started).toBeLessThan(800);
+  });
+
+  it('answers an error value, not a rejection, once its client is closed (a reload closed it mid-call)', async () => {
+    const pdp = new ExtAuthzPdp('127.0.0.1:1', 300, [], 'spiffe://example.org/x');
+    await pdp.close();
+    expect((await answersError(pdp, 'error')).detail).toContain('Channel has been shut down');
   });
 });
 
@@ -175,32 +179,32 @@ describe('guard: in-flight bound and circuit breaker', () => {
       kind: 'test',
       evaluate: async () => {
         calls++;
-        if (!healthy) throw new PdpUnavailable('error', 'down');
-        return { allow: true, reason: undefined, detail: undefined, ttlMs: undefined };
+        if (!healthy) return pdpError('error', 'down');
+        return { kind: 'allow', detail: undefined, ttlMs: undefined };
       },
     };
     const guard = new GuardedPdp(inner, { maxInFlight: 2, failureThreshold: 3, openMs: 100, maxOpenMs: 1000 });
-    for (let i = 0; i < 3; i++) await rejectsAsUnavailable(guard, 'error');
+    for (let i = 0; i < 3; i++) await answersError(guard, 'error');
     expect(guard.circuit).toBe('open');
-    await rejectsAsUnavailable(guard, 'circuit_open');
+    await answersError(guard, 'circuit_open');
     expect(calls).toBe(3);
     await new Promise((r) => setTimeout(r, 120));
-    await rejectsAsUnavailable(guard, 'error'); // the probe fails: open again, for longer
+    await answersError(guard, 'error'); // the probe fails: open again, for longer
     expect(calls).toBe(4);
     healthy = true;
     await new Promise((r) => setTimeout(r, 120));
-    await rejectsAsUnavailable(guard, 'circuit_open'); // doubled pause not over yet
+    await answersError(guard, 'circuit_open'); // doubled pause not over yet
     await new Promise((r) => setTimeout(r, 120));
-    expect(await guard.evaluate(input)).toMatchObject({ allow: true });
+    expect(await guard.evaluate(input)).toMatchObject({ kind: 'allow' });
     expect(guard.circuit).toBe('closed');
     expect(guard.healthy).toBe(true);
   });
 
   it('fails fast past maxInFlight instead of queueing', async () => {
-    const inner: Pdp = { kind: 'test', evaluate: () => new Promise((resolve) => setTimeout(() => resolve({ allow: true, reason: undefined, detail: undefined, ttlMs: undefined }), 100)) };
+    const inner: Pdp = { kind: 'test', evaluate: () => new Promise((resolve) => setTimeout(() => resolve({ kind: 'allow', detail: undefined, ttlMs: undefined }), 100)) };
     const guard = new GuardedPdp(inner, { maxInFlight: 2, failureThreshold: 5, openMs: 100, maxOpenMs: 100 });
-    const results = await Promise.allSettled([guard.evaluate(input), guard.evaluate(input), guard.evaluate(input)]);
-    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
-    expect(((results[2] as PromiseRejectedResult).reason as PdpUnavailable).outcome).toBe('overloaded');
+    const results = await Promise.all([guard.evaluate(input), guard.evaluate(input), guard.evaluate(input)]);
+    expect(results.map((r) => r.kind)).toEqual(['allow', 'allow', 'error']);
+    expect((results[2] as PdpError).outcome).toBe('overloaded');
   });
 });

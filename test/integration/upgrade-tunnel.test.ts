@@ -1,14 +1,17 @@
 // The upgrade tunnel against a scripted service and a client that reads slowly (its writes take
 // time to complete), so what a fast loopback client would hide shows: bytes still queued for
 // the client when the service ends, and how many 'drain' waits a relayed refusal stacks up.
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openTunnel } from '../../src/forward/upgrade-tunnel.ts';
+import { upgradeThrough } from '../../src/forward/upgrade-exchange.ts';
+import { UpstreamPool } from '../../src/forward/upstream-pool.ts';
 
 const servers: Server[] = [];
 const sockets = new Set<Socket>();
+const pools: UpstreamPool[] = [];
 afterEach(async () => {
+  for (const pool of pools.splice(0)) void pool.close();
   for (const socket of sockets) socket.destroy();
   sockets.clear();
   for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
@@ -62,13 +65,13 @@ function slowClient(delayMs = 5) {
   return { client, text: () => Buffer.concat(received).toString('latin1'), ended: () => ended, mostDrainWaits: () => mostDrainWaits };
 }
 
-function open(port: number, client: Duplex, outcome: { status?: string; failure?: string }, method = 'GET'): void {
-  openTunnel(
-    { connect: () => connect(port, '127.0.0.1'), connectTimeoutMs: 1000, timeoutMs: 1000 },
+function open(port: number, client: Duplex, outcome: { status?: string; failure?: string }, method = 'GET', firstBytes = Buffer.alloc(0)): void {
+  const pool = new UpstreamPool({ url: `http://127.0.0.1:${port}`, connectTimeoutMs: 1000, timeoutMs: 1000, connections: 8 });
+  pools.push(pool);
+  upgradeThrough(
+    pool,
     client,
-    method,
-    `${method} /feed HTTP/1.1\r\nhost: service\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n`,
-    Buffer.alloc(0),
+    { method, path: '/feed', headers: ['host', 'service'], upgrade: 'x', firstBytes },
     (status) => (outcome.status = status),
     (failure) => (outcome.failure = failure),
   );
@@ -122,5 +125,32 @@ describe('upgrade tunnel', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(service.connections()).toBe(0);
     expect(outcome).toEqual({});
+  });
+
+  it('holds what the client sent after its head until the 101, then sends it first', async () => {
+    let heard = '';
+    let beforeSwitch: string | undefined;
+    // Everything the service reads, from its first byte: the held bytes must not ride with the head.
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('data', (chunk: Buffer) => {
+        const first = heard === '';
+        heard += chunk.toString('latin1');
+        if (!first) return;
+        setTimeout(() => {
+          beforeSwitch = heard.slice(heard.indexOf('\r\n\r\n') + 4);
+          socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n');
+        }, 150);
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { client } = slowClient();
+    const outcome: { status?: string; failure?: string } = {};
+    open((server.address() as { port: number }).port, client, outcome, 'GET', Buffer.from('first frame'));
+    await until(() => heard.endsWith('first frame'));
+    expect(beforeSwitch).toBe('');
+    expect(heard).toMatch(/^GET \/feed HTTP\/1\.1\r\nhost: service\r\nconnection: upgrade\r\nupgrade: x\r\n\r\nfirst frame$/);
+    expect(outcome).toEqual({ status: '101' });
   });
 });

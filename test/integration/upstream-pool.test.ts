@@ -3,7 +3,7 @@
 // (smuggled second answers, garbage, a close right after a request arrives).
 import { createHash } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer, Socket as NetSocket, type Server as TcpServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CHUNKED, UpstreamCall, UpstreamPool, type UpstreamError } from '../../src/forward/upstream-pool.ts';
@@ -14,6 +14,8 @@ interface Outcome {
   body: Buffer;
   error?: UpstreamError;
   responseStarted?: boolean;
+  /** The service switched protocols: what the pool handed over. */
+  switched?: { headers: string[]; socket: Socket; rest: Buffer };
 }
 
 interface Options {
@@ -26,6 +28,8 @@ interface Options {
   onCall?: (call: UpstreamCall) => void;
   /** Make onData report backpressure on every n-th chunk, resuming shortly after. */
   pauseEvery?: number;
+  /** Ask the service to switch to this protocol. */
+  upgrade?: string;
 }
 
 function exchange(pool: UpstreamPool, path: string, options: Options = {}): Promise<Outcome> {
@@ -57,7 +61,14 @@ function exchange(pool: UpstreamPool, path: string, options: Options = {}): Prom
         outcome.body = Buffer.concat(chunks);
         resolve(outcome);
       },
-    });
+      // Every exchange here could take a switch: only one that asked for it may get one.
+      onUpgrade(status, headers, socket, rest) {
+        outcome.status = status;
+        outcome.switched = { headers, socket, rest: Buffer.from(rest) };
+        cleanups.push(() => void socket.destroy());
+        resolve(outcome);
+      },
+    }, options.upgrade);
     pool.dispatch(call);
     options.onCall?.(call);
   });
@@ -471,5 +482,92 @@ describe('UpstreamPool: failures and limits', () => {
     await new Promise<void>((resolve) => server.listen(path, resolve));
     cleanups.push(() => new Promise((resolve) => server.close(resolve)));
     expect((await exchange(pool(`unix:${path}`), '/')).body.toString()).toBe('unix localhost');
+  });
+});
+
+async function until(test: () => boolean, ms = 2000): Promise<void> {
+  for (const deadline = Date.now() + ms; !test() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+}
+
+describe('UpstreamPool: upgrades', () => {
+  it('writes an upgrade request\'s head exactly like any request\'s (same header rules, Host default) plus the upgrade pair, always on a fresh connection', async () => {
+    const received: string[] = [];
+    /** The service's side of the connection each request came on. */
+    const on: Socket[] = [];
+    const service = await rawServer((_n, socket, request) => {
+      received.push(request);
+      on.push(socket);
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    const upstream = pool(service.url);
+    const headers = ['x-request-id', 'r1', 'User-Agent', 'test'];
+    expect((await exchange(upstream, '/feed?x=1', { headers })).status).toBe(200);
+    // An idle connection is there; the upgrade does not take it, and its own is not kept.
+    const refused = await exchange(upstream, '/feed?x=1', { headers, upgrade: 'websocket' });
+    expect([refused.status, refused.body.toString(), refused.switched]).toEqual([200, 'ok', undefined]);
+    expect(received[1]).toBe(received[0] + '\r\nconnection: upgrade\r\nupgrade: websocket');
+    expect(received[0]).toBe(`GET /feed?x=1 HTTP/1.1\r\nx-request-id: r1\r\nUser-Agent: test\r\nhost: ${service.url.slice('http://'.length)}`);
+    expect((await exchange(upstream, '/next')).status).toBe(200);
+    expect(service.connections()).toBe(2);
+    expect([on[1] !== on[0], on[2] === on[0]]).toEqual([true, true]);
+    await until(() => on[1]!.destroyed);
+    expect(on[1]!.destroyed).toBe(true);
+    await exchange(upstream, '/again', { headers: ['Host', 'feed.internal'], upgrade: 'websocket' });
+    expect(received.at(-1)).toBe('GET /again HTTP/1.1\r\nHost: feed.internal\r\nconnection: upgrade\r\nupgrade: websocket');
+    expect(service.connections()).toBe(3);
+    // The same refusals as any request's, and a token that could split the head is one too.
+    const bad: [string, Options][] = [['/', { headers: ['x-a', 'a\r\nx-admin: 1'] }], ['/a b', {}], ['/', { upgrade: 'websocket\r\nx-admin: 1' }], ['/', { upgrade: '' }]];
+    for (const [path, options] of bad) {
+      expect((await exchange(upstream, path, { upgrade: 'websocket', ...options })).error, JSON.stringify([path, options])).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_INVALID_HEADER' });
+    }
+    expect(received).toHaveLength(4);
+  });
+
+  it('a 101 to a request that did not ask for an upgrade is a broken answer (upstream_unavailable, 502), nothing handed over', async () => {
+    const service = await rawServer((_n, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\nnew protocol'));
+    const r = await exchange(pool(service.url), '/plain');
+    expect(r.switched).toBeUndefined();
+    expect(r.error).toMatchObject({ reason: 'upstream_unavailable', code: 'ERR_BAD_RESPONSE' });
+    expect(r.responseStarted).toBe(false);
+  });
+
+  it('on 101 hands the socket over with the bytes read after the head; neither waiting nor switched, an upgrade holds a slot of `connections`', async () => {
+    let serviceSide: Socket | undefined;
+    const service = await rawServer((_n, socket, request) => {
+      if (!request.includes('upgrade: websocket')) {
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain');
+        return;
+      }
+      serviceSide = socket;
+      // Answered late: a plain request meanwhile is not queued behind it.
+      setTimeout(() => socket.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfirst frame'), 300);
+    });
+    const upstream = pool(service.url, { connections: 1 });
+    const upgrading = exchange(upstream, '/feed', { upgrade: 'websocket' });
+    const started = Date.now();
+    expect((await exchange(upstream, '/plain')).body.toString()).toBe('plain');
+    expect(Date.now() - started).toBeLessThan(250);
+    const { status, switched } = await upgrading;
+    expect(status).toBe(101);
+    expect(switched!.headers).toEqual(['connection', 'Upgrade', 'upgrade', 'websocket']);
+    expect(switched!.rest.toString()).toBe('first frame');
+    // None of the pool's listeners stay on it, and Node's own (on 'end') do.
+    const socket = switched!.socket;
+    expect(['connect', 'data', 'drain', 'error', 'close'].map((event) => socket.listenerCount(event))).toEqual([0, 0, 0, 0, 0]);
+    expect(socket.listenerCount('end')).toBe(new NetSocket().listenerCount('end'));
+    // Out of the pool: closing it waits for nothing, and the tunnel's socket still carries bytes.
+    await upstream.close();
+    const heard = new Promise<string>((resolve) => serviceSide!.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    switched!.socket.write('ping');
+    expect(await heard).toBe('ping');
+    expect(switched!.socket.destroyed).toBe(false);
+  });
+
+  it('an upgrade the service never answers ends in upstream_timeout, as any request', async () => {
+    const service = await rawServer(() => undefined);
+    const started = Date.now();
+    const r = await exchange(pool(service.url, { timeoutMs: 150 }), '/feed', { upgrade: 'websocket' });
+    expect(r.error).toMatchObject({ reason: 'upstream_timeout', code: 'ERR_UPSTREAM_TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 });

@@ -230,6 +230,30 @@ describe('WebSocket through the proxy', () => {
     }
   });
 
+  it('a service that answers 101 to a request that asked for no upgrade gets 502 upstream_unavailable: nothing is switched', async () => {
+    const { createServer: createTcp } = await import('node:net');
+    const heard: string[] = [];
+    const service = createTcp((socket) => {
+      socket.on('error', () => undefined);
+      socket.on('data', (chunk: Buffer) => {
+        heard.push(chunk.toString('latin1'));
+        socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\nnot http');
+      });
+    });
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
+    const switching = await startProxy(pki, configYaml(pki, `http://127.0.0.1:${(service.address() as { port: number }).port}`, ROUTES));
+    try {
+      const { status, body } = parseRaw(await rawRequest(switching.proxyPort, pki.ca.bundlePem, client, 'GET /live/plain HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 2000));
+      expect([status, JSON.parse(body).reason]).toEqual([502, 'upstream_unavailable']);
+      expect(body).not.toContain('not http');
+      expect(heard).toHaveLength(1);
+      expect(heard[0]).not.toMatch(/upgrade/i);
+    } finally {
+      await switching.close();
+      service.close();
+    }
+  });
+
   it('refuses an upgrade request that carries a body', async () => {
     const raw = await rawRequest(proxy.proxyPort, pki.ca.bundlePem, client, 'GET /live/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello', 2000);
     const { status, body } = parseRaw(raw);

@@ -263,6 +263,11 @@ describe('loadConfig: schema problems name the key path and line', () => {
     expect(p.line).toBe(9);
   });
 
+  it('a PDP timeout beyond 10 s (past the decision-duration buckets) names pdp.timeout', () => {
+    const p = problemAt(`${MINIMAL}pdp: { policyFile: p.yaml, timeout: 30s }\n`.replace(PDP, ''), 'pdp.timeout');
+    expect(p.message).toBe('expected a PDP timeout between 1ms and 10s');
+  });
+
   it('a number where a duration belongs is refused with the same wording', () => {
     const p = problemAt(`${MINIMAL}pdp: { policyFile: p.yaml, timeout: 250 }\n`.replace(PDP, ''), 'pdp.timeout');
     expect(p.message).toBe('expected a duration like "30s", got 250');

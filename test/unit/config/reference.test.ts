@@ -41,7 +41,7 @@ describe('docs/CONFIG.md', () => {
     const rows = referenceRows(schema as never);
     expect(rows.map((r) => [r.key, r.type, r.default, r.reload])).toEqual([
       ['accessLog', 'mapping', '(its keys’ defaults)', 'per key'],
-      ['accessLog.file', '`off` or string', '`off`', 'reload'],
+      ['accessLog.file', '`off` or string', '`off`', 'restart: the access log is opened once'],
       ['revocation', 'mapping', '(its keys’ defaults)', 'per key'],
       ['revocation.maxEntries', 'integer (≥ 1)', '`1000000`', 'reload'],
       ['revocation.retain', 'duration', '`24h`', 'reload'],

@@ -148,6 +148,26 @@ describe('ResponseParser: refuses ambiguous or broken answers', () => {
     expect(parseError('HTTP/1.1 100 Continue\r\n\r\n'.repeat(20))).toMatch(/interim/);
   });
 
+  it('ends an upgrade request\'s answer at its 101 head (interim answers before it dropped), leaving what follows unread', () => {
+    let switched: string[] | undefined;
+    let headSeen = false;
+    const events = { onHead: () => (headSeen = true), onBody: () => undefined, onComplete: () => undefined, onSwitch: (headers: string[]) => (switched = headers) };
+    const parser = new ResponseParser(events);
+    parser.reset('GET', true);
+    const head = 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+    expect(parser.execute(Buffer.from(head.slice(0, 40)))).toBe(40);
+    expect(parser.execute(Buffer.from(head.slice(40) + '\x81\x05hello'))).toBe(head.length - 40);
+    expect([switched, headSeen, parser.done, parser.keepAlive]).toEqual([['upgrade', 'websocket', 'connection', 'Upgrade'], false, true, false]);
+    // Asked for, but with nobody to hand the switch to, a 101 is still out of step.
+    const deaf = new ResponseParser({ onHead: () => undefined, onBody: () => undefined, onComplete: () => undefined });
+    deaf.reset('GET', true);
+    expect(() => deaf.execute(Buffer.from(head))).toThrow(/unexpected 101/);
+    // A refusal to an upgrade request is read like any answer.
+    parser.reset('GET', true);
+    parser.execute(Buffer.from('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n'));
+    expect([headSeen, parser.done]).toEqual([true, true]);
+  });
+
   it('refuses a connection that closes before the answer is complete', () => {
     const parser = new ResponseParser({ onHead: () => undefined, onBody: () => undefined, onComplete: () => undefined });
     parser.reset('GET');

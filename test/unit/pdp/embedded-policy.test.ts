@@ -6,7 +6,7 @@ import { EmbeddedPdp, policySchema } from '../../../src/pdp/embedded-policy.ts';
 import { loadPolicy } from '../../../src/config/load-policy.ts';
 import { ConfigError } from '../../../src/config/load.ts';
 import { actionMatcher, resourceMatcher } from '../../../src/pdp/patterns.ts';
-import type { PdpInput } from '../../../src/pdp/pdp.ts';
+import type { PdpInput, PdpResult } from '../../../src/pdp/pdp.ts';
 import type { Grant } from '../../../src/tokens/grant.ts';
 import type { PostureAssertion } from '../../../src/tokens/posture.ts';
 
@@ -23,6 +23,11 @@ function grant(ttlMs: number): Grant {
 
 function posture(tier: 'low' | 'medium' | 'high'): PostureAssertion {
   return { sub: SUPPORT, iatMs: Date.now(), expMs: Date.now() + 60_000, tier, posture: { trust: tier } };
+}
+
+/** What an answer comes to: `allow`, or the deny's SPEC reason. */
+function outcome(result: PdpResult): string {
+  return result.kind === 'deny' ? result.reason : result.kind;
 }
 
 function input(overrides: Partial<PdpInput> = {}): PdpInput {
@@ -43,36 +48,40 @@ const RULES = {
 
 describe('embedded PDP', () => {
   it('allows on the first matching allow rule and reports its ttl', () => {
-    expect(pdp(RULES).evaluate(input())).toEqual({ allow: true, reason: undefined, detail: 'allow rule support-refunds', ttlMs: 30_000 });
+    expect(pdp(RULES).evaluate(input())).toEqual({ kind: 'allow', detail: 'allow rule support-refunds', ttlMs: 30_000 });
   });
 
   it('lets a deny rule win over an earlier allow', () => {
     const result = pdp(RULES).evaluate(input({ resource: 'order:vip-1' }));
-    expect(result).toMatchObject({ allow: false, reason: 'policy_denied', detail: 'deny rule no-refunds-on-vip' });
+    expect(result).toMatchObject({ kind: 'deny', reason: 'policy_denied', detail: 'deny rule no-refunds-on-vip' });
   });
 
   it('denies when no allow rule matches subject, action or resource', () => {
     const p = pdp(RULES);
-    expect(p.evaluate(input({ subject: 'spiffe://example.org/ns/prod/sa/billing' })).reason).toBe('policy_denied');
-    expect(p.evaluate(input({ action: 'orders.delete' })).reason).toBe('policy_denied');
-    expect(p.evaluate(input({ resource: 'invoice:1' })).reason).toBe('policy_denied');
-    expect(pdp({ rules: [] }).evaluate(input()).allow).toBe(false);
+    expect(outcome(p.evaluate(input({ subject: 'spiffe://example.org/ns/prod/sa/billing' })))).toBe('policy_denied');
+    expect(outcome(p.evaluate(input({ action: 'orders.delete' })))).toBe('policy_denied');
+    expect(outcome(p.evaluate(input({ resource: 'invoice:1' })))).toBe('policy_denied');
+    expect(pdp({ rules: [] }).evaluate(input()).kind).toBe('deny');
   });
 
-  it('applies the sensitivity tier on top of an allow rule, in SPEC reason order', () => {
-    const p = pdp(RULES);
-    expect(p.evaluate(input({ sensitivity: 'high' })).reason).toBe('grant_required');
-    expect(p.evaluate(input({ sensitivity: 'high', grant: grant(16 * 60_000) })).reason).toBe('grant_ttl_too_long');
-    expect(p.evaluate(input({ sensitivity: 'high', grant: grant(15 * 60_000) })).reason).toBe('posture_required');
-    expect(p.evaluate(input({ sensitivity: 'high', grant: grant(60_000), posture: posture('medium') })).reason).toBe('posture_insufficient');
-    expect(p.evaluate(input({ sensitivity: 'high', grant: grant(60_000), posture: posture('high') })).allow).toBe(true);
-    expect(p.evaluate(input({ sensitivity: 'critical', grant: grant(60_000), posture: posture('high') })).reason).toBe('intent_required');
-    expect(p.evaluate(input({ sensitivity: 'critical', grant: grant(60_000), posture: posture('high'), intent: 'refund' })).allow).toBe(true);
-    expect(p.evaluate(input({ sensitivity: 'critical', grant: grant(6 * 60_000), posture: posture('high'), intent: 'refund' })).reason).toBe('grant_ttl_too_long');
+  // The sensitivity tier on top of an allow rule, in SPEC reason order: one row per outcome.
+  const TIER_ROWS: [string, string, Partial<PdpInput>][] = [
+    ['high, no grant', 'grant_required', { sensitivity: 'high' }],
+    ['high, a grant longer than maxGrantTtl', 'grant_ttl_too_long', { sensitivity: 'high', grant: grant(16 * 60_000) }],
+    ['high, a grant of exactly maxGrantTtl, no posture', 'posture_required', { sensitivity: 'high', grant: grant(15 * 60_000) }],
+    ['high, posture below the tier', 'posture_insufficient', { sensitivity: 'high', grant: grant(60_000), posture: posture('medium') }],
+    ['high, grant and high posture', 'allow', { sensitivity: 'high', grant: grant(60_000), posture: posture('high') }],
+    ['critical, no intent', 'intent_required', { sensitivity: 'critical', grant: grant(60_000), posture: posture('high') }],
+    ['critical, everything', 'allow', { sensitivity: 'critical', grant: grant(60_000), posture: posture('high'), intent: 'refund' }],
+    ['critical, a grant longer than its maxGrantTtl', 'grant_ttl_too_long', { sensitivity: 'critical', grant: grant(6 * 60_000), posture: posture('high'), intent: 'refund' }],
+    ['low, no tier configured', 'allow', { sensitivity: 'low' }],
+  ];
+  it.each(TIER_ROWS)('applies the sensitivity tier on top of an allow rule: %s → %s', (_name, expected, overrides) => {
+    expect(outcome(pdp(RULES).evaluate(input(overrides)))).toBe(expected);
   });
 
   it('does not apply a tier to a deny', () => {
-    expect(pdp(RULES).evaluate(input({ sensitivity: 'high', resource: 'order:vip-2' })).reason).toBe('policy_denied');
+    expect(outcome(pdp(RULES).evaluate(input({ sensitivity: 'high', resource: 'order:vip-2' })))).toBe('policy_denied');
   });
 
   it('evaluates 1,000 rules through the action index with the same answers as a full scan', () => {
@@ -88,7 +97,7 @@ describe('embedded PDP', () => {
       const result = indexed.evaluate(input({ action, subject }));
       if (deny) expect(result.detail).toBe(`deny rule ${deny.id}`);
       else if (allow) expect(result.detail).toBe(`allow rule ${allow.id}`);
-      else expect(result.allow).toBe(false);
+      else expect(result.kind).toBe('deny');
     }
   });
 });

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { GuardedPdp } from '../../../src/pdp/guard.ts';
-import type { Pdp, PdpInput, PdpResult } from '../../../src/pdp/pdp.ts';
+import { pdpError, type Pdp, type PdpInput, type PdpResult } from '../../../src/pdp/pdp.ts';
 import { RateLimitedLog } from '../../../src/decision/rate-limited-log.ts';
 import type { Logger } from '../../../src/telemetry/logger.ts';
 
@@ -26,16 +26,16 @@ function capture(): { logger: Logger; lines: Line[] } {
 }
 
 const INPUT = { subject: 's', posture: undefined, action: 'a', method: 'GET', resource: 'r', route: 'x', sensitivity: 'low', grant: undefined, intent: undefined, requestId: 'q', nowMs: 0 } satisfies PdpInput;
-const ALLOW: PdpResult = { allow: true, reason: undefined, detail: undefined, ttlMs: undefined };
+const ALLOW: PdpResult = { kind: 'allow', ttlMs: undefined, detail: undefined };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('GuardedPdp logs every circuit transition', () => {
   it('closed → open (warn), open → half-open (info), half-open → open (warn), half-open → closed (info)', async () => {
     let up = false;
-    const inner: Pdp = { kind: 'authzen', evaluate: async () => (up ? ALLOW : Promise.reject(new Error('ECONNREFUSED'))) };
+    const inner: Pdp = { kind: 'authzen', evaluate: async () => (up ? ALLOW : pdpError('error', 'ECONNREFUSED')) };
     const { logger, lines } = capture();
     const guard = new GuardedPdp(inner, { maxInFlight: 4, failureThreshold: 2, openMs: 40, maxOpenMs: 200 }, logger);
-    const call = () => guard.evaluate(INPUT).then(() => 'ok', () => 'failed');
+    const call = () => guard.evaluate(INPUT).then((result) => (result.kind === 'error' ? 'failed' : 'ok'));
     await call();
     expect(lines).toHaveLength(0); // one failure: no transition yet
     await call();
