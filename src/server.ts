@@ -514,7 +514,7 @@ export class Proxy implements ReplyEvents<Exchange> {
     }
     x.forwardedAt = performance.now();
     const { request } = x;
-    relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), request.body, request.bodyLength, relay));
+    relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), request.body, request.bodyLength, relay, x.protocol === 'grpc'));
   }
 
   /** An exchange admitted on a grant or posture assertion ends when they do (SPEC "Streams"). */

@@ -246,6 +246,8 @@ function crossFieldRules(value: unknown, report: (path: PropertyKey[], message: 
     if (r.privileged !== false && r.sensitivity === undefined) report(['routes', index, 'sensitivity'], 'required for a privileged route');
     const path = str(loose(r.match).path) ?? '';
     const captures = new Set([...path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]));
+    // `{**}` is the tail a trailing `/**` matched.
+    if (path.endsWith('/**')) captures.add('**');
     for (const ref of (str(r.resource) ?? '').matchAll(/\{([^}]*)\}/g)) {
       if (!captures.has(ref[1])) report(['routes', index, 'resource'], `"{${ref[1]}}" is not captured by match.path`);
     }

@@ -179,6 +179,13 @@ export function grpcStatusOf(status: number): string {
   }
 }
 
+/** After a call's status is sent, how long its client may take to stop sending. */
+const HALF_OPEN_GRACE_MS = 1000;
+
+function closeStream(stream: ServerHttp2Stream): void {
+  if (!stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+}
+
 /** A gRPC call: the same relay, with refusals and cuts as gRPC statuses instead of HTTP ones. */
 export class GrpcReply<X> extends H2Reply<X> {
   override readonly kind = 'grpc';
@@ -226,7 +233,8 @@ export class GrpcReply<X> extends H2Reply<X> {
   override sendTrailers(): void {
     this.events.answered(this.x, String(this.trailers?.['grpc-status'] ?? '2'));
     super.sendTrailers();
-    if (this.forcedEnd && !this.stream.destroyed) this.stream.close(constants.NGHTTP2_NO_ERROR);
+    // The client ends its half when it reads our status; one that keeps sending is reset a little later.
+    if (this.forcedEnd) setTimeout(closeStream, HALF_OPEN_GRACE_MS, this.stream).unref();
   }
 
   override onError(error: UpstreamError, responseStarted: boolean): void {
@@ -258,7 +266,11 @@ export class GrpcReply<X> extends H2Reply<X> {
     this.call = undefined;
     call?.abort();
     if (!this.stream.headersSent && this.heldHead === undefined) {
-      this.deny(denial(cutDenialReason(reason)), requestId);
+      // Not answered yet: Trailers-Only, with the cut's status whatever the reason's HTTP status.
+      this.done = true;
+      if (this.stream.destroyed) return;
+      this.events.answered(this.x, '16');
+      this.stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '16', 'grpc-message': reason, 'x-request-id': requestId }, { endStream: true });
       return;
     }
     this.releaseHead();

@@ -11,7 +11,7 @@ export interface Route {
   readonly action: string;
   readonly sensitivity: Sensitivity;
   readonly cacheTtlMs: number | undefined;
-  /** Resource template parts: literals and capture indexes. */
+  /** Resource template parts: literals and capture indexes (TAIL: what `/**` matched). */
   readonly resource: readonly (string | number)[];
 }
 
@@ -30,13 +30,16 @@ interface CompiledRoute {
   readonly tail: boolean;
 }
 
+/** The `{**}` capture's index: the tail a trailing `/**` matched (SPEC: for gRPC, `Service/Method`). */
+const TAIL = -1;
+
 function compileResource(template: string | undefined, captureNames: readonly string[]): (string | number)[] {
   if (template === undefined) return [];
   const parts: (string | number)[] = [];
   let last = 0;
-  for (const match of template.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+  for (const match of template.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*|\*\*)\}/g)) {
     if (match.index > last) parts.push(template.slice(last, match.index));
-    parts.push(captureNames.indexOf(match[1]!));
+    parts.push(match[1] === '**' ? TAIL : captureNames.indexOf(match[1]!));
     last = match.index + match[0].length;
   }
   if (last < template.length) parts.push(template.slice(last));
@@ -115,41 +118,45 @@ export class RouteTable {
       const compiled = j >= open.length || (i < literal.length && literal[i]!.order < open[j]!.order) ? literal[i++]! : open[j++]!;
       if (compiled.methods && !compiled.methods.has(method)) continue;
       captures.length = 0;
-      if (matchSegments(compiled, path, captures)) {
-        return { route: compiled.route, resource: render(compiled.route.resource, captures) };
-      }
+      const tail = matchSegments(compiled, path, captures);
+      if (tail !== -1) return { route: compiled.route, resource: render(compiled.route.resource, captures, path, tail) };
     }
-    return this.fallback ? { route: this.fallback, resource: render(this.fallback.resource, NONE_CAPTURES) } : undefined;
+    return this.fallback ? { route: this.fallback, resource: render(this.fallback.resource, NONE_CAPTURES, path, path.length) } : undefined;
   }
 }
 
 const NONE_CAPTURES: readonly string[] = [];
 
-/** Walks the normalised path (which starts with `/` and has no empty inner segments). */
-function matchSegments(compiled: CompiledRoute, path: string, captures: string[]): boolean {
+/**
+ * Walks the normalised path (which starts with `/` and has no empty inner segments). Returns
+ * where the tail a trailing `/**` matched starts (path.length when it matched nothing), or -1 when
+ * the route does not match.
+ */
+function matchSegments(compiled: CompiledRoute, path: string, captures: string[]): number {
   let position = 1;
   const { segments } = compiled;
   for (let i = 0; i < segments.length; i++) {
-    if (position > path.length) return false;
+    if (position > path.length) return -1;
     let end = path.indexOf('/', position);
     if (end === -1) end = path.length;
     const expected = segments[i];
     if (expected === null) {
-      if (end === position) return false;
+      if (end === position) return -1;
       captures.push(path.slice(position, end));
     } else if (end - position !== expected!.length || !path.startsWith(expected!, position)) {
-      return false;
+      return -1;
     }
     position = end + 1;
   }
-  if (compiled.tail) return true;
+  if (compiled.tail) return Math.min(position, path.length);
   // All segments consumed: the path must end here (a trailing slash is a different path).
-  return segments.length === 0 ? path === '/' : position === path.length + 1;
+  const whole = segments.length === 0 ? path === '/' : position === path.length + 1;
+  return whole ? path.length : -1;
 }
 
-function render(parts: readonly (string | number)[], captures: readonly string[]): string {
+function render(parts: readonly (string | number)[], captures: readonly string[], path: string, tailStart: number): string {
   if (parts.length === 1 && typeof parts[0] === 'string') return parts[0];
   let out = '';
-  for (const part of parts) out += typeof part === 'string' ? part : (captures[part] ?? '');
+  for (const part of parts) out += typeof part === 'string' ? part : part === TAIL ? path.slice(tailStart) : (captures[part] ?? '');
   return out;
 }

@@ -219,3 +219,22 @@ describe('RouteTable: defaultRoute', () => {
     expect(t.match('GET', '/x')?.route).toMatchObject({ name: 'default', privileged: false });
   });
 });
+
+describe('RouteTable: the {**} capture (SPEC "Protocols and streams")', () => {
+  const grpc = table([{ name: 'orders-grpc', match: { path: '/orders.v1.Orders/**' }, action: 'orders.grpc', resource: 'grpc:{**}', sensitivity: 'medium' }]);
+  it.each([
+    ['/orders.v1.Orders/Get', 'grpc:Get'],
+    ['/orders.v1.Orders/Watch/extra', 'grpc:Watch/extra'],
+    ['/orders.v1.Orders', 'grpc:'],
+    ['/orders.v1.Orders/', 'grpc:'],
+  ])('%s renders %s', (path, resource) => {
+    expect(grpc.match('POST', path)?.resource).toBe(resource);
+  });
+  it('under a route of every path it is the whole path but its first slash: Service/Method', () => {
+    const all = table([{ name: 'all', match: { path: '/**' }, action: 'grpc.call', resource: 'grpc:{**}', sensitivity: 'low' }]);
+    expect(all.match('POST', '/orders.v1.Orders/Get')?.resource).toBe('grpc:orders.v1.Orders/Get');
+  });
+  it('is refused by config on a route whose path has no trailing /**', () => {
+    expect(() => table([{ name: 'x', match: { path: '/a/{id}' }, action: 'a', resource: 'r:{**}', sensitivity: 'low' }])).toThrow(/is not captured by match.path/);
+  });
+});
