@@ -328,7 +328,7 @@ audit: { file: ${name}-audit.log }
   });
   await add('grpc-cached', async () => {
     const server = await grpcServer();
-    const routes = '  - { name: orders-grpc, match: { methods: [POST], path: "/bench.v1.Orders/{method}" }, action: orders.grpc, resource: "grpc:{method}", sensitivity: high }';
+    const routes = '  - { name: orders-grpc, match: { methods: [POST], path: "/bench.v1.Orders/**" }, action: orders.grpc, resource: "grpc:{**}", sensitivity: high }';
     const made = await portcullis('grpc-cached', { routes, pdp: h2Extra.pdp, upstream: { port: server.port, protocol: 'h2c' } }, GRPC_PATH, 'POST', h2TokenHeaders);
     // Until the proxy forwards over h2c, a gRPC call through it cannot succeed: say so, never measure it.
     const probe = await callOnce({ port: made.port, tls: files, path: GRPC_PATH, headers: h2TokenHeaders, grpc: true });
