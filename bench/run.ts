@@ -10,7 +10,7 @@
 // case's own processes and of the service, read from /proc: unlike req/s, it does not depend
 // on how the scheduler shares CPU 0.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -192,6 +192,8 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
+  // Other work on the machine competes for both CPUs: the table says how busy it was.
+  const loadAtStart = loadavg()[0]!;
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
   scratch.push(dir);
   const write = (name: string, text: string) => {
@@ -400,6 +402,7 @@ audit: { file: ${name}-audit.log }
   const lines = [
     `Portcullis load bench — ${new Date().toISOString()}`,
     `machine: ${machine}`,
+    `load average (1 min): ${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at the end (the bench itself keeps about 2 busy)`,
     `method: ${CONNECTIONS} keep-alive mTLS connections (HTTP/2 and gRPC: ${CONNECTIONS} sessions × ${STREAMS} concurrent streams), closed loop, ${DURATION_MS} ms per sample after ${WARMUP_MS} ms warm-up, ${ROUNDS} rounds alternating cases; medians`,
     ...GROUPS.flatMap((group) => {
       const rows = summary.filter((s) => s.group === group.name);
@@ -424,7 +427,7 @@ audit: { file: ${name}-audit.log }
     const out = flags.out ?? join(HERE, 'results', `load-${new Date().toISOString().replace(/[:.]/g, '-')}.md`);
     mkdirSync(join(HERE, 'results'), { recursive: true });
     writeFileSync(out, table);
-    writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, summary, rounds: Object.fromEntries(samples) }, null, 2));
+    writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, loadAverage: [loadAtStart, loadavg()[0]], summary, rounds: Object.fromEntries(samples) }, null, 2));
     process.stdout.write(`written to ${out}\n`);
   }
   // A profiled proxy writes its .cpuprofile on a graceful exit.
