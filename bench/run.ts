@@ -20,7 +20,7 @@ import { exportJWK } from 'jose';
 import { DevCa } from '../src/cli/dev-pki.ts';
 import { mintGrant, mintPosture } from '../src/cli/mint.ts';
 import { nginxConfig, nginxVersion, findNginx } from './load/nginx.ts';
-import { answerOk, callOnce } from './load/h2-call.ts';
+import { probe } from './load/probe.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
@@ -333,9 +333,9 @@ audit: { file: ${name}-audit.log }
     const routes = '  - { name: orders-grpc, match: { methods: [POST], path: "/bench.v1.Orders/**" }, action: orders.grpc, resource: "grpc:{**}", sensitivity: high }';
     const made = await portcullis('grpc-cached', { routes, pdp: h2Extra.pdp, upstream: { port: server.port, protocol: 'h2c' } }, GRPC_PATH, 'POST', h2TokenHeaders);
     // Until the proxy forwards over h2c, a gRPC call through it cannot succeed: say so, never measure it.
-    const probe = await callOnce({ port: made.port, tls: files, path: GRPC_PATH, headers: h2TokenHeaders, grpc: true });
-    if (!answerOk(probe, true)) {
-      notes.push(`grpc-cached skipped: h2c upstream not available (a probe call through Portcullis got HTTP ${probe.status}, grpc-status ${probe.grpcStatus ?? '–'} ${probe.grpcMessage ?? ''})`.trimEnd());
+    const failed = await probe({ port: made.port, path: GRPC_PATH, method: 'POST', headers: h2TokenHeaders, h2: { tls: true, grpc: true }, files });
+    if (failed !== undefined) {
+      notes.push(`grpc-cached skipped: h2c upstream not available (a probe call through Portcullis got ${failed})`);
       return undefined;
     }
     return { ...grpcCase(true), ...made, service: server.pid };
@@ -377,6 +377,11 @@ audit: { file: ${name}-audit.log }
     });
   }
 
+  // Every case answers one request as it should before it is measured, or the bench stops here.
+  for (const c of cases) {
+    const failed = await probe({ port: c.port, path: c.path, method: c.method, headers: c.headers, h2: c.how?.kind === 'h2' ? c.how : undefined, files });
+    if (failed !== undefined) throw new Error(`case ${c.name} does not answer as it should: ${failed}`);
+  }
   const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]));
   const peakRss = new Map<string, number>();
   for (let round = 0; round < ROUNDS; round++) {
