@@ -17,7 +17,7 @@ export default tseslint.config(
   },
   {
     // The hot path never imports admin or CLI code (STYLE.md: dependencies point down).
-    files: ['src/{identity,routing,tokens,decision,pdp,forward,telemetry,config}/**/*.ts', 'src/server.ts'],
+    files: ['src/{identity,routing,tokens,decision,pdp,forward,telemetry,config,exchange}/**/*.ts', 'src/server.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['**/cli/**', '**/admin/**'] }],
     },

@@ -241,9 +241,10 @@ export async function startInstance(config: Config, options: InstanceOptions = {
           metrics.revocations.inc();
           logger.info({ sub }, 'grants of subject revoked');
         }
-        logger.info({ purged, closed_tunnels: closed }, 'revocation applied');
+        logger.info({ purged, cut_exchanges: closed }, 'revocation applied');
         const revoked = { ...(typeof jti === 'string' ? { jti } : {}), ...(typeof sub === 'string' ? { sub } : {}) };
-        return [200, { revoked, purged_decisions: purged, closed_tunnels: closed }];
+        // cut_exchanges: open streams, calls and tunnels it ended; closed_tunnels: the same count, its older name.
+        return [200, { revoked, purged_decisions: purged, cut_exchanges: closed, closed_tunnels: closed }];
       },
       'POST /admin/cache/flush': () => {
         const flushed = shared.cache.flush();

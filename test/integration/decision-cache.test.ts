@@ -229,7 +229,7 @@ describe('the decision cache', () => {
       const entriesBefore = (await admin(proxy, 'GET', '/admin/cache')).json.entries as number;
       const revocationsBefore = await metric(proxy, 'portcullis_revocations_total');
       const revoked = await admin(proxy, 'POST', '/admin/revoke', { jti });
-      expect(revoked).toEqual({ status: 200, json: { revoked: { jti }, purged_decisions: 2, closed_tunnels: 0 } });
+      expect(revoked).toEqual({ status: 200, json: { revoked: { jti }, purged_decisions: 2, cut_exchanges: 0, closed_tunnels: 0 } });
       expect((await admin(proxy, 'GET', '/admin/cache')).json.entries).toBe(entriesBefore - 2);
       expect(await metric(proxy, 'portcullis_revocations_total')).toBe(revocationsBefore + 1);
       expect(await call(asSupport, '/orders/2/refund', { grant: g, posture: p })).toEqual({ status: 403, reason: 'grant_revoked' });

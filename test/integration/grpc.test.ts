@@ -208,6 +208,53 @@ describe('gRPC through the proxy to an h2c service', () => {
     expect(audit.events.find((e) => e.grant_jti === 'watch-exp')).toMatchObject({ event: 'stream_cut', reason: 'grant_expired', protocol: 'grpc' });
   });
 
+  it('a server-streaming call is cut at revocation', async () => {
+    const metadata = await grantMetadata('watch-revoked', 60_000);
+    let revokedAt = 0;
+    const ended = await new Promise<{ at: number; code: number; details: string }>((resolve) => {
+      const call = grpcClient.makeServerStreamRequest('/demo.v1.Guarded/Watch', raw.requestSerialize, raw.responseDeserialize, Buffer.from('w'), metadata);
+      call.on('data', () => undefined);
+      call.on('error', () => undefined);
+      call.on('status', (s: grpc.StatusObject) => resolve({ at: Date.now(), code: s.code, details: s.details }));
+      setTimeout(() => {
+        revokedAt = Date.now();
+        void admin(proxy, 'POST', '/admin/revoke', { jti: 'watch-revoked' });
+      }, 300);
+    });
+    expect([ended.code, ended.details]).toEqual([grpc.status.UNAUTHENTICATED, 'grant_revoked']);
+    process.stdout.write(`cut lateness: gRPC server-streaming at revocation ${ended.at - revokedAt} ms\n`);
+    expect(ended.at - revokedAt).toBeLessThan(250);
+  });
+
+  it('a client-streaming call is cut at the grant exp', async () => {
+    const expMs = Date.now() + 1000;
+    const metadata = await grantMetadata('upload-exp', expMs - Date.now());
+    const ended = await new Promise<{ at: number; error: grpc.ServiceError | null }>((resolve) => {
+      const call = grpcClient.makeClientStreamRequest('/demo.v1.Guarded/Upload', raw.requestSerialize, raw.responseDeserialize, metadata, (error) => resolve({ at: Date.now(), error: error ?? null }));
+      const tick = setInterval(() => call.write(Buffer.alloc(100)), 20);
+      call.on('status', () => clearInterval(tick));
+    });
+    expect([ended.error?.code, ended.error?.details]).toEqual([grpc.status.UNAUTHENTICATED, 'grant_expired']);
+    process.stdout.write(`cut lateness: gRPC client-streaming at grant exp ${ended.at - expMs} ms\n`);
+    expect(ended.at - expMs).toBeGreaterThanOrEqual(0);
+    expect(ended.at - expMs).toBeLessThan(250);
+  });
+
+  it('upstream failures are gRPC statuses, never a silent hang: a service that is down is 14 UNAVAILABLE', async () => {
+    const pki2 = await createPki();
+    const { instance } = await startNamed(pki2, 'down.yaml', configYaml(pki2, 'http://127.0.0.1:1', ROUTES).replace('upstream: { url:', 'upstream: { protocol: h2c, url:'));
+    const other = await pki2.ca.svid('/ns/prod/sa/web');
+    const c = new grpc.Client(`localhost:${instance.proxyPort}`, grpc.credentials.createSsl(Buffer.from(pki2.ca.bundlePem), Buffer.from(other.keyPem), Buffer.from(other.certPem)), { 'grpc.ssl_target_name_override': 'localhost' });
+    try {
+      const error = await new Promise<grpc.ServiceError>((resolve) => c.makeUnaryRequest('/demo.v1.Demo/Unary', raw.requestSerialize, raw.responseDeserialize, Buffer.from('x'), (e) => resolve(e!)));
+      expect([error.code, error.details]).toEqual([grpc.status.UNAVAILABLE, 'upstream_unavailable']);
+    } finally {
+      c.close();
+      await instance.close();
+      pki2.cleanup();
+    }
+  });
+
   it('a client-streaming call is cut at revocation, in both directions', async () => {
     const metadata = await grantMetadata('upload-revoked', 60_000);
     let revokedAt = 0;

@@ -266,6 +266,21 @@ describe('HTTP/2 and gRPC through the proxy', () => {
       expect(audit.events.find((e) => e.grant_jti === jti)).toMatchObject({ event: 'stream_cut', reason: 'grant_expired', route: 'feed', protocol: 'http1' });
     });
 
+    it('an HTTP/1.1 server-sent-events response is cut at revocation', async () => {
+      streamingUpstream();
+      const token = await grant('sse-revoked', 60_000);
+      const { rawSession } = await import('../support/raw-tls.ts');
+      const raw = await rawSession(proxy.proxyPort, pki.ca.bundlePem, client);
+      raw.socket.write(`GET /feed HTTP/1.1\r\nHost: localhost\r\nx-jit-grant: ${token}\r\n\r\n`);
+      await until(() => raw.text().includes('data: tick'));
+      const revokedAt = Date.now();
+      await admin(proxy, 'POST', '/admin/revoke', { jti: 'sse-revoked' });
+      const closedAt = await raw.closed;
+      process.stdout.write(`cut lateness: HTTP/1.1 SSE at revocation ${closedAt - revokedAt} ms\n`);
+      expect(closedAt - revokedAt).toBeLessThan(250);
+      expect(raw.text()).not.toContain('\r\n0\r\n\r\n');
+    });
+
     it('an HTTP/2 stream is reset at the grant exp', async () => {
       streamingUpstream();
       const expMs = Date.now() + 1200;

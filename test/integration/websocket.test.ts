@@ -110,7 +110,8 @@ describe('WebSocket through the proxy', () => {
     expect(seen.at(-1)!.headers['x-jit-grant']).toBeUndefined();
     const closedAt = await new Promise<number>((resolve) => socket!.once('close', () => resolve(Date.now())));
     expect(closedAt).toBeGreaterThanOrEqual(expMs);
-    expect(closedAt - expMs).toBeLessThan(500);
+    process.stdout.write(`cut lateness: WebSocket at grant exp ${closedAt - expMs} ms\n`);
+    expect(closedAt - expMs).toBeLessThan(250);
   });
 
   it('a revocation closes tunnels already open on that grant (by jti) or on any grant of that peer (by sub), and no others', { timeout: 10_000 }, async () => {
@@ -130,7 +131,9 @@ describe('WebSocket through the proxy', () => {
     const other = await openOn(await longGrant('ws-revoke-2'));
     const before = Date.now();
     expect(await revoke({ jti: 'ws-revoke-1' })).toMatchObject({ revoked: { jti: 'ws-revoke-1' }, closed_tunnels: 1 });
-    expect((await revokedOne.closed) - before).toBeLessThan(1000);
+    const revokedClosedAt = await revokedOne.closed;
+    process.stdout.write(`cut lateness: WebSocket at revocation ${revokedClosedAt - before} ms (the admin round trip included)\n`);
+    expect(revokedClosedAt - before).toBeLessThan(250);
     // The other grant's tunnel still carries messages.
     const echoed = new Promise<string>((resolve) => other.socket.once('message', (data) => resolve(data.toString())));
     other.socket.send('still here');
