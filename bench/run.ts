@@ -1,14 +1,16 @@
 // `npm run bench`: the same mTLS load against each case, side by side in one run, alternating
-// the cases round by round; medians per case; a table with ratios to direct and to nginx.
+// the cases round by round; medians per case; a table per protocol (HTTP/1.1, HTTP/2, gRPC)
+// with ratios to that protocol's direct case and to nginx doing the same job.
 // Servers are pinned to CPU 0 and the load generator to CPU 1 (when there are 2+ cores).
 // Flags: --quick (a smoke run: tiny load, one round; used by npm test), --rounds N,
-// --duration MS, --connections N, --cases a,b,c, --reference (adds minimal Node proxies as
+// --duration MS, --connections N (HTTP/2: sessions), --streams N (concurrent streams per HTTP/2
+// session), --cases a,b,c, --reference (adds minimal Node proxies as
 // yardsticks), --profile CASE (V8 CPU profile of that Portcullis), --perf (Portcullis writes
 // /tmp/perf-PID.map for `perf record`). Each sample reports the CPU time per request of the
 // case's own processes and of the service, read from /proc: unlike req/s, it does not depend
 // on how the scheduler shares CPU 0.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +19,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { exportJWK } from 'jose';
 import { DevCa } from '../src/cli/dev-pki.ts';
 import { mintGrant, mintPosture } from '../src/cli/mint.ts';
-import { nginxConfig, findNginx } from './load/nginx.ts';
+import { nginxConfig, nginxVersion, findNginx } from './load/nginx.ts';
+import { probe } from './load/probe.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
@@ -27,6 +30,7 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     duration: { type: 'string' },
     connections: { type: 'string' },
+    streams: { type: 'string' },
     cases: { type: 'string' },
     out: { type: 'string' },
     profile: { type: 'string' },
@@ -45,6 +49,7 @@ const quick = flags.quick!;
 const ROUNDS = Number(flags.rounds ?? (quick ? 1 : 3));
 const DURATION_MS = Number(flags.duration ?? (quick ? 300 : 5000));
 const CONNECTIONS = Number(flags.connections ?? (quick ? 2 : 32));
+const STREAMS = Number(flags.streams ?? (quick ? 2 : 4));
 const WARMUP_MS = quick ? 200 : 1500;
 const pin = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
@@ -124,10 +129,28 @@ interface Sample {
   p99: number;
   errors: number;
   non2xx: number;
+  /** The load generator's own CPU, % of one core (measure.ts). */
+  loadgenCpu: number;
 }
 
-async function load(port: number, path: string, headers: Record<string, string>, method: string, files: { ca: string; cert: string; key: string }, watchPids: number[]): Promise<Sample> {
-  const child = run(1, process.execPath, [join(HERE, 'load/loadgen.ts'), JSON.stringify({ port, path, headers, method, ...files, connections: CONNECTIONS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, watchPids })]);
+type Files = { ca: string; cert: string; key: string };
+/** Each protocol gets its own table, its ratios taken to its own direct and nginx cases. */
+type Group = 'HTTP/1.1' | 'HTTP/2' | 'gRPC';
+const GROUPS: { name: Group; direct: string; nginx: string }[] = [
+  { name: 'HTTP/1.1', direct: 'direct', nginx: 'nginx' },
+  { name: 'HTTP/2', direct: 'h2-direct', nginx: 'h2-nginx' },
+  { name: 'gRPC', direct: 'grpc-direct', nginx: 'grpc-nginx' },
+];
+/** How a case is loaded: HTTP/1.1 (loadgen.ts) or HTTP/2 (h2-loadgen.ts; `tls: false` is h2c, `grpc` gRPC unary calls). */
+type Load = { kind: 'http1' } | { kind: 'h2'; tls: boolean; grpc: boolean };
+
+async function load(port: number, path: string, headers: Record<string, string>, method: string, files: Files, watchPids: number[], how: Load = { kind: 'http1' }): Promise<Sample> {
+  const window = { durationMs: DURATION_MS, warmupMs: WARMUP_MS, watchPids };
+  const [script, options] =
+    how.kind === 'http1'
+      ? ['load/loadgen.ts', { port, path, headers, method, ...files, connections: CONNECTIONS, ...window }]
+      : ['load/h2-loadgen.ts', { port, path, headers, method, tls: how.tls ? files : undefined, grpc: how.grpc, sessions: CONNECTIONS, streams: STREAMS, ...window }];
+  const child = run(1, process.execPath, [join(HERE, script), JSON.stringify(options)]);
   return (await firstJsonLine(child, 'load generator', 'stdout', () => true, DURATION_MS + WARMUP_MS + 30_000)) as unknown as Sample;
 }
 
@@ -169,6 +192,8 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
+  // Other work on the machine competes for both CPUs: the table says how busy it was.
+  const loadAtStart = loadavg()[0]!;
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
   scratch.push(dir);
   const write = (name: string, text: string) => {
@@ -188,21 +213,41 @@ async function main(): Promise<void> {
   const grant = await mintGrant({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', aud: 'spiffe://example.org/ns/prod/sa/orders-api', scope: 'orders.refund', ttl: '14m', resources: ['order:*'] });
   const posture = await mintPosture({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', trust: 'high', ttl: '14m' });
   const tokenHeaders = { 'x-jit-grant': grant, 'x-device-posture': posture };
+  // The HTTP/2 and gRPC cases read an order and call a gRPC method: their own policy and grant,
+  // so the HTTP/1.1 cases keep exactly the policy and tokens their published figures had.
+  write('policy-h2.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: support-reads, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [orders.read, orders.grpc], resources: ["order:*", "grpc:*"], ttl: 30s }\n');
+  const h2Grant = await mintGrant({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', aud: 'spiffe://example.org/ns/prod/sa/orders-api', scope: 'orders.read orders.grpc', ttl: '14m', resources: ['order:*', 'grpc:*'] });
+  const h2TokenHeaders = { 'x-jit-grant': h2Grant, 'x-device-posture': posture };
 
   const { port: upstreamPort, pid: upstreamPid } = await startServer({ kind: 'upstream', port: 0 });
   const directServer = await startServer({ kind: 'upstream-tls', port: 0, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca });
   const authzen = await startServer({ kind: 'authzen', port: 0 });
   const authzenPort = authzen.port;
+  // The HTTP/2 services start only when a case needs them.
+  const lazily = <T>(start: () => Promise<T>) => {
+    let started: Promise<T> | undefined;
+    return () => (started ??= start());
+  };
+  const h2Service = (options: Record<string, unknown>) => {
+    const child = run(0, process.execPath, [join(HERE, 'load/h2-services.ts'), JSON.stringify(options)]);
+    return firstJsonLine(child, `service ${String(options.kind)}`).then((line) => ({ port: line.port as number, tlsPort: line.tlsPort as number | undefined, pid: child.pid! }));
+  };
+  const tlsFiles = { cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca };
+  const h2DirectServer = lazily(() => h2Service({ kind: 'h2-tls', port: 0, ...tlsFiles }));
+  const grpcServer = lazily(() => h2Service({ kind: 'grpc', port: 0, ...tlsFiles }));
 
-  const portcullisConfig = async (name: string, extra: { maxEntries?: number; pdp?: string }) => {
+  /** `routes`: YAML route lines replacing the HTTP/1.1 cases' two; `upstream`: another service than the HTTP/1.1 one. */
+  type Extra = { maxEntries?: number; pdp?: string; routes?: string; upstream?: { port: number; protocol: 'http1' | 'h2c'; connections?: number } };
+  const HTTP1_ROUTES = `  - { name: open, match: { methods: [GET], path: /open }, privileged: false }
+  - { name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }`;
+  const portcullisConfig = async (name: string, extra: Extra) => {
     const port = await freePort();
     const adminPort = await freePort();
     const file = write(`${name}.yaml`, `listen: { address: 127.0.0.1, port: ${port} }
 identity: { certFile: svid.pem, keyFile: svid_key.pem, bundleFile: bundle.pem, trustDomains: [example.org], allow: ["spiffe://example.org/ns/prod/**"] }
-upstream: { url: "http://127.0.0.1:${upstreamPort}", connections: 64 }
+upstream: { url: "http://127.0.0.1:${extra.upstream?.port ?? upstreamPort}", connections: ${extra.upstream?.connections ?? 64}${extra.upstream ? `, protocol: ${extra.upstream.protocol}` : ''} }
 routes:
-  - { name: open, match: { methods: [GET], path: /open }, privileged: false }
-  - { name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }
+${extra.routes ?? HTTP1_ROUTES}
 pdp: ${extra.pdp ?? '{ kind: embedded, policyFile: policy.yaml }'}
 cache: { maxEntries: ${extra.maxEntries ?? 100000}, allowTtl: 30s, denyTtl: 2s }
 grants: { issuers: [{ issuer: "https://jit.example.org", jwksFile: jwks.json }] }
@@ -225,19 +270,25 @@ audit: { file: ${name}-audit.log }
     pids: number[];
     /** Portcullis's own process, whose RSS is reported. */
     portcullisPid?: number;
+    /** The table it is reported in: ratios are to that table's direct and nginx cases. */
+    group?: Group;
+    how?: Load;
+    /** The service behind the case (its CPU is reported apart); undefined for a direct case. Default: the HTTP/1.1 upstream. */
+    service?: number;
   }
   const wanted = flags.cases ? new Set(flags.cases.split(',')) : undefined;
   const cases: Case[] = [];
+  const notes: string[] = [];
   const add = async (name: string, make: () => Promise<Omit<Case, 'name'> | undefined>) => {
     if (wanted && !wanted.has(name)) return;
     const made = await make();
-    if (made) cases.push({ name, ...made });
+    if (made) cases.push({ name, group: 'HTTP/1.1', how: { kind: 'http1' }, service: upstreamPid, ...made });
   };
-  const portcullis = async (name: string, extra: { maxEntries?: number; pdp?: string }, path: string, method: string, headers: Record<string, string>, alsoWatch: number[] = []) => {
+  const portcullis = async (name: string, extra: Extra, path: string, method: string, headers: Record<string, string>, alsoWatch: number[] = []) => {
     const { port, pid } = await portcullisConfig(name, extra);
     return { port, path, method, headers, pids: [pid, ...alsoWatch], portcullisPid: pid };
   };
-  await add('direct', async () => ({ port: directServer.port, path: '/open', method: 'GET', headers: {}, pids: [directServer.pid] }));
+  await add('direct', async () => ({ port: directServer.port, path: '/open', method: 'GET', headers: {}, pids: [directServer.pid], service: undefined }));
   await add('open', () => portcullis('open', {}, '/open', 'GET', {}));
   await add('cached', () => portcullis('cached', {}, '/orders/42/refund', 'POST', tokenHeaders));
   await add('uncached', () => portcullis('uncached', { maxEntries: 0 }, '/orders/42/refund', 'POST', tokenHeaders));
@@ -251,9 +302,47 @@ audit: { file: ${name}-audit.log }
       return { port, path: '/open', method: 'GET', headers: {}, pids: [child.pid!] };
     });
   }
-  const notes: string[] = [];
+  // HTTP/2 (ALPN h2, client certificate) through Portcullis to the HTTP/1.1 upstream, against the
+  // service terminating the same mTLS over HTTP/2 itself (bench/README.md says why that yardstick).
+  const h2 = { group: 'HTTP/2', how: { kind: 'h2', tls: true, grpc: false } } as const;
+  const H2_ROUTES = `  - { name: open, match: { methods: [GET], path: /open }, privileged: false }
+  - { name: order, match: { methods: [GET], path: "/orders/{id}" }, action: orders.read, resource: "order:{id}", sensitivity: high }`;
+  // Enough connections to the service for every stream in flight, for Portcullis and nginx alike.
+  const H2_UPSTREAM_CONNECTIONS = Math.max(64, CONNECTIONS * STREAMS);
+  const h2Extra: Extra = { routes: H2_ROUTES, pdp: '{ kind: embedded, policyFile: policy-h2.yaml }', upstream: { port: upstreamPort, protocol: 'http1', connections: H2_UPSTREAM_CONNECTIONS } };
+  await add('h2-direct', async () => {
+    const server = await h2DirectServer();
+    return { ...h2, port: server.port, path: '/open', method: 'GET', headers: {}, pids: [server.pid], service: undefined };
+  });
+  await add('h2-open', async () => ({ ...h2, ...(await portcullis('h2-open', h2Extra, '/open', 'GET', {})) }));
+  await add('h2-cached', async () => ({ ...h2, ...(await portcullis('h2-cached', h2Extra, '/orders/42', 'GET', h2TokenHeaders)) }));
+  // gRPC unary calls from the same HTTP/2 load generator: to the h2c service itself (and the same
+  // service terminating mTLS), and through Portcullis (upstream.protocol: h2c) and nginx (grpc_pass).
+  const GRPC_PATH = '/bench.v1.Orders/Refund';
+  const grpcCase = (tls: boolean) => ({ group: 'gRPC', how: { kind: 'h2', tls, grpc: true }, path: GRPC_PATH, method: 'POST' }) as const;
+  await add('grpc-direct', async () => {
+    const server = await grpcServer();
+    return { ...grpcCase(false), port: server.port, headers: {}, pids: [server.pid], service: undefined };
+  });
+  await add('grpc-direct-tls', async () => {
+    const server = await grpcServer();
+    return { ...grpcCase(true), port: server.tlsPort!, headers: {}, pids: [server.pid], service: undefined };
+  });
+  await add('grpc-cached', async () => {
+    const server = await grpcServer();
+    const routes = '  - { name: orders-grpc, match: { methods: [POST], path: "/bench.v1.Orders/**" }, action: orders.grpc, resource: "grpc:{**}", sensitivity: high }';
+    const made = await portcullis('grpc-cached', { routes, pdp: h2Extra.pdp, upstream: { port: server.port, protocol: 'h2c' } }, GRPC_PATH, 'POST', h2TokenHeaders);
+    // Until the proxy forwards over h2c, a gRPC call through it cannot succeed: say so, never measure it.
+    const failed = await probe({ port: made.port, path: GRPC_PATH, method: 'POST', headers: h2TokenHeaders, h2: { tls: true, grpc: true }, files });
+    if (failed !== undefined) {
+      notes.push(`grpc-cached skipped: h2c upstream not available (a probe call through Portcullis got ${failed})`);
+      return undefined;
+    }
+    return { ...grpcCase(true), ...made, service: server.pid };
+  });
   let nginx = findNginx();
-  const wantsNginx = !wanted || wanted.has('nginx') || wanted.has('nginx+auth_request');
+  const NGINX_CASES = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx'];
+  const wantsNginx = !wanted || NGINX_CASES.some((name) => wanted.has(name));
   if (!nginx && wantsNginx && !quick && process.getuid?.() === 0) {
     process.stderr.write('nginx not found: installing it from Debian (apt-get install nginx)…\n');
     spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx'], { stdio: 'ignore', timeout: 180_000 });
@@ -264,30 +353,42 @@ audit: { file: ${name}-audit.log }
   }
   if (!nginx && wantsNginx) notes.push('nginx not found and not installable here: the nginx cases were skipped');
   else {
+    const version = nginxVersion(nginx!);
+    const startNginx = async (name: string, options: { auth?: boolean; http2?: boolean; grpcPort?: number }) => {
+      const port = await freePort();
+      const authService = options.auth ? await startServer({ kind: 'auth', port: 0 }) : undefined;
+      const prefix = join(dir, `${name.replace('+', '-')}-nginx`);
+      mkdirSync(prefix, { recursive: true });
+      const keepalive = options.http2 || options.grpcPort ? H2_UPSTREAM_CONNECTIONS : undefined;
+      const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: authService?.port, http2: options.http2, grpcPort: options.grpcPort, version, keepalive, ...tlsFiles }));
+      const child = run(0, nginx!, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
+      child.stderr!.resume();
+      await waitForPort(port);
+      // nginx's master forks the worker that does the work: the loadgen counts the master's children too.
+      return { port, pids: [child.pid!, ...(authService ? [authService.pid] : [])] };
+    };
     for (const [name, auth] of [['nginx', false], ['nginx+auth_request', true]] as const) {
-      await add(name, async () => {
-        const port = await freePort();
-        const authService = auth ? await startServer({ kind: 'auth', port: 0 }) : undefined;
-        const authPort = authService?.port ?? 0;
-        const prefix = join(dir, `${name.replace('+', '-')}-nginx`);
-        mkdirSync(prefix, { recursive: true });
-        const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: auth ? authPort : undefined, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca }));
-        const child = run(0, nginx!, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
-        child.stderr!.resume();
-        await waitForPort(port);
-        // nginx's master forks the worker that does the work: the loadgen counts the master's children too.
-        return { port, path: '/open', method: 'GET', headers: {}, pids: [child.pid!, ...(authService ? [authService.pid] : [])] };
-      });
+      await add(name, async () => ({ ...(await startNginx(name, { auth })), path: '/open', method: 'GET', headers: {} }));
     }
+    await add('h2-nginx', async () => ({ ...h2, ...(await startNginx('h2-nginx', { http2: true })), path: '/open', method: 'GET', headers: {} }));
+    await add('grpc-nginx', async () => {
+      const server = await grpcServer();
+      return { ...grpcCase(true), ...(await startNginx('grpc-nginx', { grpcPort: server.port })), headers: {}, service: server.pid };
+    });
   }
 
+  // Every case answers one request as it should before it is measured, or the bench stops here.
+  for (const c of cases) {
+    const failed = await probe({ port: c.port, path: c.path, method: c.method, headers: c.headers, h2: c.how?.kind === 'h2' ? c.how : undefined, files });
+    if (failed !== undefined) throw new Error(`case ${c.name} does not answer as it should: ${failed}`);
+  }
   const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]));
   const peakRss = new Map<string, number>();
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate the order each round so no case always runs first (or hottest).
     const order = round % 2 === 0 ? cases : [...cases].reverse();
     for (const c of order) {
-      const sample = await load(c.port, c.path, c.headers, c.method, files, c.name === 'direct' ? c.pids : [...c.pids, upstreamPid]);
+      const sample = await load(c.port, c.path, c.headers, c.method, files, c.service === undefined ? c.pids : [...c.pids, c.service], c.how);
       samples.get(c.name)!.push(sample);
       // The proxy's RSS right after its load: the largest seen per case is reported.
       peakRss.set(c.name, Math.max(peakRss.get(c.name) ?? 0, rssMiB(c.portcullisPid)));
@@ -299,20 +400,30 @@ audit: { file: ${name}-audit.log }
     // CPU per request: the case's own processes (the proxy, and its auth service if any), and the service behind it.
     const perRequest = (s: Sample, pids: number[]) => (pids.reduce((sum, pid) => sum + (s.cpu[pid] ?? 0), 0) / s.requests) * 1e6;
     const proxyUs = median(list.map((s) => perRequest(s, c.pids)));
-    const upstreamUs = c.name === 'direct' ? NaN : median(list.map((s) => perRequest(s, [upstreamPid])));
-    return { name: c.name, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50 ?? NaN)), p99: median(list.map((s) => s.p99 ?? NaN)), proxyUs, upstreamUs, non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0) };
+    const upstreamUs = c.service === undefined ? NaN : median(list.map((s) => perRequest(s, [c.service!])));
+    return { name: c.name, group: c.group!, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50 ?? NaN)), p99: median(list.map((s) => s.p99 ?? NaN)), proxyUs, upstreamUs, non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0), loadgenCpu: median(list.map((s) => s.loadgenCpu)) };
   });
-  const direct = summary.find((s) => s.name === 'direct');
-  const nginxRow = summary.find((s) => s.name === 'nginx');
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${pin ? 'servers on CPU 0, load generator on CPU 1' : 'not pinned'}, Portcullis from ${flags.dist ? 'dist/ (compiled)' : 'src/ (type-stripped)'}`;
   const lines = [
     `Portcullis load bench — ${new Date().toISOString()}`,
     `machine: ${machine}`,
-    `method: ${CONNECTIONS} keep-alive mTLS connections, closed loop, ${DURATION_MS} ms per sample after ${WARMUP_MS} ms warm-up, ${ROUNDS} rounds alternating cases; medians`,
-    '',
-    '| case | req/s | p50 ms | p99 ms | / direct | / nginx | CPU µs/req | service CPU µs/req | errors | Portcullis RSS MiB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...summary.map((s) => `| ${s.name} | ${fixed(s.rps, 0)} | ${fixed(s.p50, 2)} | ${fixed(s.p99, 2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${fixed(s.proxyUs, 1)} | ${fixed(s.upstreamUs, 1)} | ${s.non2xx} | ${fixed(peakRss.get(s.name) ?? NaN, 0)} |`),
+    `load average (1 min): ${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at the end (the bench itself keeps about 2 busy)`,
+    `method: ${CONNECTIONS} keep-alive mTLS connections (HTTP/2 and gRPC: ${CONNECTIONS} sessions × ${STREAMS} concurrent streams), closed loop, ${DURATION_MS} ms per sample after ${WARMUP_MS} ms warm-up, ${ROUNDS} rounds alternating cases; medians`,
+    ...GROUPS.flatMap((group) => {
+      const rows = summary.filter((s) => s.group === group.name);
+      if (rows.length === 0) return [];
+      const direct = rows.find((s) => s.name === group.direct);
+      const nginxRow = rows.find((s) => s.name === group.nginx);
+      return [
+        '',
+        `${group.name}: / direct is to ${group.direct}, / nginx to ${group.nginx}`,
+        '',
+        '| case | req/s | p50 ms | p99 ms | / direct | / nginx | CPU µs/req | service CPU µs/req | errors | Portcullis RSS MiB | loadgen CPU % |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+        ...rows.map((s) => `| ${s.name} | ${fixed(s.rps, 0)} | ${fixed(s.p50, 2)} | ${fixed(s.p99, 2)} | ${direct ? (s.rps / direct.rps).toFixed(2) : '–'} | ${nginxRow ? (s.rps / nginxRow.rps).toFixed(2) : '–'} | ${fixed(s.proxyUs, 1)} | ${fixed(s.upstreamUs, 1)} | ${s.non2xx} | ${fixed(peakRss.get(s.name) ?? NaN, 0)} | ${fixed(s.loadgenCpu, 0)} |`),
+      ];
+    }),
+    ...(notes.length ? [''] : []),
     ...notes.map((n) => `note: ${n}`),
   ];
   const table = lines.join('\n') + '\n';
@@ -321,7 +432,7 @@ audit: { file: ${name}-audit.log }
     const out = flags.out ?? join(HERE, 'results', `load-${new Date().toISOString().replace(/[:.]/g, '-')}.md`);
     mkdirSync(join(HERE, 'results'), { recursive: true });
     writeFileSync(out, table);
-    writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, summary, rounds: Object.fromEntries(samples) }, null, 2));
+    writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, loadAverage: [loadAtStart, loadavg()[0]], summary, rounds: Object.fromEntries(samples) }, null, 2));
     process.stdout.write(`written to ${out}\n`);
   }
   // A profiled proxy writes its .cpuprofile on a graceful exit.

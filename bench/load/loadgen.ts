@@ -4,8 +4,9 @@
 // Usage: node loadgen.ts '{"port":8443,"path":"/x","headers":{},"ca":"...","cert":"...","key":"...","connections":32,"durationMs":5000}'
 import { connect, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { Recorder, type WindowOptions } from './measure.ts';
 
-interface Options {
+interface Options extends WindowOptions {
   port: number;
   host?: string;
   path: string;
@@ -15,10 +16,6 @@ interface Options {
   cert: string;
   key: string;
   connections: number;
-  durationMs: number;
-  warmupMs?: number;
-  /** Processes whose CPU time (with their direct children's) is reported for the recorded window. */
-  watchPids?: number[];
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as Options;
@@ -31,12 +28,7 @@ const head = Buffer.from(
     '\r\n',
 );
 
-const latencies: number[] = [];
-let completed = 0;
-let errors = 0;
-let non2xx = 0;
-let recording = false;
-let running = true;
+const recorder = new Recorder();
 
 function worker(): Promise<void> {
   return new Promise((resolve) => {
@@ -44,7 +36,7 @@ function worker(): Promise<void> {
     let buffer: Buffer = Buffer.alloc(0);
     let sentAt = 0n;
     const send = () => {
-      if (!running) {
+      if (!recorder.running) {
         socket.end();
         resolve();
         return;
@@ -72,19 +64,13 @@ function worker(): Promise<void> {
           if (buffer.length < total) return;
           const status = Number(headText.slice(9, 12));
           buffer = buffer.subarray(total);
-          if (recording) {
-            completed++;
-            latencies.push(Number(process.hrtime.bigint() - sentAt) / 1e6);
-            if (status < 200 || status > 299) non2xx++;
-          }
+          recorder.done(sentAt, status >= 200 && status <= 299);
           send();
         }
       });
-      socket.on('error', () => {
-        errors++;
-      });
+      socket.on('error', () => recorder.error());
       socket.on('close', () => {
-        if (running) {
+        if (recorder.running) {
           buffer = Buffer.alloc(0);
           setTimeout(open, 10);
         } else resolve();
@@ -94,36 +80,5 @@ function worker(): Promise<void> {
   });
 }
 
-/** User + system CPU seconds of a process and its direct children (Linux /proc), or 0. */
-function cpuSeconds(pid: number): number {
-  const ticks = 100; // USER_HZ: 100 on every Linux architecture that matters
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    let total = (Number(fields[11]) + Number(fields[12])) / ticks;
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-    for (const child of children ? children.split(' ') : []) total += cpuSeconds(Number(child));
-    return total;
-  } catch {
-    return 0;
-  }
-}
-const cpuAt = () => Object.fromEntries((options.watchPids ?? []).map((pid) => [pid, cpuSeconds(pid)]));
-
 const workers = Array.from({ length: options.connections }, worker);
-setTimeout(() => {
-  recording = true;
-  const started = process.hrtime.bigint();
-  const cpuStart = cpuAt();
-  setTimeout(() => {
-    running = false;
-    recording = false;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const cpuEnd = cpuAt();
-    const cpu = Object.fromEntries(Object.entries(cpuEnd).map(([pid, end]) => [pid, end - (cpuStart[pid] ?? 0)]));
-    latencies.sort((a, b) => a - b);
-    const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-    process.stdout.write(JSON.stringify({ requests: completed, cpu, rps: completed / seconds, p50: pick(0.5), p99: pick(0.99), errors, non2xx }) + '\n');
-    void Promise.race([Promise.all(workers), new Promise((r) => setTimeout(r, 1000))]).then(() => process.exit(0));
-  }, options.durationMs);
-}, options.warmupMs ?? 1000);
+recorder.run(options, () => workers);
