@@ -51,6 +51,11 @@ export class OpenExchanges {
     return this.tickOf.size;
   }
 
+  /** Ticks waiting in the heap: one per distinct deadline tick, not one per exchange. */
+  get ticksPending(): number {
+    return this.heap.size;
+  }
+
   /** Tracks `bound` until removed or cut; one already past its deadline is cut at once. */
   add(bound: Bound, now = Date.now()): void {
     if (bound.deadlineMs <= now) {
@@ -73,10 +78,10 @@ export class OpenExchanges {
     const tick = this.tickOf.get(bound);
     if (tick === undefined) return;
     this.tickOf.delete(bound);
-    const set = this.ticks.get(tick)!;
-    set.delete(bound);
-    // An emptied tick stays in the heap: the sweep skips it (cheaper than removing it now).
-    if (set.size === 0) this.ticks.delete(tick);
+    // An emptied tick keeps its set until its time: the next exchange on the same grant (same
+    // exp, same tick) reuses it. Dropping it would push the tick onto the heap again on every
+    // request, a heap that grows with request rate × grant lifetime until the tick comes.
+    this.ticks.get(tick)!.delete(bound);
   }
 
   /** Cuts every open exchange the revocation names; returns how many. */
@@ -114,14 +119,9 @@ export class OpenExchanges {
         this.fire(bound, bound.deadlineReason);
       }
     }
-    // The next tick that still holds something (emptied ones are dropped on the way).
-    for (let tick = this.heap.peek(); tick !== undefined; tick = this.heap.peek()) {
-      if (this.ticks.has(tick)) {
-        this.arm(tick, now);
-        return;
-      }
-      this.heap.pop();
-    }
+    // The timer waits for the next tick known (it may have emptied since: then it cuts nothing).
+    const next = this.heap.peek();
+    if (next !== undefined) this.arm(next, now);
   }
 
   private fire(bound: Bound, reason: CutReason): void {
@@ -133,6 +133,10 @@ export class OpenExchanges {
 /** A binary min-heap of tick numbers. */
 class TickHeap {
   private readonly items: number[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
 
   peek(): number | undefined {
     return this.items[0];

@@ -60,6 +60,20 @@ describe('OpenExchanges', () => {
     expect(open.size).toBe(0);
   });
 
+  it('exchanges that come and go on one grant (one deadline) keep one tick, however many there are', () => {
+    const open = new OpenExchanges(() => undefined);
+    const exp = Date.now() + 600_000;
+    for (let i = 0; i < 10_000; i++) {
+      const b = bound(exp);
+      open.add(b);
+      open.remove(b);
+    }
+    expect(open.size).toBe(0);
+    // Before: a tick pushed onto the heap per exchange, kept until the grant's exp (memory that
+    // grew with request rate × grant lifetime).
+    expect(open.ticksPending).toBe(1);
+  });
+
   it('arms one timer for the earliest deadline only: far deadlines cost no wake-ups', async () => {
     const open = new OpenExchanges(() => undefined);
     const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
