@@ -91,9 +91,10 @@ const EXCHANGE = Symbol('portcullis.exchange');
 type Carrier = { [EXCHANGE]?: Exchange };
 
 /** Ties `x` to the object whose 'close' ends it (a response, a stream, a socket): one shared listener. */
-export function endsWith(x: Exchange, carrier: { once(event: 'close', listener: () => void): unknown }): void {
+export function endsWith(x: Exchange, carrier: { on(event: 'close', listener: () => void): unknown }): void {
   (carrier as unknown as Carrier)[EXCHANGE] = x;
-  carrier.once('close', onCarrierClose);
+  // 'close' comes once for a response, a stream or a socket: on() spares once()'s wrapper closure per request.
+  carrier.on('close', onCarrierClose);
 }
 
 function onCarrierClose(this: Carrier): void {

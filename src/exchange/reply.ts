@@ -11,11 +11,9 @@ import type { CutReason } from './open-exchanges.ts';
 
 export type Protocol = 'http1' | 'h2' | 'grpc';
 
-/** The forwarding call relaying into a reply: aborted when the client goes or the exchange is cut. */
-export interface UpstreamHandle {
-  abort(): void;
-  resume(): void;
-}
+/** The forwarding call relaying into a reply: aborted when the client goes or the exchange is cut (forward/'s own type). */
+export type { ForwardCall as UpstreamHandle } from '../forward/upstream.ts';
+import type { ForwardCall as UpstreamHandle } from '../forward/upstream.ts';
 
 /** What a reply reports back to the proxy (one shared object, no closure per request). */
 export interface ReplyEvents<X> {

@@ -11,7 +11,7 @@ import { createClient } from 'redis';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server';
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
