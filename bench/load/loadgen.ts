@@ -1,7 +1,11 @@
 // A closed-loop HTTP/1.1 load generator over mTLS: N keep-alive TLS connections, each sending the
 // next request as soon as the previous response is complete, for a fixed duration. Presents a
 // client certificate (wrk cannot). Prints one JSON line: requests/s, latency percentiles, errors.
+// One fixed request, built once: a head, or (with `body`) a head with its content-length and the
+// body, sent as one write per request either way. With `expect`, an answer counts as ok only if
+// its body holds that text (the MCP cases: a JSON-RPC result, not an error answered with 200).
 // Usage: node loadgen.ts '{"port":8443,"path":"/x","headers":{},"ca":"...","cert":"...","key":"...","connections":32,"durationMs":5000}'
+//        (optional: "method":"POST","body":"{...}","expect":"text the answer must hold")
 import { connect, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { Recorder, type WindowOptions } from './measure.ts';
@@ -12,6 +16,10 @@ interface Options extends WindowOptions {
   path: string;
   method?: string;
   headers?: Record<string, string>;
+  /** The request body (UTF-8), sent with its content-length in the same write as the head. */
+  body?: string;
+  /** Text a 2xx answer's body must hold to count as ok. */
+  expect?: string;
   ca: string;
   cert: string;
   key: string;
@@ -22,11 +30,18 @@ const options = JSON.parse(process.argv[2] ?? '{}') as Options;
 const ca = readFileSync(options.ca);
 const cert = readFileSync(options.cert);
 const key = readFileSync(options.key);
-const head = Buffer.from(
-  `${options.method ?? 'GET'} ${options.path} HTTP/1.1\r\nhost: localhost\r\n` +
-    Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
-    '\r\n',
-);
+const body = options.body === undefined ? undefined : Buffer.from(options.body);
+// The whole request, head and body, in one buffer: one write per request, as for a bare head.
+const request = Buffer.concat([
+  Buffer.from(
+    `${options.method ?? 'GET'} ${options.path} HTTP/1.1\r\nhost: localhost\r\n` +
+      Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
+      (body ? `content-length: ${body.length}\r\n` : '') +
+      '\r\n',
+  ),
+  ...(body ? [body] : []),
+]);
+const expect = options.expect === undefined ? undefined : Buffer.from(options.expect);
 
 const recorder = new Recorder();
 
@@ -42,7 +57,7 @@ function worker(): Promise<void> {
         return;
       }
       sentAt = process.hrtime.bigint();
-      socket.write(head);
+      socket.write(request);
     };
     const open = () => {
       socket = connect({ port: options.port, host: options.host ?? '127.0.0.1', servername: 'localhost', ca, cert, key }, send);
@@ -63,8 +78,9 @@ function worker(): Promise<void> {
           }
           if (buffer.length < total) return;
           const status = Number(headText.slice(9, 12));
+          const ok = status >= 200 && status <= 299 && (expect === undefined || buffer.subarray(end + 4, total).includes(expect));
           buffer = buffer.subarray(total);
-          recorder.done(sentAt, status >= 200 && status <= 299);
+          recorder.done(sentAt, ok);
           send();
         }
       });
