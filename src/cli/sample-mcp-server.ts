@@ -1,7 +1,9 @@
 // The demo's MCP server (and the tests'): a real @modelcontextprotocol/sdk server over the
 // Streamable HTTP transport, stateful (Mcp-Session-Id), with three tools an agent might be
 // granted one at a time: lookup_order (read), refund_order (write), and export_orders, which
-// streams progress notifications over server-sent events for a few seconds.
+// streams progress notifications over server-sent events for a few seconds. With `stateless`
+// (the load bench's service, bench/load/mcp-service.ts) every POST stands alone: no session, a
+// JSON answer instead of an event stream.
 // Loaded only by the demo and tests: the SDK is a development dependency. The demo's sample
 // service mounts the handler on its own port (`/mcp`); the tests run it as a server of its own.
 import { randomUUID } from 'node:crypto';
@@ -10,6 +12,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 export interface SampleMcpOptions {
   readonly exportSteps?: number;
   readonly stepMs?: number;
+  /**
+   * The SDK's stateless mode (`sessionIdGenerator: undefined`, `enableJsonResponse: true`): each
+   * POST is one independent exchange answered with `application/json`; GET and DELETE are 405.
+   * The SDK refuses to reuse a stateless transport ("Create a new transport per request"), and
+   * a server connects to one transport at a time, so each POST builds both, as the SDK's
+   * `simpleStatelessStreamableHttp` example does.
+   */
+  readonly stateless?: boolean;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -18,8 +28,12 @@ export async function createSampleMcpServer(options: SampleMcpOptions = {}): Pro
   return createServer(await createSampleMcpHandler(options));
 }
 
-/** The MCP endpoint as a request handler: `/mcp` is served, anything else is 404. */
-export async function createSampleMcpHandler(options: SampleMcpOptions = {}): Promise<RequestHandler> {
+/**
+ * The SDK and a builder of the sample's McpServer with its three tools, loaded on first use (the
+ * SDK is a development dependency). Exported for the bench, which times a build per request
+ * (bench/load/mcp-stateless-cost.ts).
+ */
+export async function loadSampleMcp(options: SampleMcpOptions = {}) {
   const { McpServer } = await import('@modelcontextprotocol/sdk/server/mcp.js');
   const { StreamableHTTPServerTransport } = await import('@modelcontextprotocol/sdk/server/streamableHttp.js');
   const { isInitializeRequest } = await import('@modelcontextprotocol/sdk/types.js');
@@ -45,6 +59,40 @@ export async function createSampleMcpHandler(options: SampleMcpOptions = {}): Pr
     });
     return server;
   };
+  return { build, StreamableHTTPServerTransport, isInitializeRequest };
+}
+
+/** The MCP endpoint as a request handler: `/mcp` is served, anything else is 404. */
+export async function createSampleMcpHandler(options: SampleMcpOptions = {}): Promise<RequestHandler> {
+  const { build, StreamableHTTPServerTransport, isInitializeRequest } = await loadSampleMcp(options);
+
+  if (options.stateless) {
+    const handleStateless = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+      if (!(req.url ?? '').startsWith('/mcp')) {
+        res.writeHead(404).end();
+        return;
+      }
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32000, message: 'method not allowed: this server is stateless' } }));
+        return;
+      }
+      const server = build();
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      res.on('close', () => {
+        void transport.close();
+        void server.close();
+      });
+      await server.connect(transport);
+      // The transport reads and parses the body itself.
+      await transport.handleRequest(req, res);
+    };
+    return (req, res) => {
+      handleStateless(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    };
+  }
 
   const transports = new Map<string, InstanceType<typeof StreamableHTTPServerTransport>>();
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
