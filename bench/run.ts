@@ -21,6 +21,7 @@ import { DevCa } from '../src/cli/dev-pki.ts';
 import { mintGrant, mintPosture } from '../src/cli/mint.ts';
 import { nginxConfig, nginxVersion, findNginx } from './load/nginx.ts';
 import { probe } from './load/probe.ts';
+import { MCP_ANSWER_TEXT, MCP_BODY, MCP_HEADERS, MCP_PATH, probeMcp } from './load/mcp-call.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
@@ -135,20 +136,26 @@ interface Sample {
 
 type Files = { ca: string; cert: string; key: string };
 /** Each protocol gets its own table, its ratios taken to its own direct and nginx cases. */
-type Group = 'HTTP/1.1' | 'HTTP/2' | 'gRPC';
+type Group = 'HTTP/1.1' | 'HTTP/2' | 'gRPC' | 'MCP';
 const GROUPS: { name: Group; direct: string; nginx: string }[] = [
   { name: 'HTTP/1.1', direct: 'direct', nginx: 'nginx' },
   { name: 'HTTP/2', direct: 'h2-direct', nginx: 'h2-nginx' },
   { name: 'gRPC', direct: 'grpc-direct', nginx: 'grpc-nginx' },
+  // Its own table: the SDK server costs many times the HTTP/1.1 upstream per request, so MCP
+  // ratios mean something only against the same service (bench/README.md "MCP").
+  { name: 'MCP', direct: 'mcp-direct', nginx: 'mcp-nginx' },
 ];
-/** How a case is loaded: HTTP/1.1 (loadgen.ts) or HTTP/2 (h2-loadgen.ts; `tls: false` is h2c, `grpc` gRPC unary calls). */
-type Load = { kind: 'http1' } | { kind: 'h2'; tls: boolean; grpc: boolean };
+/**
+ * How a case is loaded: HTTP/1.1 (loadgen.ts; `body` sent with each request, `expect` the text an
+ * answer must hold to count) or HTTP/2 (h2-loadgen.ts; `tls: false` is h2c, `grpc` gRPC unary calls).
+ */
+type Load = { kind: 'http1'; body?: string; expect?: string } | { kind: 'h2'; tls: boolean; grpc: boolean };
 
 async function load(port: number, path: string, headers: Record<string, string>, method: string, files: Files, watchPids: number[], how: Load = { kind: 'http1' }): Promise<Sample> {
   const window = { durationMs: DURATION_MS, warmupMs: WARMUP_MS, watchPids };
   const [script, options] =
     how.kind === 'http1'
-      ? ['load/loadgen.ts', { port, path, headers, method, ...files, connections: CONNECTIONS, ...window }]
+      ? ['load/loadgen.ts', { port, path, headers, method, body: how.body, expect: how.expect, ...files, connections: CONNECTIONS, ...window }]
       : ['load/h2-loadgen.ts', { port, path, headers, method, tls: how.tls ? files : undefined, grpc: how.grpc, sessions: CONNECTIONS, streams: STREAMS, ...window }];
   const child = run(1, process.execPath, [join(HERE, script), JSON.stringify(options)]);
   return (await firstJsonLine(child, 'load generator', 'stdout', () => true, DURATION_MS + WARMUP_MS + 30_000)) as unknown as Sample;
@@ -218,6 +225,10 @@ async function main(): Promise<void> {
   write('policy-h2.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: support-reads, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [orders.read, orders.grpc], resources: ["order:*", "grpc:*"], ttl: 30s }\n');
   const h2Grant = await mintGrant({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', aud: 'spiffe://example.org/ns/prod/sa/orders-api', scope: 'orders.read orders.grpc', ttl: '14m', resources: ['order:*', 'grpc:*'] });
   const h2TokenHeaders = { 'x-jit-grant': h2Grant, 'x-device-posture': posture };
+  // The MCP cases: an agent allowed one tool, `lookup_order` (action mcp.tools.call on mcp:lookup_order).
+  write('policy-mcp.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: agent-lookups, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [mcp.tools.call], resources: ["mcp:lookup_order"], ttl: 30s }\n');
+  const mcpGrant = await mintGrant({ key: issuerKey.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: 'spiffe://example.org/ns/prod/sa/support-bot', aud: 'spiffe://example.org/ns/prod/sa/orders-api', scope: 'mcp.tools.call', ttl: '14m', resources: ['mcp:lookup_order'] });
+  const mcpTokenHeaders = { 'x-jit-grant': mcpGrant, 'x-device-posture': posture };
 
   const { port: upstreamPort, pid: upstreamPid } = await startServer({ kind: 'upstream', port: 0 });
   const directServer = await startServer({ kind: 'upstream-tls', port: 0, cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca });
@@ -235,6 +246,10 @@ async function main(): Promise<void> {
   const tlsFiles = { cert: join(dir, 'svid.pem'), key: join(dir, 'svid_key.pem'), ca: files.ca };
   const h2DirectServer = lazily(() => h2Service({ kind: 'h2-tls', port: 0, ...tlsFiles }));
   const grpcServer = lazily(() => h2Service({ kind: 'grpc', port: 0, ...tlsFiles }));
+  const mcpServer = lazily(() => {
+    const child = run(0, process.execPath, [join(HERE, 'load/mcp-service.ts'), JSON.stringify({ port: 0, ...tlsFiles })]);
+    return firstJsonLine(child, 'MCP service').then((line) => ({ port: line.port as number, tlsPort: line.tlsPort as number, pid: child.pid! }));
+  });
 
   /** `routes`: YAML route lines replacing the HTTP/1.1 cases' two; `upstream`: another service than the HTTP/1.1 one. */
   type Extra = { maxEntries?: number; pdp?: string; routes?: string; upstream?: { port: number; protocol: 'http1' | 'h2c'; connections?: number } };
@@ -340,8 +355,25 @@ audit: { file: ${name}-audit.log }
     }
     return { ...grpcCase(true), ...made, service: server.pid };
   });
+  // MCP over HTTP/1.1 (bench/README.md "MCP"): every request one `tools/call` of the SDK server's
+  // read tool, a POST with a JSON body; it counts only if answered with the tool's result.
+  const mcp = { group: 'MCP', how: { kind: 'http1', body: MCP_BODY, expect: MCP_ANSWER_TEXT }, path: MCP_PATH, method: 'POST' } as const;
+  await add('mcp-direct', async () => {
+    const server = await mcpServer();
+    return { ...mcp, port: server.tlsPort, headers: { ...MCP_HEADERS }, pids: [server.pid], service: undefined };
+  });
+  await add('mcp-open', async () => {
+    const server = await mcpServer();
+    const routes = `  - { name: mcp-open, match: { methods: [POST], path: ${MCP_PATH} }, privileged: false }`;
+    return { ...mcp, ...(await portcullis('mcp-open', { routes, upstream: { port: server.port, protocol: 'http1' } }, MCP_PATH, 'POST', { ...MCP_HEADERS })), service: server.pid };
+  });
+  await add('mcp-cached', async () => {
+    const server = await mcpServer();
+    const routes = `  - { name: mcp, match: { methods: [POST], path: ${MCP_PATH} }, jsonrpc: true, action: "mcp.{rpc.method}", resource: "mcp:{rpc.name}", sensitivity: high }`;
+    return { ...mcp, ...(await portcullis('mcp-cached', { routes, pdp: '{ kind: embedded, policyFile: policy-mcp.yaml }', upstream: { port: server.port, protocol: 'http1' } }, MCP_PATH, 'POST', { ...MCP_HEADERS, ...mcpTokenHeaders })), service: server.pid };
+  });
   let nginx = findNginx();
-  const NGINX_CASES = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx'];
+  const NGINX_CASES = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx', 'mcp-nginx'];
   const wantsNginx = !wanted || NGINX_CASES.some((name) => wanted.has(name));
   if (!nginx && wantsNginx && !quick && process.getuid?.() === 0) {
     process.stderr.write('nginx not found: installing it from Debian (apt-get install nginx)…\n');
@@ -354,13 +386,13 @@ audit: { file: ${name}-audit.log }
   if (!nginx && wantsNginx) notes.push('nginx not found and not installable here: the nginx cases were skipped');
   else {
     const version = nginxVersion(nginx!);
-    const startNginx = async (name: string, options: { auth?: boolean; http2?: boolean; grpcPort?: number }) => {
+    const startNginx = async (name: string, options: { auth?: boolean; http2?: boolean; grpcPort?: number; upstreamPort?: number }) => {
       const port = await freePort();
       const authService = options.auth ? await startServer({ kind: 'auth', port: 0 }) : undefined;
       const prefix = join(dir, `${name.replace('+', '-')}-nginx`);
       mkdirSync(prefix, { recursive: true });
       const keepalive = options.http2 || options.grpcPort ? H2_UPSTREAM_CONNECTIONS : undefined;
-      const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort, authPort: authService?.port, http2: options.http2, grpcPort: options.grpcPort, version, keepalive, ...tlsFiles }));
+      const conf = write(`${name.replace('+', '-')}.conf`, nginxConfig({ prefix, port, upstreamPort: options.upstreamPort ?? upstreamPort, authPort: authService?.port, http2: options.http2, grpcPort: options.grpcPort, version, keepalive, ...tlsFiles }));
       const child = run(0, nginx!, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
       child.stderr!.resume();
       await waitForPort(port);
@@ -375,11 +407,16 @@ audit: { file: ${name}-audit.log }
       const server = await grpcServer();
       return { ...grpcCase(true), ...(await startNginx('grpc-nginx', { grpcPort: server.port })), headers: {}, service: server.pid };
     });
+    await add('mcp-nginx', async () => {
+      const server = await mcpServer();
+      return { ...mcp, ...(await startNginx('mcp-nginx', { upstreamPort: server.port })), headers: { ...MCP_HEADERS }, service: server.pid };
+    });
   }
 
   // Every case answers one request as it should before it is measured, or the bench stops here.
   for (const c of cases) {
-    const failed = await probe({ port: c.port, path: c.path, method: c.method, headers: c.headers, h2: c.how?.kind === 'h2' ? c.how : undefined, files });
+    // An MCP case must answer the tool's result (a JSON-RPC error also comes with 200).
+    const failed = c.group === 'MCP' ? await probeMcp({ port: c.port, headers: c.headers, files }) : await probe({ port: c.port, path: c.path, method: c.method, headers: c.headers, h2: c.how?.kind === 'h2' ? c.how : undefined, files });
     if (failed !== undefined) throw new Error(`case ${c.name} does not answer as it should: ${failed}`);
   }
   const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]));

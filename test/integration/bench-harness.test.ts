@@ -1,20 +1,28 @@
 // The bench is not a test, but its harness must work: one tiny run of every case (HTTP/1.1,
-// HTTP/2 and gRPC, Portcullis and its yardsticks, nginx when it is installed), side by side,
-// producing one table per protocol.
+// HTTP/2, gRPC and MCP, Portcullis and its yardsticks, nginx when it is installed), side by side,
+// producing one table per protocol. The MCP cases' service is the real SDK server, and the load
+// generator counts an MCP call only when it is answered with the tool's result.
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { credentials, makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { findNginx } from '../../bench/load/nginx.ts';
+import { MCP_ANSWER_TEXT, MCP_BODY, MCP_HEADERS, MCP_PATH, mcpAnswerProblem, probeMcp } from '../../bench/load/mcp-call.ts';
+import { createPki } from '../support/harness.ts';
 
 const run = promisify(execFile);
 const BENCH = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
 const SERVICES = fileURLToPath(new URL('../../bench/load/h2-services.ts', import.meta.url));
+const MCP_SERVICE = fileURLToPath(new URL('../../bench/load/mcp-service.ts', import.meta.url));
+const LOADGEN = fileURLToPath(new URL('../../bench/load/loadgen.ts', import.meta.url));
 
-const PORTCULLIS = ['direct', 'open', 'cached', 'uncached', 'remote', 'h2-direct', 'h2-open', 'h2-cached', 'grpc-direct', 'grpc-direct-tls', 'grpc-cached'];
-const NGINX = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx'];
+const PORTCULLIS = ['direct', 'open', 'cached', 'uncached', 'remote', 'h2-direct', 'h2-open', 'h2-cached', 'grpc-direct', 'grpc-direct-tls', 'grpc-cached', 'mcp-direct', 'mcp-open', 'mcp-cached'];
+const NGINX = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx', 'mcp-nginx'];
 
 describe('bench harness', () => {
   it('runs each case once with tiny load and prints a table per protocol', { timeout: 120_000 }, async () => {
@@ -22,7 +30,7 @@ describe('bench harness', () => {
     const { stdout } = await run(process.execPath, [BENCH, '--quick'], { timeout: 110_000 });
     const lines = stdout.split('\n');
     const headers = lines.filter((line) => line.startsWith('| case |'));
-    expect(headers.length).toBe(3); // HTTP/1.1, HTTP/2, gRPC
+    expect(headers.length).toBe(4); // HTTP/1.1, HTTP/2, gRPC, MCP
     expect(new Set(headers).size).toBe(1); // one set of columns, so the tables read side by side
     const header = headers[0]!.split('|').map((c) => c.trim());
     const column = (name: string) => header.indexOf(name);
@@ -35,12 +43,86 @@ describe('bench harness', () => {
     for (const row of rows.values()) {
       const cells = row.split('|').map((c) => c.trim());
       expect(Number(cells[column('req/s')]), row).toBeGreaterThan(0);
-      // No errors, no non-2xx, every gRPC call grpc-status 0: every privileged request was allowed.
+      // No errors, no non-2xx, every gRPC call grpc-status 0, every MCP call answered with the
+      // tool's result: every privileged request was allowed.
       expect(cells[column('errors')], row).toBe('0');
       // CPU per request is read from /proc for the case's own processes.
       if (process.platform === 'linux') expect(Number(cells[column('CPU µs/req')]), row).toBeGreaterThan(0);
     }
     expect(stdout).toMatch(/^machine: \d+ × /m);
+    expect(stdout).toMatch(/^MCP: \/ direct is to mcp-direct/m);
+  });
+
+  describe('the MCP cases\' service (bench/load/mcp-service.ts)', () => {
+    let pki: Awaited<ReturnType<typeof createPki>>;
+    let child: ReturnType<typeof spawn>;
+    let ports: { port: number; tlsPort: number };
+    let files: { ca: string; cert: string; key: string };
+    let dispatcher: Agent;
+
+    beforeAll(async () => {
+      pki = await createPki();
+      const client = await pki.ca.svid('/ns/prod/sa/support-bot');
+      files = { ca: pki.write('bundle.pem', pki.ca.bundlePem), cert: pki.write('client.pem', client.certPem), key: pki.write('client_key.pem', client.keyPem) };
+      const tls = { cert: pki.write('svid.pem', pki.server.certPem), key: pki.write('svid_key.pem', pki.server.keyPem), ca: files.ca };
+      child = spawn(process.execPath, [MCP_SERVICE, JSON.stringify({ port: 0, ...tls })], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+      ports = JSON.parse(line.toString()) as typeof ports;
+      dispatcher = new Agent({ connect: { ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem, servername: 'localhost' } });
+    });
+    afterAll(async () => {
+      await dispatcher?.close();
+      child?.kill('SIGTERM');
+      pki?.cleanup();
+    });
+
+    it('is the real SDK server, stateless: the SDK client initializes, lists the tools and calls lookup_order over mTLS, with no session', { timeout: 20_000 }, async () => {
+      const sessions: (string | null)[] = [];
+      const client = new Client({ name: 'bench-check', version: '1.0.0' });
+      const transport = new StreamableHTTPClientTransport(new URL(`https://localhost:${ports.tlsPort}${MCP_PATH}`), {
+        fetch: (async (url: string | URL, init?: RequestInit) => {
+          const response = await undiciFetch(url, { ...(init as object), dispatcher });
+          sessions.push(response.headers.get('mcp-session-id'));
+          return response;
+        }) as unknown as typeof fetch,
+      });
+      await client.connect(transport);
+      expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(['export_orders', 'lookup_order', 'refund_order']);
+      const result = await client.callTool({ name: 'lookup_order', arguments: { id: '42' } });
+      expect(result.isError).toBeFalsy();
+      expect(result.content).toEqual([{ type: 'text', text: MCP_ANSWER_TEXT }]);
+      await client.close();
+      expect(sessions.length).toBeGreaterThanOrEqual(3);
+      expect(sessions.every((s) => s === null)).toBe(true); // stateless: no Mcp-Session-Id, ever
+    });
+
+    it('answers the bench\'s call, with no initialize, as JSON; the probe accepts only the tool\'s result', { timeout: 20_000 }, async () => {
+      for (let i = 0; i < 2; i++) {
+        const response = await undiciFetch(`https://localhost:${ports.tlsPort}${MCP_PATH}`, { method: 'POST', headers: MCP_HEADERS, body: MCP_BODY, dispatcher });
+        expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+        expect(mcpAnswerProblem(response.status, await response.text())).toBeUndefined();
+      }
+      expect(await probeMcp({ port: ports.tlsPort, headers: {}, files })).toBeUndefined();
+      // A JSON-RPC error also comes with 200: the probe says what it got instead.
+      expect(mcpAnswerProblem(200, JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: -32602, message: 'Tool no_such_tool not found' } }))).toBe('JSON-RPC error: Tool no_such_tool not found');
+      expect(mcpAnswerProblem(200, JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'MCP error' }], isError: true } }))).toMatch(/^not the tool's result/);
+    });
+
+    it('the load generator sends the body and counts a call only when it is answered with the tool\'s result', { timeout: 30_000 }, async () => {
+      const loadgen = async (body: string) => {
+        const options = { port: ports.tlsPort, path: MCP_PATH, method: 'POST', headers: MCP_HEADERS, body, expect: MCP_ANSWER_TEXT, ...files, connections: 2, durationMs: 300, warmupMs: 100 };
+        const { stdout } = await run(process.execPath, [LOADGEN, JSON.stringify(options)], { timeout: 20_000 });
+        return JSON.parse(stdout) as { requests: number; non2xx: number; errors: number };
+      };
+      const good = await loadgen(MCP_BODY);
+      expect(good.requests).toBeGreaterThan(0);
+      expect(good).toMatchObject({ non2xx: 0, errors: 0 });
+      // The same request for a tool the server does not have: 200 every time, never the result.
+      const wrong = await loadgen(MCP_BODY.replace('lookup_order', 'no_such_tool'));
+      expect(wrong.requests).toBeGreaterThan(0);
+      expect(wrong.non2xx).toBe(wrong.requests);
+      expect(wrong.errors).toBe(0);
+    });
   });
 
   it('the gRPC cases\' service is real gRPC: a grpc-js client gets its answer and grpc-status 0', { timeout: 20_000 }, async () => {
