@@ -103,6 +103,10 @@ describe('bench harness', () => {
         expect(mcpAnswerProblem(response.status, await response.text())).toBeUndefined();
       }
       expect(await probeMcp({ port: ports.tlsPort, headers: {}, files })).toBeUndefined();
+      // No session, so no server event stream either.
+      const get = await undiciFetch(`https://localhost:${ports.tlsPort}${MCP_PATH}`, { headers: { accept: 'text/event-stream' }, dispatcher });
+      expect(get.status).toBe(405);
+      expect(((await get.json()) as { error: { code: number } }).error.code).toBe(-32000);
       // A JSON-RPC error also comes with 200: the probe says what it got instead.
       expect(mcpAnswerProblem(200, JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: -32602, message: 'Tool no_such_tool not found' } }))).toBe('JSON-RPC error: Tool no_such_tool not found');
       expect(mcpAnswerProblem(200, JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'MCP error' }], isError: true } }))).toMatch(/^not the tool's result/);
