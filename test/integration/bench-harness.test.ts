@@ -27,7 +27,10 @@ const NGINX = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx', 'mcp-ngi
 describe('bench harness', () => {
   it('runs each case once with tiny load and prints a table per protocol', { timeout: 120_000 }, async () => {
     const nginx = findNginx() !== undefined;
-    const { stdout } = await run(process.execPath, [BENCH, '--quick'], { timeout: 110_000 });
+    const { stdout } = await run(process.execPath, [BENCH, '--quick'], { timeout: 110_000 }).catch((error: Error & { stdout?: string }) => {
+      // The bench exits 1 when a case completed no request: its table says which.
+      throw new Error(`${error.message}\n${error.stdout ?? ''}`);
+    });
     const lines = stdout.split('\n');
     const headers = lines.filter((line) => line.startsWith('| case |'));
     expect(headers.length).toBe(4); // HTTP/1.1, HTTP/2, gRPC, MCP
