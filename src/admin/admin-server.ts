@@ -1,7 +1,10 @@
 // The admin listener (SPEC "Admin listener"): loopback by default. Issue 2 serves health,
 // readiness and metrics; the decision and reload endpoints join as those features land.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Metrics } from '../telemetry/metrics.ts';
+// Not `import … from 'node:http'`: an ESM import reads every export, WebSocket's lazy getter
+// included, which loads Node's bundled undici (~10 MiB of RSS) at start; the CommonJS object does not.
+const { createServer } = process.getBuiltinModule('node:http');
 
 export interface AdminHooks {
   readonly metrics: Metrics;

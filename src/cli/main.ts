@@ -3,15 +3,15 @@
 // failed), 2 usage (unknown command or flag, missing argument); `COMMAND --help` never runs it.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { inspectSvid } from './svid-inspect.ts';
 import { createLogger, LogLevelError, type Logger } from '../telemetry/logger.ts';
-import { mintGrant, mintPosture, readPrivateKey } from './mint.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { parseDuration } from '../config/duration.ts';
 import { helpFor, USAGE, UsageError, usageOf } from './usage.ts';
 import { VERSION } from '../version.ts';
-// run, check, demo and dev-pki load the proxy's modules (TLS, gRPC, metrics) when they run, so
-// that --help, --version and the mint commands answer at once.
+// Every command loads its own modules when it runs (`await import`), so that --help and --version
+// answer at once and `run` loads only what the proxy needs: svid inspect's X.509 library
+// (@peculiar/x509 with tsyringe and reflect-metadata) and the mint commands' signer never load on
+// the run path (test/budgets/start-modules.json keeps that list).
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -143,6 +143,7 @@ export async function main(argv: string[]): Promise<void> {
         throw new UsageError(`svid inspect: ${(error as Error).message}`, 'svid inspect');
       }
       if (parsed.positionals.length !== 1) throw new UsageError('svid inspect takes one FILE.pem', 'svid inspect');
+      const { inspectSvid } = await import('./svid-inspect.ts');
       const result = inspectSvid(parsed.positionals[0]!, { bundleFile: parsed.values.bundle, trustDomain: parsed.values['trust-domain'] });
       (result.code === 0 ? process.stdout : process.stderr).write(`${result.text}\n`);
       process.exitCode = result.code;
@@ -155,6 +156,7 @@ export async function main(argv: string[]): Promise<void> {
       for (const flag of ['key', 'iss', 'sub', 'aud', 'scope', 'ttl']) required('grant mint', v[flag], `--${flag}`);
       checkSpiffeId('grant mint: --sub', v.sub!);
       checkTtl('grant mint', v.ttl!);
+      const { mintGrant, readPrivateKey } = await import('./mint.ts');
       const token = await mintGrant({
         key: readPrivateKey(v.key!),
         iss: v.iss!,
@@ -181,6 +183,7 @@ export async function main(argv: string[]): Promise<void> {
       checkSpiffeId('posture mint: --sub', v.sub!);
       checkTtl('posture mint', v.ttl!);
       if (!['low', 'medium', 'high'].includes(v.trust!)) fail(`posture mint: --trust must be low, medium or high, got ${JSON.stringify(v.trust)}`);
+      const { mintPosture, readPrivateKey } = await import('./mint.ts');
       process.stdout.write(`${await mintPosture({ key: readPrivateKey(v.key!), iss: v.iss!, sub: v.sub!, trust: v.trust!, ttl: v.ttl!, kid: v.kid })}\n`);
       return;
     }

@@ -1,7 +1,7 @@
 // The answer to an upgrade request (WebSocket): refusals written raw on the client's socket, which
 // no longer belongs to the HTTP server; once the service switches, a splice both ways; a cut
 // closes the tunnel (SPEC "Streams": an upgraded tunnel is closed).
-import { STATUS_CODES } from 'node:http';
+const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: that loads Node's bundled undici (src/admin/admin-server.ts says why)
 import type { Duplex } from 'node:stream';
 import type { Denial } from '../decision/denial.ts';
 import { rawDenialResponse } from '../forward/deny-response.ts';

@@ -3,7 +3,7 @@
 // rules as a relayed response (hop-by-hop fields and those the service's Connection names are
 // dropped), the same backpressure, and always `connection: close`: after an upgrade the service
 // did not switch for, nothing else may be read from that client (SPEC "To the service").
-import { STATUS_CODES } from 'node:http';
+const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: that loads Node's bundled undici (src/admin/admin-server.ts says why)
 import type { Duplex } from 'node:stream';
 import { connectionListed, isResponseHopByHop } from './headers.ts';
 

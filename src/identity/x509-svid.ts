@@ -4,8 +4,7 @@
 // (SPEC step 1); and a chain that verifies against the bundle of the trust domain named in the
 // leaf's own SPIFFE ID, not merely against any trusted CA.
 import { X509Certificate } from 'node:crypto';
-import 'reflect-metadata'; // @peculiar/x509 needs it loaded first
-import * as x509 from '@peculiar/x509';
+import { CertificateDerError, certificateExtensions, KEY_USAGE, type CertificateExtensions } from './certificate-extensions.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
 import type { TrustBundleSet } from './trust-bundle.ts';
 
@@ -44,11 +43,27 @@ export interface X509Svid {
 /** SPEC step 1: a presented chain (leaf and intermediates) holds at most 16 certificates. */
 export const MAX_CHAIN_CERTIFICATES = 16;
 
+/** Which rule an unreadable extension fails: the one that reads it (a leaf's SAN, CA flag, key usage; a signer's chain). */
+function unreadable(part: CertificateDerError['part'], leaf: boolean): SvidRejection {
+  if (part === 'keyUsage') return 'key_usage';
+  if (!leaf) return 'untrusted_chain';
+  return part === 'basicConstraints' ? 'leaf_is_ca' : 'uri_san_count';
+}
+
+/** The extensions the rules read, from the DER (certificate-extensions.ts); one that cannot be read refuses the certificate. */
+function extensionsOf(cert: X509Certificate, what: string, leaf: boolean): CertificateExtensions {
+  try {
+    return certificateExtensions(cert.raw);
+  } catch (error) {
+    if (!(error instanceof CertificateDerError)) throw error;
+    throw new SvidError(unreadable(error.part, leaf), `${what}: unreadable extension (${error.message})`);
+  }
+}
+
 /** The leaf's own rules (SAN, SPIFFE ID, CA flag, key usage); no chain or time checks. */
 export function leafSpiffeId(leaf: X509Certificate): SpiffeId {
-  const parsed = new x509.X509Certificate(leaf.raw);
-  const san = parsed.getExtension(x509.SubjectAlternativeNameExtension);
-  const uris = san ? san.names.items.filter((name) => name.type === 'url').map((name) => name.value) : [];
+  const extensions = extensionsOf(leaf, 'leaf certificate', true);
+  const uris = extensions.uris;
   if (uris.length !== 1) throw new SvidError('uri_san_count', `X509-SVID must have exactly one URI SAN, found ${uris.length}`);
   let id: SpiffeId;
   try {
@@ -58,13 +73,12 @@ export function leafSpiffeId(leaf: X509Certificate): SpiffeId {
   }
   // X509-SVID standard, 2: a workload's ID names a path; `spiffe://td` alone is the trust domain.
   if (id.path === '') throw new SvidError('bad_spiffe_id', `X509-SVID leaf SPIFFE ID must have a non-root path, got ${id.uri}`);
-  const basic = parsed.getExtension(x509.BasicConstraintsExtension);
-  if (leaf.ca || basic?.ca) throw new SvidError('leaf_is_ca', 'X509-SVID leaf must not be a CA (basicConstraints cA is true)');
-  const usage = parsed.getExtension(x509.KeyUsagesExtension);
-  if (!usage || (usage.usages & x509.KeyUsageFlags.digitalSignature) === 0) {
+  if (leaf.ca || extensions.ca) throw new SvidError('leaf_is_ca', 'X509-SVID leaf must not be a CA (basicConstraints cA is true)');
+  const usage = extensions.keyUsage;
+  if (usage === undefined || (usage & KEY_USAGE.digitalSignature) === 0) {
     throw new SvidError('key_usage', 'X509-SVID leaf must have the digitalSignature key usage');
   }
-  if ((usage.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) !== 0) {
+  if ((usage & (KEY_USAGE.keyCertSign | KEY_USAGE.cRLSign)) !== 0) {
     throw new SvidError('key_usage', 'X509-SVID leaf must not have keyCertSign or cRLSign');
   }
   return id;
@@ -97,10 +111,10 @@ export function checkPresentedChain(chain: readonly X509Certificate[], now = Dat
     const what = index === 0 ? 'leaf certificate' : `chain[${index}]`;
     checkValidity(cert, now, what);
     if (index === 0) return;
-    const parsed = new x509.X509Certificate(cert.raw);
-    if (!parsed.getExtension(x509.BasicConstraintsExtension)?.ca) throw new SvidError('untrusted_chain', `${what}: signing certificate must have CA flag set`);
-    const usage = parsed.getExtension(x509.KeyUsagesExtension);
-    if (!usage || (usage.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new SvidError('key_usage', `${what}: signing certificate must have 'keyCertSign' set as key usage`);
+    const extensions = extensionsOf(cert, what, false);
+    if (!extensions.ca) throw new SvidError('untrusted_chain', `${what}: signing certificate must have CA flag set`);
+    const usage = extensions.keyUsage;
+    if (usage === undefined || (usage & KEY_USAGE.keyCertSign) === 0) throw new SvidError('key_usage', `${what}: signing certificate must have 'keyCertSign' set as key usage`);
     if (!issuedBy(chain[index - 1]!, cert)) throw new SvidError('untrusted_chain', `${index === 1 ? 'leaf' : `chain[${index - 1}]`} is not issued by ${what} (each certificate must be signed by the next)`);
   });
 }

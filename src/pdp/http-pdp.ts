@@ -2,11 +2,15 @@
 // body size cap, and every failure (connect, timeout, 5xx, 4xx, garbage) returned as a PdpError
 // value (SPEC STYLE "A failure is a value") so it can never become an allow. undici throws; its
 // throws stop here.
-import { Pool } from 'undici';
+import { createRequire } from 'node:module';
+import type { Pool } from 'undici';
 import { pdpError, type PdpError } from './pdp.ts';
 import { ttlFromCacheControl } from './facts.ts';
 
 const MAX_ANSWER_BYTES = 64 * 1024;
+// undici (~110 modules, ~30 MiB of RSS) loads when the first AuthZEN or OPA client is built, not
+// whenever this file is imported: the embedded PDP's `run` never needs it (test/budgets/start-modules.json).
+const require = createRequire(import.meta.url);
 
 export interface JsonAnswer {
   readonly kind: 'answer';
@@ -23,7 +27,8 @@ export class JsonPoster {
     const parsed = new URL(url);
     this.path = parsed.pathname + parsed.search;
     this.timeoutMs = timeoutMs;
-    this.pool = new Pool(parsed.origin, { connections, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: 30_000 });
+    const { Pool: UndiciPool } = require('undici') as typeof import('undici');
+    this.pool = new UndiciPool(parsed.origin, { connections, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: 30_000 });
   }
 
   async post(body: unknown, requestId: string): Promise<JsonAnswer | PdpError> {
