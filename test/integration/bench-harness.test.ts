@@ -1,6 +1,7 @@
 // The bench is not a test, but its harness must work: one tiny run of every case (HTTP/1.1,
 // HTTP/2 and gRPC, Portcullis and its yardsticks, nginx when it is installed), side by side,
-// producing one table per protocol.
+// producing one table per protocol, and issue 15's targets table computed from the same run
+// (start-up and idle memory against bare Node, the connection-scale case, the ratios to nginx).
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { credentials, makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -15,6 +16,17 @@ const SERVICES = fileURLToPath(new URL('../../bench/load/h2-services.ts', import
 
 const PORTCULLIS = ['direct', 'open', 'cached', 'uncached', 'remote', 'h2-direct', 'h2-open', 'h2-cached', 'grpc-direct', 'grpc-direct-tls', 'grpc-cached'];
 const NGINX = ['nginx', 'nginx+auth_request', 'h2-nginx', 'grpc-nginx'];
+// Issue 15's figures, in its order; each one's row and whether it needs nginx.
+const FIGURES: [string, boolean][] = [
+  ['idle RSS after start (src/, embedded PDP)', false],
+  ['RSS under the 2-connection load', false],
+  ['start to listening (src/)', false],
+  ['CPU per cached authorized HTTP/1.1 request ÷ nginx proxying with no authorization', true],
+  ['the same ÷ nginx + auth_request (per CPU)', true],
+  ['CPU per cached gRPC unary call ÷ nginx grpc_pass', true],
+  ['10,000 idle mTLS keep-alive connections, extra RSS', false],
+  ['p99 cached ÷ p99 nginx at the same concurrency', true],
+];
 
 describe('bench harness', () => {
   it('runs each case once with tiny load and prints a table per protocol', { timeout: 120_000 }, async () => {
@@ -26,7 +38,7 @@ describe('bench harness', () => {
     expect(new Set(headers).size).toBe(1); // one set of columns, so the tables read side by side
     const header = headers[0]!.split('|').map((c) => c.trim());
     const column = (name: string) => header.indexOf(name);
-    const rows = new Map(lines.filter((line) => /^\| [a-z0-9_+-]+ \| /.test(line) && !line.startsWith('| case |')).map((row) => [row.split('|')[1]!.trim(), row]));
+    const rows = new Map(lines.filter((line) => /^\| [a-z0-9_+-]+ \| /.test(line) && !line.startsWith('| case |') && !line.startsWith('| figure |')).map((row) => [row.split('|')[1]!.trim(), row]));
     // grpc-cached is measured only if a probe call through the proxy's h2c upstream succeeds (the
     // bench prints "h2c upstream not available" otherwise); this proxy has one, so it must be there.
     const expected = [...PORTCULLIS, ...(nginx ? NGINX : [])];
@@ -41,6 +53,26 @@ describe('bench harness', () => {
       if (process.platform === 'linux') expect(Number(cells[column('CPU µs/req')]), row).toBeGreaterThan(0);
     }
     expect(stdout).toMatch(/^machine: \d+ × /m);
+
+    // The targets table: one row per figure of the issue, each measured in this run (or, for
+    // the nginx ratios where nginx is missing, "not measured" with the reason), five cells each.
+    const start = lines.indexOf('| figure | measured | target | moonshot | met? |');
+    expect(start, 'targets table header').toBeGreaterThan(-1);
+    expect(lines[start - 2]).toMatch(/^Issue 15 targets \(Portcullis from src\//);
+    const targetRows = lines.slice(start + 2).filter((line, i, all) => all.slice(0, i + 1).every((l) => l.startsWith('| '))).map((row) => row.split('|').slice(1, -1).map((c) => c.trim()));
+    expect(targetRows.map((cells) => cells[0])).toEqual(FIGURES.map(([figure]) => figure));
+    for (const [i, [, needsNginx]] of FIGURES.entries()) {
+      const cells = targetRows[i]!;
+      expect(cells.length, cells[0]).toBe(5);
+      expect(cells.every((cell) => cell.length > 0), cells[0]).toBe(true);
+      if (needsNginx && !nginx) expect(cells[1], cells[0]).toMatch(/^not measured: .*nginx/);
+      else expect(cells[1], cells[0]).not.toMatch(/not measured/);
+    }
+    // The quick run holds 50 idle connections (not 10,000): all open, none failed, and not judged.
+    const idle = targetRows[6]!;
+    expect(idle[1]).toMatch(/ for 50 open \(/);
+    expect(idle[1]).not.toMatch(/failed|closed by the server/);
+    expect(idle[4]).toMatch(/^– \(50 of 50 connections open/);
   });
 
   it('the gRPC cases\' service is real gRPC: a grpc-js client gets its answer and grpc-status 0', { timeout: 20_000 }, async () => {
