@@ -478,8 +478,10 @@ ${extra.limits ? `limits: ${extra.limits}\n` : ''}`);
   }
   // Issue 15's start-up and connection-scale figures, before the load (bench/load/targets.ts).
   const clientContext = createSecureContext({ ca: readFileSync(files.ca), cert: readFileSync(files.cert), key: readFileSync(files.key) });
-  const startup = await measureStartup();
-  const idle = await measureIdleConnections();
+  // A step that fails is a figure not measured, with why; the load cases still run.
+  const orWhyNot = <T>(step: Promise<T>) => step.catch((error: unknown) => ({ notMeasured: `failed: ${(error as Error).message.slice(0, 300)}` }));
+  const startup = await orWhyNot(measureStartup());
+  const idle = await orWhyNot(measureIdleConnections());
   const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]));
   const peakRss = new Map<string, number>();
   for (let round = 0; round < ROUNDS; round++) {

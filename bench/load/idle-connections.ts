@@ -97,6 +97,8 @@ function answer(socket: TLSSocket): Promise<boolean> {
 function openOne(requests: number): Promise<TLSSocket | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ port: options.port, host: '127.0.0.1', servername: 'localhost', secureContext });
+    // As loadgen.ts does: the request is not held back by Nagle behind the handshake's last flight.
+    socket.setNoDelay(true);
     const fail = (error: Error) => {
       failed++;
       firstError ??= error.message;

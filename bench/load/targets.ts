@@ -139,6 +139,9 @@ export function targetRows(input: TargetInputs): TargetRow[] {
   return rows;
 }
 
+/** A table cell on one line, whatever a reason (an error message) held. */
+const cell = (text: string) => text.replace(/\s+/g, ' ').replaceAll('|', '\\|');
+
 /** The table as Markdown lines, with a heading line saying where it comes from. */
 export function targetTable(rows: TargetRow[], build: string): string[] {
   return [
@@ -146,6 +149,6 @@ export function targetTable(rows: TargetRow[], build: string): string[] {
     '',
     '| figure | measured | target | moonshot | met? |',
     '|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.figure} | ${r.measured} | ${r.target} | ${r.moonshot} | ${r.met} |`),
+    ...rows.map((r) => `| ${[r.figure, r.measured, r.target, r.moonshot, r.met].map(cell).join(' | ')} |`),
   ];
 }
