@@ -83,6 +83,12 @@ function run(cpu: number, command: string, args: string[], env: NodeJS.ProcessEn
   const [file, argv] = pin ? ['taskset', ['-c', String(cpu), command, ...args]] : [command, args];
   const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(child);
+  // A helper that dies mid-run fails every later sample of its cases: say which, and why.
+  let stderrTail = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString()).slice(-1500)));
+  child.on('exit', (code) => {
+    if (code !== null && code !== 0) process.stderr.write(`bench: ${[command, ...args].join(' ').slice(0, 160)} exited with ${code}: ${stderrTail}\n`);
+  });
   return child;
 }
 

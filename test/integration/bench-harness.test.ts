@@ -4,6 +4,7 @@
 // (start-up and idle memory against bare Node, the connection-scale case, the ratios to nginx).
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect as connectH2, constants as h2 } from 'node:http2';
 import { credentials, makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -89,6 +90,44 @@ describe('bench harness', () => {
       client.close();
       expect(answer.length).toBe(100); // field 1, 98 bytes: the same 100 bytes as the HTTP answer
       expect(answer.subarray(0, 2)).toEqual(Buffer.from([0x0a, 98]));
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('the gRPC service survives clients that reset calls and drop sessions mid-call (a full run lost its gRPC table to that)', { timeout: 20_000 }, async () => {
+    const child = spawn(process.execPath, [SERVICES, JSON.stringify({ kind: 'grpc', port: 0 })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const [line] = (await once(child.stdout, 'data')) as [Buffer];
+      const { port } = JSON.parse(line.toString()) as { port: number };
+      const message = Buffer.from([0, 0, 0, 0, 4, 0x0a, 0x02, 0x34, 0x32]);
+      // Whole requests, half of them reset at once, then the session torn down, as a load
+      // generator that exits with calls in flight does.
+      for (let round = 0; round < 20 && child.exitCode === null; round++) {
+        const session = connectH2(`http://127.0.0.1:${port}`);
+        session.on('error', () => undefined);
+        for (let i = 0; i < 50; i++) {
+          const call = session.request({ ':method': 'POST', ':path': '/bench.v1.Orders/Refund', 'content-type': 'application/grpc', te: 'trailers' });
+          call.on('error', () => undefined);
+          call.end(message);
+          if (i % 2) call.close(h2.NGHTTP2_CANCEL);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        session.destroy();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(child.exitCode, stderr).toBe(null);
+      // And it still answers.
+      const session = connectH2(`http://127.0.0.1:${port}`);
+      const call = session.request({ ':method': 'POST', ':path': '/bench.v1.Orders/Refund', 'content-type': 'application/grpc', te: 'trailers' });
+      const trailers = new Promise<Record<string, unknown>>((resolve) => call.once('trailers', resolve));
+      call.resume();
+      call.end(message);
+      expect((await trailers)['grpc-status']).toBe('0');
+      session.close();
     } finally {
       child.kill('SIGTERM');
     }
