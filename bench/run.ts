@@ -9,9 +9,14 @@
 // /tmp/perf-PID.map for `perf record`). Each sample reports the CPU time per request of the
 // case's own processes and of the service, read from /proc: unlike req/s, it does not depend
 // on how the scheduler shares CPU 0.
+// The same run also measures start-up (--starts N: Portcullis and a bare Node HTTPS server
+// started alternately), idle connections at scale (--idle-connections N, default 10,000) and
+// ends with issue 15's targets table computed from all of it (bench/load/targets.ts); the
+// --cases names of those two steps are `startup` and `idle-connections`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,6 +27,11 @@ import { mintGrant, mintPosture } from '../src/cli/mint.ts';
 import { nginxConfig, nginxVersion, findNginx } from './load/nginx.ts';
 import { probe } from './load/probe.ts';
 import { MCP_ANSWER_TEXT, MCP_BODY, MCP_HEADERS, MCP_PATH, probeMcp } from './load/mcp-call.ts';
+import { rssMiB } from './load/rss.ts';
+import { BARE_HTTPS_SERVER, timeStart, type StartSample } from './load/startup.ts';
+import { fileLimits, reachableLimit, withFileLimit } from './load/file-limit.ts';
+import type { IdleResult } from './load/idle-connections.ts';
+import { targetRows, targetTable, type TargetInputs } from './load/targets.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
@@ -38,6 +48,8 @@ const { values: flags } = parseArgs({
     dist: { type: 'boolean', default: false },
     reference: { type: 'boolean', default: false },
     perf: { type: 'boolean', default: false },
+    starts: { type: 'string' },
+    'idle-connections': { type: 'string' },
   },
 });
 // `--dist` (what `npm run bench` uses, after building) measures the compiled JavaScript, as
@@ -52,6 +64,10 @@ const DURATION_MS = Number(flags.duration ?? (quick ? 300 : 5000));
 const CONNECTIONS = Number(flags.connections ?? (quick ? 2 : 32));
 const STREAMS = Number(flags.streams ?? (quick ? 2 : 4));
 const WARMUP_MS = quick ? 200 : 1500;
+/** Start-up: how many starts of Portcullis, alternating with as many of bare Node. */
+const STARTS = Number(flags.starts ?? (quick ? 1 : 5));
+/** The connection-scale case: how many idle mTLS keep-alive connections. */
+const IDLE_CONNECTIONS = Number(flags['idle-connections'] ?? (quick ? 50 : 10_000));
 const pin = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 const children: ChildProcess[] = [];
@@ -68,6 +84,12 @@ function run(cpu: number, command: string, args: string[], env: NodeJS.ProcessEn
   const [file, argv] = pin ? ['taskset', ['-c', String(cpu), command, ...args]] : [command, args];
   const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(child);
+  // A helper that dies mid-run fails every later sample of its cases: say which, and why.
+  let stderrTail = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString()).slice(-1500)));
+  child.on('exit', (code) => {
+    if (code !== null && code !== 0) process.stderr.write(`bench: ${[command, ...args].join(' ').slice(0, 160)} exited with ${code}: ${stderrTail}\n`);
+  });
   return child;
 }
 
@@ -98,9 +120,11 @@ async function startServer(options: Record<string, unknown>): Promise<{ port: nu
   return { port: (await firstJsonLine(child, `server ${String(options.kind)}`)).port as number, pid: child.pid! };
 }
 
-function startPortcullis(configFile: string, profile: boolean): ChildProcess {
+/** `openFiles`: the open-file limit it needs, when more than the shell's default (the idle-connections case). */
+function startPortcullis(configFile: string, profile: boolean, openFiles?: number): ChildProcess {
   const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : flags.perf ? ['--perf-basic-prof'] : [];
-  const child = run(0, process.execPath, [...cpuProf, MAIN, 'run', '--config', configFile], { PORTCULLIS_LOG_LEVEL: 'warn' });
+  const args = [...cpuProf, MAIN, 'run', '--config', configFile];
+  const child = run(0, ...(openFiles ? withFileLimit(openFiles, process.execPath, args) : ([process.execPath, args] as const)), { PORTCULLIS_LOG_LEVEL: 'warn' });
   if (profile) profiled.push(child);
   child.stdout!.resume();
   child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
@@ -108,17 +132,6 @@ function startPortcullis(configFile: string, profile: boolean): ChildProcess {
     if (code !== null && code !== 0) process.stderr.write(`portcullis (${configFile}) exited with ${code}\n`);
   });
   return child;
-}
-
-/** Resident memory of a process in MiB (Linux /proc), or NaN. */
-function rssMiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-  } catch {
-    return NaN;
-  }
 }
 
 interface Sample {
@@ -252,10 +265,10 @@ async function main(): Promise<void> {
   });
 
   /** `routes`: YAML route lines replacing the HTTP/1.1 cases' two; `upstream`: another service than the HTTP/1.1 one. */
-  type Extra = { maxEntries?: number; pdp?: string; routes?: string; upstream?: { port: number; protocol: 'http1' | 'h2c'; connections?: number } };
+  type Extra = { maxEntries?: number; pdp?: string; routes?: string; upstream?: { port: number; protocol: 'http1' | 'h2c'; connections?: number }; limits?: string };
   const HTTP1_ROUTES = `  - { name: open, match: { methods: [GET], path: /open }, privileged: false }
   - { name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }`;
-  const portcullisConfig = async (name: string, extra: Extra) => {
+  const configFor = async (name: string, extra: Extra) => {
     const port = await freePort();
     const adminPort = await freePort();
     const file = write(`${name}.yaml`, `listen: { address: 127.0.0.1, port: ${port} }
@@ -269,7 +282,11 @@ grants: { issuers: [{ issuer: "https://jit.example.org", jwksFile: jwks.json }] 
 posture: { issuers: [{ issuer: "https://posture.example.org", jwksFile: jwks.json }], maxAge: 15m }
 admin: { address: 127.0.0.1, port: ${adminPort} }
 audit: { file: ${name}-audit.log }
-`);
+${extra.limits ? `limits: ${extra.limits}\n` : ''}`);
+    return { file, port };
+  };
+  const portcullisConfig = async (name: string, extra: Extra) => {
+    const { file, port } = await configFor(name, extra);
     const child = startPortcullis(file, flags.profile === name);
     await waitForPort(port);
     return { port, pid: child.pid! };
@@ -413,12 +430,101 @@ audit: { file: ${name}-audit.log }
     });
   }
 
+  /** Why a load case has no figures in this run (for the targets table). */
+  const whyMissing = (name: string): string => {
+    if (wanted && !wanted.has(name)) return 'not in --cases';
+    const note = notes.find((n) => n.startsWith(`${name} `) || (NGINX_CASES.includes(name) && n.startsWith('nginx not found')));
+    return note ?? 'the case did not run';
+  };
+
+  /**
+   * Start to listening and idle RSS: Portcullis (embedded PDP, the HTTP/1.1 cases' config) and a
+   * bare Node HTTPS server, STARTS times each, alternating which goes first, on CPU 0 like every
+   * server; each a fresh process on a fresh port, timed from spawn to the first mTLS handshake.
+   */
+  async function measureStartup(): Promise<TargetInputs['startup']> {
+    if (wanted && !wanted.has('startup')) return { notMeasured: 'not in --cases' };
+    const settleMs = quick ? 500 : 2000;
+    const portcullisStarts: StartSample[] = [];
+    const bareStarts: StartSample[] = [];
+    const portcullisOnce = async (i: number) => {
+      const { file, port } = await configFor(`startup-${i}`, {});
+      portcullisStarts.push(await timeStart(() => run(0, process.execPath, [MAIN, 'run', '--config', file], { PORTCULLIS_LOG_LEVEL: 'info' }), { port, secureContext: clientContext, settleMs, logLine: 'portcullis is serving' }));
+    };
+    const bareOnce = async () => {
+      const port = await freePort();
+      const env = { BARE_PORT: String(port), BARE_CERT: tlsFiles.cert, BARE_KEY: tlsFiles.key, BARE_CA: tlsFiles.ca };
+      bareStarts.push(await timeStart(() => run(0, process.execPath, ['-e', BARE_HTTPS_SERVER], env), { port, secureContext: clientContext, settleMs }));
+    };
+    for (let i = 0; i < STARTS; i++) {
+      if (i % 2 === 0) {
+        await portcullisOnce(i);
+        await bareOnce();
+      } else {
+        await bareOnce();
+        await portcullisOnce(i);
+      }
+    }
+    if (!quick) process.stderr.write(`startup: Portcullis ${portcullisStarts.map((s) => fixed(s.listenMs, 0)).join(', ')} ms, ${portcullisStarts.map((s) => fixed(s.idleRssMiB, 1)).join(', ')} MiB; bare Node ${bareStarts.map((s) => fixed(s.listenMs, 0)).join(', ')} ms, ${bareStarts.map((s) => fixed(s.idleRssMiB, 1)).join(', ')} MiB\n`);
+    return { portcullis: portcullisStarts, bare: bareStarts };
+  }
+
+  /**
+   * The connection-scale case: a Portcullis of its own (the HTTP/1.1 cases' config), and
+   * bench/load/idle-connections.ts on CPU 1 holding IDLE_CONNECTIONS mTLS keep-alive connections
+   * to it, one request each (GET /open); then the same against a bare Node HTTPS server, the
+   * yardstick for what Node itself holds per TLS connection. Both ends get the open-file limit
+   * that takes (the hard limit caps it for non-root: then fewer connections, and a note says so).
+   */
+  async function measureIdleConnections(): Promise<TargetInputs['idle']> {
+    if (wanted && !wanted.has('idle-connections')) return { notMeasured: 'not in --cases' };
+    const SPARE_FILES = 256; // listeners, the upstream pool, logs, the runtime's own
+    const limits = fileLimits();
+    const openFiles = reachableLimit(IDLE_CONNECTIONS + SPARE_FILES, limits);
+    const connections = Math.min(IDLE_CONNECTIONS, openFiles - SPARE_FILES);
+    if (connections <= 0) return { notMeasured: `the hard open-file limit (${limits.hard}) leaves no room for connections` };
+    if (connections < IDLE_CONNECTIONS) notes.push(`idle-connections: ${connections} connections, not ${IDLE_CONNECTIONS}: the hard open-file limit is ${limits.hard}`);
+    // Opening 10,000 mTLS connections takes from 20 s to minutes on a busy 2-core machine: both
+    // servers keep idle connections 10 minutes here (Portcullis's limits.idleTimeout, Node's
+    // keepAliveTimeout), so none is closed before the reading. How long an idle connection may
+    // live is policy; what it costs while it lives is the figure.
+    const IDLE_KEEP = '10m';
+    const IDLE_KEEP_MS = 600_000;
+    const hold = async (what: string, port: number, server: ChildProcess): Promise<IdleResult> => {
+      try {
+        await waitForPort(port);
+        const options = { port, pid: server.pid, path: '/open', ...files, connections, concurrency: 32, ratePerSecond: 1000, warmupRequests: quick ? 40 : 2000, settleMs: quick ? 500 : 2000, timeoutMs: 400_000 };
+        const generator = run(1, ...withFileLimit(openFiles, process.execPath, [join(HERE, 'load/idle-connections.ts'), JSON.stringify(options)]));
+        const result = (await firstJsonLine(generator, 'idle-connections generator', 'stdout', () => true, 450_000)) as unknown as IdleResult;
+        if (!quick) process.stderr.write(`idle-connections, ${what}: ${result.open} open, ${fixed(result.extraMiB, 1)} MiB extra (${fixed(result.perConnectionKiB, 1)} KiB each), opened in ${fixed(result.openingMs, 0)} ms (CPU ${fixed(result.serverCpuMsPerConnection, 2)} ms per connection); generator ${fixed(result.generatorRssMiB, 0)} MiB\n`);
+        return result;
+      } finally {
+        // Its figures are read: no need to watch it drain its connections.
+        server.kill('SIGKILL');
+      }
+    };
+    const { file, port } = await configFor('idle-connections', { limits: `{ idleTimeout: ${IDLE_KEEP} }` });
+    const portcullisResult = await hold('Portcullis', port, startPortcullis(file, false, openFiles));
+    const barePort = await freePort();
+    const bareEnv = { BARE_PORT: String(barePort), BARE_CERT: tlsFiles.cert, BARE_KEY: tlsFiles.key, BARE_CA: tlsFiles.ca, BARE_KEEPALIVE_MS: String(IDLE_KEEP_MS) };
+    const bareServer = run(0, ...withFileLimit(openFiles, process.execPath, ['-e', BARE_HTTPS_SERVER]), bareEnv);
+    bareServer.stdout!.resume();
+    bareServer.stderr!.resume();
+    return { portcullis: portcullisResult, bare: await hold('bare Node', barePort, bareServer) };
+  }
+
   // Every case answers one request as it should before it is measured, or the bench stops here.
   for (const c of cases) {
     // An MCP case must answer the tool's result (a JSON-RPC error also comes with 200).
     const failed = c.group === 'MCP' ? await probeMcp({ port: c.port, headers: c.headers, files }) : await probe({ port: c.port, path: c.path, method: c.method, headers: c.headers, h2: c.how?.kind === 'h2' ? c.how : undefined, files });
     if (failed !== undefined) throw new Error(`case ${c.name} does not answer as it should: ${failed}`);
   }
+  // Issue 15's start-up and connection-scale figures, before the load (bench/load/targets.ts).
+  const clientContext = createSecureContext({ ca: readFileSync(files.ca), cert: readFileSync(files.cert), key: readFileSync(files.key) });
+  // A step that fails is a figure not measured, with why; the load cases still run.
+  const orWhyNot = <T>(step: Promise<T>) => step.catch((error: unknown) => ({ notMeasured: `failed: ${(error as Error).message.slice(0, 300)}` }));
+  const startup = await orWhyNot(measureStartup());
+  const idle = await orWhyNot(measureIdleConnections());
   const samples = new Map<string, Sample[]>(cases.map((c) => [c.name, []]));
   const peakRss = new Map<string, number>();
   for (let round = 0; round < ROUNDS; round++) {
@@ -463,13 +569,25 @@ audit: { file: ${name}-audit.log }
     ...(notes.length ? [''] : []),
     ...notes.map((n) => `note: ${n}`),
   ];
+  const build = flags.dist ? 'dist/' : 'src/ (type-stripped)';
+  const targets = targetRows({
+    build,
+    startup,
+    idle,
+    cases: Object.fromEntries(summary.map((s) => [s.name, { proxyUs: s.proxyUs, p99: s.p99, rssMiB: peakRss.get(s.name) }])),
+    whyMissing,
+    connections: CONNECTIONS,
+    streams: STREAMS,
+  });
+  lines.push('', ...targetTable(targets, build));
+  if (!flags.dist) lines.push('', 'note: Portcullis ran from src/ (types stripped at load, which costs memory and start-up time): the targets name dist/ (npm run bench)');
   const table = lines.join('\n') + '\n';
   process.stdout.write(table);
   if (!quick) {
     const out = flags.out ?? join(HERE, 'results', `load-${new Date().toISOString().replace(/[:.]/g, '-')}.md`);
     mkdirSync(join(HERE, 'results'), { recursive: true });
     writeFileSync(out, table);
-    writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, loadAverage: [loadAtStart, loadavg()[0]], summary, rounds: Object.fromEntries(samples) }, null, 2));
+    writeFileSync(join(HERE, 'results', 'latest.json'), JSON.stringify({ machine, loadAverage: [loadAtStart, loadavg()[0]], summary, targets, startup, idleConnections: idle, rounds: Object.fromEntries(samples) }, null, 2));
     process.stdout.write(`written to ${out}\n`);
   }
   // A profiled proxy writes its .cpuprofile on a graceful exit.

@@ -41,6 +41,10 @@ function answerGrpc(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): vo
     first ??= chunk;
   });
   stream.on('end', () => {
+    // The client may reset the stream (or its load generator exit) after the request's last
+    // frame and before this runs: respond() on a closed stream throws, and the service would
+    // die mid-run (it did, once, on a starved machine: every later gRPC sample then failed).
+    if (stream.closed || stream.destroyed) return;
     const declared = first && first.length >= 5 ? first.readUInt32BE(1) : -1;
     const ok = String(headers['content-type'] ?? '').startsWith('application/grpc') && declared >= 0 && received === 5 + declared;
     if (!ok) {
@@ -60,7 +64,11 @@ if (options.kind === 'grpc') servers.push(createServer());
 if (tls) servers.push(createSecureServer(tls));
 const ports: number[] = [];
 for (const server of servers) {
-  server.on('stream', onStream);
+  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    // A stream reset or a session torn down by a client that went away: not the service's failure.
+    stream.on('error', () => undefined);
+    onStream(stream, headers);
+  });
   server.on('sessionError', () => undefined);
   server.listen(server === servers[0] ? options.port : 0, '127.0.0.1', () => {
     const address = server.address();
