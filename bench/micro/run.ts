@@ -1,20 +1,15 @@
-// Microbenchmarks of the hot path's pieces (tinybench): ns/op, and heap bytes per op measured
-// over a GC-free window where the runtime allows (--expose-gc). Also: bytes per cached decision.
+// Microbenchmarks of the hot path's pieces (tinybench): ns/op, and heap bytes allocated per op
+// (bench/alloc/allocated.ts). Also: bytes per cached decision.
 // Run: npm run bench (after the load bench), or node --expose-gc bench/micro/run.ts [--quick]
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// (--expose-gc only for the bytes per cached decision, measured after a full GC).
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
-import { exportJWK } from 'jose';
-import { DevCa } from '../../src/cli/dev-pki.ts';
-import { mintGrant, mintPosture } from '../../src/cli/mint.ts';
-import { loadConfig } from '../../src/config/load.ts';
+import { mintGrant } from '../../src/cli/mint.ts';
 import { buildGeneration } from '../../src/generation.ts';
-import { DecisionCache, decisionKey } from '../../src/decision/decision-cache.ts';
+import { DecisionCache, DecisionScopes, decisionKey } from '../../src/decision/decision-cache.ts';
 import { Revocations } from '../../src/decision/revocations.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
-import type { AuditLog } from '../../src/telemetry/audit.ts';
 import { normaliseTarget } from '../../src/routing/normalise-path.ts';
 import { RouteTable } from '../../src/routing/route-table.ts';
 import { configSchema } from '../../src/config/schema.ts';
@@ -22,54 +17,22 @@ import { EmbeddedPdp, policySchema } from '../../src/pdp/embedded-policy.ts';
 import { TokenVerifier } from '../../src/tokens/token-verifier.ts';
 import { shapeGrant } from '../../src/tokens/grant.ts';
 import { issuerKeys } from '../../src/tokens/key-set.ts';
-import { X509Certificate } from 'node:crypto';
-import { verifyX509Svid } from '../../src/identity/x509-svid.ts';
-import type { PeerIdentity } from '../../src/identity/peer-verifier.ts';
 import type { RequestFacts } from '../../src/decision/authorizer.ts';
 import type { PdpInput } from '../../src/pdp/pdp.ts';
 import { decideCalls } from '../../src/exchange/json-rpc-calls.ts';
-import { TrustBundleSet } from '../../src/identity/trust-bundle.ts';
+import { cacheHitFixture } from './cache-hit.ts';
+import { bytesPerCall } from '../alloc/allocated.ts';
 
 const quick = process.argv.includes('--quick');
 const gc = (globalThis as { gc?: () => void }).gc;
-const nullAudit: AuditLog = { write: () => undefined, flush: async () => undefined };
 
-const dir = mkdtempSync(join(tmpdir(), 'portcullis-micro-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-const write = (name: string, text: string) => writeFileSync(join(dir, name), text);
-const ca = await DevCa.create('example.org');
-const server = await ca.svid('/ns/prod/sa/orders-api');
-const client = await ca.svid('/ns/prod/sa/support-bot');
-write('svid.pem', server.certPem);
-write('svid_key.pem', server.keyPem);
-write('bundle.pem', ca.bundlePem);
-const issuer = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-write('jwks.json', JSON.stringify({ keys: [{ ...(await exportJWK(issuer.publicKey)), kid: 'k1', alg: 'ES256' }] }));
-write('policy.yaml', 'tiers:\n  high: { grant: true, posture: high, maxGrantTtl: 15m }\nrules:\n  - { id: r, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [orders.refund], resources: ["order:*"], ttl: 30s }\n  - { id: m, effect: allow, subjects: ["spiffe://example.org/ns/prod/sa/support-*"], actions: [mcp.tools.call], resources: ["mcp:lookup_order"], ttl: 30s }\n');
-write('portcullis.yaml', `identity: { certFile: svid.pem, keyFile: svid_key.pem, bundleFile: bundle.pem, trustDomains: [example.org], allow: ["spiffe://example.org/**"] }
-upstream: { url: "http://127.0.0.1:1" }
-routes:
-  - { name: refund, match: { methods: [POST], path: "/orders/{id}/refund" }, action: orders.refund, resource: "order:{id}", sensitivity: high }
-  - { name: mcp, match: { methods: [POST], path: /mcp }, jsonrpc: true, action: "mcp.{rpc.method}", resource: "mcp:{rpc.name}", sensitivity: high }
-pdp: { policyFile: policy.yaml }
-grants: { issuers: [{ issuer: "https://jit.example.org", jwksFile: jwks.json }] }
-posture: { issuers: [{ issuer: "https://posture.example.org", jwksFile: jwks.json }], maxAge: 15m }
-`);
-const config = loadConfig(join(dir, 'portcullis.yaml'));
-const metrics = createMetrics({ defaultMetrics: false });
-const shared = { cache: new DecisionCache(100_000, metrics), revocations: new Revocations(), metrics, audit: nullAudit, ownId: 'spiffe://example.org/ns/prod/sa/orders-api' };
-const generation = buildGeneration(1, config, shared);
-const bundles = new TrustBundleSet(new Map([['example.org', [new X509Certificate(ca.bundlePem)]]]));
-const peer: PeerIdentity = { svid: verifyX509Svid([new X509Certificate(client.certPem)], bundles) };
+// The cache-hit decision of the first rows: the same fixture the allocation budget checks
+// (test/budget/allocations.test.ts).
+const fixture = await cacheHitFixture();
+process.on('exit', () => fixture.close());
+const { dir, config, shared, generation, peer, issuer, grant, posture, facts } = fixture;
+const { metrics } = shared;
 const mint = (jti?: string) => mintGrant({ key: issuer.privateKey, kid: 'k1', iss: 'https://jit.example.org', sub: peer.svid.id.uri, aud: shared.ownId, scope: 'orders.refund', ttl: '14m', resources: ['order:*'], jti });
-const grant = await mint();
-const posture = await mintPosture({ key: issuer.privateKey, kid: 'k1', iss: 'https://posture.example.org', sub: peer.svid.id.uri, trust: 'high', ttl: '14m' });
-const match = generation.routes.match('POST', '/orders/42/refund')!;
-const facts: RequestFacts = { peer, route: match.route, resource: match.resource, method: 'POST', headers: { 'x-jit-grant': grant, 'x-device-posture': posture }, requestId: 'r', path: '/orders/42/refund', peerAddress: '127.0.0.1', peerPort: 1 };
-// Warm: verify tokens and fill the decision.
-await generation.authorizer.authorize(facts);
-const hit = generation.authorizer.authorize(facts);
-if (hit instanceof Promise || !hit.allow) throw new Error('expected a synchronous cached allow');
 // The same cache hit with 100,000 revocations held (50,000 jti and 50,000 sub entries, none
 // naming this grant or peer), beside the empty store above: step 7's check is a Map lookup or
 // two whatever the store holds, and must stay within the cache-hit budget (issue 12 item 7).
@@ -151,18 +114,14 @@ bench
   });
 await bench.run();
 
-function heapPerOp(fn: () => unknown, n = 100_000): number | undefined {
-  if (!gc) return undefined;
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  for (let i = 0; i < n; i++) fn();
-  const after = process.memoryUsage().heapUsed;
-  return Math.max(0, (after - before) / n);
+// Heap bytes per op: young-generation bytes allocated over windows of n calls, counted through
+// V8's GC profiler (bench/alloc/allocated.ts), so a GC inside the window no longer hides what was
+// allocated; the least of 5 windows. The allocation budget (test/budget/) counts the first row so.
+function heapPerOp(fn: () => unknown, n = 100_000): number {
+  return bytesPerCall(fn, n);
 }
 const allocations: Record<string, number | undefined> = {
   'decision, cache hit (tokens cached, key, lookup, exp + revocation)': heapPerOp(() => generation.authorizer.authorize(facts), quick ? 1000 : 20_000),
-  // Few calls: at ~5 KB each (the parsed body, its strings, a route per call), 20,000 would fill
-  // the young generation, and a scavenge inside the window hides what was allocated.
   'decision, cache hit, 100,000 revocations held (50,000 jti + 50,000 sub)': heapPerOp(() => heldGeneration.authorizer.authorize(facts), quick ? 1000 : 20_000),
   'decision on a cache hit for a tools/call (parse + decide)': heapPerOp(toolCall, 1000),
   'verified-token cache hit': heapPerOp(() => grants.verify(grant, Date.now())),
@@ -177,11 +136,12 @@ async function bytesPerDecision(n: number): Promise<{ n: number; bytesPerEntry: 
   const cache = new DecisionCache(n, createMetrics({ defaultMetrics: false }));
   // One grant covers many resources: its jti string is shared by those entries, as in the proxy.
   const grantIds = Array.from({ length: Math.ceil(n / 20) }, () => randomUUID());
+  const scope = new DecisionScopes().ref('refund', 'orders.refund', 'spiffe://example.org/ns/prod/sa/support-bot');
   gc();
   const before = process.memoryUsage().heapUsed;
   for (let i = 0; i < n; i++) {
     // Keys as the decision path builds them: a distinct resource and grant per entry.
-    cache.set(decisionKey(1, 'refund', 'spiffe://example.org/ns/prod/sa/support-bot', 'orders.refund', `order:${i}`, (i * 7).toString(36), 'p1', ''), { allow: true, reason: undefined, detail: 'allow rule support-refunds', route: 'refund', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: grantIds[i % grantIds.length]! }, 60_000);
+    cache.set(decisionKey(scope, `order:${i}`, (i * 7).toString(36), 'p1', ''), { allow: true, reason: undefined, detail: 'allow rule support-refunds', route: 'refund', peer: 'spiffe://example.org/ns/prod/sa/support-bot', jti: grantIds[i % grantIds.length]! }, 60_000);
   }
   gc();
   const after = process.memoryUsage().heapUsed;

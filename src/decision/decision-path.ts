@@ -6,7 +6,7 @@
 // On a cache hit with cached tokens nothing here awaits.
 import type { Authorizer, RequestFacts, Verdict } from './authorizer.ts';
 import { denial, type DenyReason } from './denial.ts';
-import { DecisionCache, decisionKey, type CachedDecision, type RouteCacheStats, type TtlBound } from './decision-cache.ts';
+import { DecisionCache, DecisionScopes, decisionKey, type CachedDecision, type RouteCacheStats, type TtlBound } from './decision-cache.ts';
 import { Revocations } from './revocations.ts';
 import { checkFloor, checkTokens, recheckGrant, type Refusal, type TokenRules } from './check-tokens.ts';
 import type { Grant } from '../tokens/grant.ts';
@@ -70,6 +70,8 @@ export class DecisionPath implements Authorizer {
   private readonly routeStats = new WeakMap<RequestFacts['route'], RouteCacheStats>();
   private readonly failureLog: RateLimitedLog | undefined;
   private readonly rules: TokenRules;
+  /** This generation's decision scopes (route, action, peer) by short ref, for the cache keys. */
+  private readonly scopes = new DecisionScopes();
 
   constructor(options: DecisionPathOptions) {
     this.o = options;
@@ -128,7 +130,7 @@ export class DecisionPath implements Authorizer {
         if (this.o.revocations.full) this.failureLog?.warn('revocation_full', { entries: this.o.revocations.size, request_id: facts.requestId }, 'revocation store full: privileged request refused with 503 revocation_unavailable');
         else this.failureLog?.warn('revocation_stale', { request_id: facts.requestId }, 'revocation bus stale (revocation.maxStaleness): privileged request refused with 503 revocation_unavailable');
       }
-      return this.refuse(facts, started, floor);
+      return this.refuse(facts, started, floor, now);
     }
     // checkFloor refused a header sent twice: each one here is a string or absent.
     const grantResult = typeof grantToken === 'string' ? this.o.grants.verify(grantToken, now) : undefined;
@@ -143,7 +145,7 @@ export class DecisionPath implements Authorizer {
   private withTokens(facts: RequestFacts, started: number, now: number, grantResult: TokenResult<Grant> | undefined, postureResult: TokenResult<PostureAssertion> | undefined): Verdict | Promise<Verdict> {
     const intent = readIntent(facts.headers[this.o.intentHeader]);
     const refused = checkTokens(facts, grantResult, postureResult, intent, now, this.rules);
-    if (refused) return this.refuse(facts, started, refused);
+    if (refused) return this.refuse(facts, started, refused, now);
     // The checks passed: every token sent verified, and the intent is well-formed (not null).
     const grantToken = grantResult && !isRefused(grantResult) ? grantResult : undefined;
     const postureToken = postureResult && !isRefused(postureResult) ? postureResult : undefined;
@@ -152,9 +154,9 @@ export class DecisionPath implements Authorizer {
 
     // Each verified token has its own short ref: two grants that share a jti (a re-issue, or two
     // issuers' counters) differ in what the PDP judges (lifetime, claims), so never share a decision.
-    const key = decisionKey(this.o.generation, facts.route.name, facts.peer.svid.id.uri, facts.route.action, facts.resource, grantToken?.ref ?? '', postureToken?.ref ?? '', intent ?? '');
+    const key = decisionKey(this.scopes.ref(facts.route.name, facts.route.action, facts.peer.svid.id.uri), facts.resource, grantToken?.ref ?? '', postureToken?.ref ?? '', intent ?? '');
     const cached = this.o.cache.get(key, now, this.statsOf(facts.route));
-    if (cached) return this.finish(facts, started, cached.allow ? undefined : (cached.reason ?? 'policy_denied'), grant, posture, 'cache', cached.detail);
+    if (cached) return this.finish(facts, started, cached.allow ? undefined : (cached.reason ?? 'policy_denied'), grant, posture, 'cache', cached.detail, now);
 
     let pending = this.inflight.get(key);
     let source: DecisionSource = 'coalesced';
@@ -259,8 +261,8 @@ export class DecisionPath implements Authorizer {
     return (cells[source] ??= this.o.metrics.decisions.cell(route.name, 'allow', 'allowed', source));
   }
 
-  private refuse(facts: RequestFacts, started: number, refusal: Refusal): Verdict {
-    return this.finish(facts, started, refusal.reason, refusal.grant, refusal.posture, 'local', refusal.detail);
+  private refuse(facts: RequestFacts, started: number, refusal: Refusal, now: number): Verdict {
+    return this.finish(facts, started, refusal.reason, refusal.grant, refusal.posture, 'local', refusal.detail, now);
   }
 
   /**
@@ -273,15 +275,19 @@ export class DecisionPath implements Authorizer {
     return { allow: true, grantId: grant && !GRANT_FAILED.has(reason) ? grant.jti : undefined, grantExpMs: undefined, postureDeadlineMs: undefined, shadowDenial: denial(reason) };
   }
 
-  /** Records the decision (metrics and the audit line) and returns its verdict. */
-  private finish(facts: RequestFacts, started: number, reason: DenyReason | undefined, grant: Grant | undefined, posture: PostureAssertion | undefined, source: DecisionSource, detail: string | undefined): Verdict {
+  /**
+   * Records the decision (metrics and the audit line) and returns its verdict. `now`: the clock
+   * reading of a decision that did not wait (a cache hit, a local refusal), for the audit time,
+   * sparing a clock read; undefined after an await (the PDP answered): the clock is read.
+   */
+  private finish(facts: RequestFacts, started: number, reason: DenyReason | undefined, grant: Grant | undefined, posture: PostureAssertion | undefined, source: DecisionSource, detail: string | undefined, now?: number): Verdict {
     const seconds = (performance.now() - started) / 1000;
     const m = this.o.metrics;
     if (reason === 'grant_expired') m.grantExpired.inc();
     m.decisionDuration.observe(m.decisionDuration.cell(source), seconds);
     (reason ? m.decisions.cell(facts.route.name, 'deny', reason, source) : this.allowCell(facts.route, source)).n++;
     this.o.audit.write({
-      time: auditTime(),
+      time: auditTime(now),
       request_id: facts.requestId,
       peer: facts.peer.svid.id.uri,
       action: facts.route.action,

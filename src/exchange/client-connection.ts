@@ -19,6 +19,9 @@ export class ClientConnection implements Bound {
   private readonly close: () => void;
   /** HTTP/2 streams open on this connection (an idle session with none is closed). */
   openStreams = 0;
+  /** OpenExchanges' place for it (Bound). */
+  openList: Bound[] | undefined = undefined;
+  openSlot = -1;
   private xfccBy = '';
   private xfccValue = '';
   private allowChecked: SpiffePatternSet | undefined;

@@ -60,6 +60,9 @@ export class Exchange implements Bound {
   onPosture = false;
   /** Whether it is tracked by OpenExchanges (and must leave it when it ends). */
   tracked = false;
+  /** OpenExchanges' place for it (Bound): declared here so the object has them from the start. */
+  openList: Bound[] | undefined = undefined;
+  openSlot = -1;
 
   constructor(connection: ClientConnection, generation: Generation, protocol: Protocol, request: RequestInit, access: AccessLog | undefined, ended: (x: Exchange) => void) {
     this.connection = connection;

@@ -21,6 +21,13 @@ export interface Bound {
   readonly onPosture: boolean;
   /** Ends it now, in its protocol's way; called at most once. */
   cut(reason: CutReason): void;
+  /**
+   * OpenExchanges' own bookkeeping, kept on the bound itself: the list of the tick holding it
+   * (undefined: not held) and its index there. Exchange and ClientConnection declare them (so
+   * they live in the object from the start); any other object gets them when added.
+   */
+  openList?: Bound[] | undefined;
+  openSlot?: number;
 }
 
 const TICK_MS = 25;
@@ -31,9 +38,17 @@ export interface Revoked {
   readonly postureSub?: string | undefined;
 }
 
+/**
+ * Membership is kept on the bounds themselves (their tick and their slot in that tick's array),
+ * not in a Map and a Set keyed by them: an exchange comes and goes on every privileged request,
+ * and a hash table with that churn rehashes every few dozen of them. Once the table is in the
+ * old generation, V8 allocates each rehashed copy there too, so the churn became old-generation
+ * garbage that only a full GC frees: the cached load bench's heap grew to about 210 MiB (104
+ * without tracking). An array per tick with swap-remove allocates nothing per request.
+ */
 export class OpenExchanges {
-  private readonly ticks = new Map<number, Set<Bound>>();
-  private readonly tickOf = new Map<Bound, number>();
+  private readonly ticks = new Map<number, Bound[]>();
+  private count = 0;
   /** Ticks that held something when added, earliest first; a tick emptied since is skipped. */
   private readonly heap = new TickHeap();
   private timer: NodeJS.Timeout | undefined;
@@ -48,7 +63,7 @@ export class OpenExchanges {
   }
 
   get size(): number {
-    return this.tickOf.size;
+    return this.count;
   }
 
   /** Ticks waiting in the heap: one per distinct deadline tick, not one per exchange. */
@@ -62,34 +77,46 @@ export class OpenExchanges {
       this.fire(bound, bound.deadlineReason);
       return;
     }
+    // Held already (never done today): its one place moves, it is never held twice.
+    if (bound.openList !== undefined) this.remove(bound);
     const tick = Math.ceil(bound.deadlineMs / TICK_MS);
-    let set = this.ticks.get(tick);
-    if (set === undefined) {
-      this.ticks.set(tick, (set = new Set()));
+    let list = this.ticks.get(tick);
+    if (list === undefined) {
+      this.ticks.set(tick, (list = []));
       this.heap.push(tick);
     }
-    set.add(bound);
-    this.tickOf.set(bound, tick);
+    bound.openList = list;
+    bound.openSlot = list.length;
+    list.push(bound);
+    this.count++;
     if (tick < this.armedFor) this.arm(tick, now);
   }
 
   /** The exchange ended on its own: nothing to cut. */
   remove(bound: Bound): void {
-    const tick = this.tickOf.get(bound);
-    if (tick === undefined) return;
-    this.tickOf.delete(bound);
-    // An emptied tick keeps its set until its time: the next exchange on the same grant (same
+    const list = bound.openList;
+    if (list === undefined) return;
+    bound.openList = undefined;
+    this.count--;
+    // An emptied tick keeps its list until its time: the next exchange on the same grant (same
     // exp, same tick) reuses it. Dropping it would push the tick onto the heap again on every
     // request, a heap that grows with request rate × grant lifetime until the tick comes.
-    this.ticks.get(tick)!.delete(bound);
+    const slot = bound.openSlot!;
+    const last = list.pop()!;
+    if (last !== bound) {
+      list[slot] = last;
+      last.openSlot = slot;
+    }
   }
 
   /** Cuts every open exchange the revocation names; returns how many. */
   revoke(revoked: Revoked): number {
     const doomed: [Bound, CutReason][] = [];
-    for (const bound of this.tickOf.keys()) {
-      if ((revoked.jti !== undefined && bound.jti === revoked.jti) || (revoked.sub !== undefined && bound.jti !== undefined && bound.peerId === revoked.sub)) doomed.push([bound, 'grant_revoked']);
-      else if (revoked.postureSub !== undefined && bound.onPosture && bound.peerId === revoked.postureSub) doomed.push([bound, 'posture_revoked']);
+    for (const list of this.ticks.values()) {
+      for (const bound of list) {
+        if ((revoked.jti !== undefined && bound.jti === revoked.jti) || (revoked.sub !== undefined && bound.jti !== undefined && bound.peerId === revoked.sub)) doomed.push([bound, 'grant_revoked']);
+        else if (revoked.postureSub !== undefined && bound.onPosture && bound.peerId === revoked.postureSub) doomed.push([bound, 'posture_revoked']);
+      }
     }
     for (const [bound, reason] of doomed) {
       this.remove(bound);
@@ -111,13 +138,13 @@ export class OpenExchanges {
     const last = Math.floor(now / TICK_MS);
     for (let tick = this.heap.peek(); tick !== undefined && tick <= last; tick = this.heap.peek()) {
       this.heap.pop();
-      const set = this.ticks.get(tick);
-      if (set === undefined) continue;
+      const list = this.ticks.get(tick);
+      if (list === undefined) continue;
       this.ticks.delete(tick);
-      for (const bound of set) {
-        this.tickOf.delete(bound);
-        this.fire(bound, bound.deadlineReason);
-      }
+      // All of the tick leave first: a cut that ends another of them at once finds it gone.
+      for (const bound of list) bound.openList = undefined;
+      this.count -= list.length;
+      for (const bound of list) this.fire(bound, bound.deadlineReason);
     }
     // The timer waits for the next tick known (it may have emptied since: then it cuts nothing).
     const next = this.heap.peek();

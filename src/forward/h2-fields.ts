@@ -1,7 +1,7 @@
 // HTTP/2 field rules for what the h2c pool sends to the service and relays back from it.
 // Fields travel as flat lists (name, value, name, value…), as node:http2 gives and takes them
 // ("raw headers"), so no header object is built per request.
-import { BAD_TARGET, BAD_VALUE_WRITTEN, TOKEN } from './http-syntax.ts';
+import { badTarget, badValueWritten, isToken } from './http-syntax.ts';
 
 /** RFC 9113 8.2.1: a field name is a token in lowercase. */
 const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
@@ -26,13 +26,13 @@ function dropped(name: string, value: string): boolean {
  * speaks HTTP/1.1 would read it as a second field).
  */
 export function requestFields(method: string, path: string, authority: string, headers: readonly string[]): string[] | undefined {
-  if (!TOKEN.test(method) || BAD_TARGET.test(path) || path === '' || BAD_TARGET.test(authority)) return undefined;
+  if (!isToken(method) || badTarget(path) || path === '' || badTarget(authority)) return undefined;
   const out = [':method', method, ':scheme', 'http', ':authority', authority, ':path', path];
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     const value = headers[i + 1]!;
     if (dropped(name, value)) continue;
-    if (!FIELD_NAME.test(name) || BAD_VALUE_WRITTEN.test(value)) return undefined;
+    if (!FIELD_NAME.test(name) || badValueWritten(value)) return undefined;
     out.push(name, value);
   }
   return out;
@@ -62,7 +62,7 @@ export function trailerObject(raw: readonly string[]): Record<string, string | s
     const name = raw[i]!;
     const value = raw[i + 1]!;
     if (dropped(name, value)) continue;
-    if (!FIELD_NAME.test(name) || BAD_VALUE_WRITTEN.test(value)) return undefined;
+    if (!FIELD_NAME.test(name) || badValueWritten(value)) return undefined;
     const seen = out[name];
     if (seen === undefined) out[name] = value;
     else if (typeof seen === 'string') out[name] = [seen, value];

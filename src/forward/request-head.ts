@@ -1,6 +1,6 @@
 // The request head we send to the service, for forwarded requests and for upgrades alike,
 // written as latin1 with only what latin1 carries byte for byte.
-import { BAD_TARGET, BAD_VALUE_WRITTEN, TOKEN } from './http-syntax.ts';
+import { badTarget, badValueWritten, isToken } from './http-syntax.ts';
 
 /**
  * The request line and header lines, each ending in CRLF (the caller adds its own framing lines
@@ -8,13 +8,13 @@ import { BAD_TARGET, BAD_VALUE_WRITTEN, TOKEN } from './http-syntax.ts';
  * could not be sent safely.
  */
 export function requestLines(method: string, path: string, headers: readonly string[], defaultHost: string): string | undefined {
-  if (!TOKEN.test(method) || path === '' || BAD_TARGET.test(path)) return undefined;
+  if (!isToken(method) || path === '' || badTarget(path)) return undefined;
   let head = method + ' ' + path + ' HTTP/1.1\r\n';
   let hasHost = false;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     const value = headers[i + 1]!;
-    if (!TOKEN.test(name) || BAD_VALUE_WRITTEN.test(value)) return undefined;
+    if (!isToken(name) || badValueWritten(value)) return undefined;
     if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
     head += name + ': ' + value + '\r\n';
   }

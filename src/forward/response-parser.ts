@@ -205,7 +205,8 @@ export class ResponseParser {
         if (transferEncoding || value.toLowerCase() !== 'chunked') throw new ResponseParseError('unsupported Transfer-Encoding');
         transferEncoding = chunked = true;
       } else if (name === 'connection') {
-        if (/(?:^|,)\s*close\s*(?:,|$)/i.test(value)) this.keepAlive = false;
+        // Nearly every answer says just "keep-alive", which has no "close": no RegExp call for it.
+        if (value !== 'keep-alive' && /(?:^|,)\s*close\s*(?:,|$)/i.test(value)) this.keepAlive = false;
       }
       headers.push(name, value);
     }

@@ -86,9 +86,12 @@ export function memoryAuditLog(): AuditLog & { records: AuditRecord[]; events: S
 
 let isoMs = 0;
 let isoText = '';
-/** RFC 3339 time of now, formatted once per millisecond (many decisions share one). */
-export function auditTime(): string {
-  const ms = Date.now();
+/**
+ * RFC 3339 time of now, formatted once per millisecond (many decisions share one). A caller that
+ * has just read the clock passes its reading: on this class of VM a clock read costs about 0.1 µs,
+ * a tenth of a cache-hit decision.
+ */
+export function auditTime(ms = Date.now()): string {
   if (ms !== isoMs) {
     isoMs = ms;
     isoText = new Date(ms).toISOString();

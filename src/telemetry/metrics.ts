@@ -138,7 +138,15 @@ export interface CounterCell {
 export class BatchedCounter {
   readonly counter: Counter<string>;
   private readonly labelNames: readonly string[];
-  private readonly cells = new Map<string, CounterCell & { labels: Record<string, string> }>();
+  /** Every cell, for flush(). */
+  private readonly cells: (CounterCell & { labels: Record<string, string> })[] = [];
+  /**
+   * The cells by label value, one Map level per label: the request path's values are strings it
+   * already holds (a route name from the config, a status code, a protocol), whose hashes V8
+   * keeps, so a lookup joins nothing. A key joined from the four values was a fresh string to
+   * build, flatten and hash on every request.
+   */
+  private readonly tree = new Map<string, Map<string, Map<string, Map<string, CounterCell & { labels: Record<string, string> }>>>>();
 
   constructor(counter: Counter<string>, labelNames: readonly string[]) {
     this.counter = counter;
@@ -147,12 +155,18 @@ export class BatchedCounter {
 
   /** The cell of a label set (values in labelNames order), created on first use. */
   cell(a = '', b = '', c = '', d = ''): CounterCell {
-    const key = a + '\u0000' + b + '\u0000' + c + '\u0000' + d;
-    let cell = this.cells.get(key);
+    let byB = this.tree.get(a);
+    if (byB === undefined) this.tree.set(a, (byB = new Map()));
+    let byC = byB.get(b);
+    if (byC === undefined) byB.set(b, (byC = new Map()));
+    let byD = byC.get(c);
+    if (byD === undefined) byC.set(c, (byD = new Map()));
+    let cell = byD.get(d);
     if (!cell) {
       const values = [a, b, c, d];
       const labels = Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]!]));
-      this.cells.set(key, (cell = { n: 0, labels }));
+      byD.set(d, (cell = { n: 0, labels }));
+      this.cells.push(cell);
     }
     return cell;
   }
@@ -163,7 +177,7 @@ export class BatchedCounter {
   }
 
   flush(): void {
-    for (const cell of this.cells.values()) {
+    for (const cell of this.cells) {
       if (cell.n === 0) continue;
       if (this.labelNames.length === 0) this.counter.inc(cell.n);
       else this.counter.inc(cell.labels, cell.n);

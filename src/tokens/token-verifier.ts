@@ -54,14 +54,18 @@ interface Entry<R> {
 }
 
 /**
- * The cache key of a token: its last 43 characters (the end of its signature) for a long token.
- * Every request brings the token as a fresh string, and hashing all ~600 characters of it costs
- * about 0.8 µs per lookup; the signature's tail is as unique among genuine tokens. A forged
- * token can copy that tail, so every hit also compares the whole token, and a forgery never
- * enters the verified cache to displace the genuine entry.
+ * The cache key of a token: its last 12 characters (the end of its signature, 72 random bits)
+ * for a long token. Every request brings the token as a fresh string, and the key is hashed on
+ * every lookup: all ~600 characters cost about 0.8 µs, the 43 of a whole ES256 signature still
+ * about a third of a 0.9 µs cache-hit decision (profiled, two tokens per request), 12 almost
+ * nothing (V8 copies a slice that short into a small flat string instead of pointing into the
+ * token). Among genuine tokens 72 bits are as unique (10,000 cached: a collision about once in
+ * 10^14, and it would only make the two evict each other). A forged token can copy the tail, so
+ * every hit also compares the whole token, and a forgery never enters the verified cache to
+ * displace the genuine entry.
  */
 function keyOf(token: string): string {
-  return token.length > 64 ? token.slice(-43) : token;
+  return token.length > 64 ? token.slice(-12) : token;
 }
 
 const EXPIRED: RefusedToken = Object.freeze({ problem: 'expired', detail: 'token has expired' });
