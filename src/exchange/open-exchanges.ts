@@ -46,6 +46,9 @@ export interface Revoked {
  * garbage that only a full GC frees: the cached load bench's heap grew to about 210 MiB (104
  * without tracking). An array per tick with swap-remove allocates nothing per request.
  */
+/** The longest delay setTimeout honours (a signed 32-bit count of milliseconds). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class OpenExchanges {
   private readonly ticks = new Map<number, Bound[]>();
   private count = 0;
@@ -128,7 +131,10 @@ export class OpenExchanges {
   private arm(tick: number, now: number): void {
     clearTimeout(this.timer);
     this.armedFor = tick;
-    this.timer = setTimeout(this.onTimer, Math.max(0, tick * TICK_MS - now));
+    // Node runs a timer over 2^31-1 ms after 1 ms (with a TimeoutOverflowWarning): a 30-day
+    // SVID's deadline made an idle proxy sweep and warn a thousand times a second. A capped timer
+    // that fires early finds nothing due and arms again for what is left.
+    this.timer = setTimeout(this.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, tick * TICK_MS - now)));
     this.timer.unref();
   }
 

@@ -64,3 +64,25 @@ describe('OpenExchanges slots', () => {
     expect(open.size).toBe(0);
   });
 });
+
+describe('OpenExchanges timer', () => {
+  it('waits for a deadline beyond 24.8 days (2^31-1 ms) instead of sweeping every millisecond', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => void warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const cuts: CutReason[] = [];
+      const open = new OpenExchanges((_, reason) => void cuts.push(reason));
+      // A client SVID valid for 30 days bounds its connection's exchanges to that.
+      const b = bound(Date.now() + 30 * 86_400_000, 'long');
+      open.add(b);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(warnings.filter((name) => name === 'TimeoutOverflowWarning')).toEqual([]);
+      expect(cuts).toEqual([]);
+      expect(open.size).toBe(1);
+      open.remove(b);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
