@@ -1,0 +1,141 @@
+// The oracle: Node's own llhttp, through the HTTPParser binding Node's server uses
+// (lib/_http_common.js), set up as server.ts sets up its https server (strict: no lenient flags;
+// maxHeaderSize = limits.maxHeaderBytes), followed by the checks server.ts makes after it.
+import { createRequire } from 'node:module';
+import { badFraming } from '../../../src/forward/headers.ts';
+import type { Outcome, ParsedRequest } from './outcome.ts';
+
+interface HttpParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  finish(): Error | undefined;
+  close(): void;
+  [key: number]: unknown;
+}
+interface HttpParserClass {
+  new (): HttpParser;
+  REQUEST: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+  kOnExecute: number;
+  kLenientNone: number;
+}
+
+const require = createRequire(import.meta.url);
+const common = require('_http_common') as { HTTPParser: HttpParserClass; methods: string[] };
+export const HTTPParser = common.HTTPParser;
+const methods = common.methods;
+
+/** Node's checkContinue test (lib/_http_server.js continueExpression). */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/** What server.ts refuses after Node's parser accepted a head (each check cites where). */
+export function proxyRefuses(head: ParsedRequest, maxFields: number): string | undefined {
+  // Issue 15: only HTTP/1.0 and HTTP/1.1 (llhttp also takes 0.9 and 2.0 request lines).
+  if (head.version !== '1.0' && head.version !== '1.1') return 'version';
+  // server.ts has no 'connect' listener: Node destroys a CONNECT request's socket unanswered.
+  if (head.method === 'CONNECT') return 'connect';
+  // normaliseTarget (SPEC "Path normalisation"): only origin-form; no control or non-ASCII byte.
+  if (!head.target.startsWith('/') || /[^\x21-\x7e]/.test(head.target)) return 'target';
+  // server.ts onRequest/onUpgrade: badFraming (Host count, TE exactly chunked once, CL ≤ 15 digits).
+  if (badFraming(head.fields, head.version)) return 'framing';
+  // Ours: at most maxFields fields (HTTP/2 gets 128: h2Options' maxHeaderListPairs); Node would
+  // silently drop fields past maxHeadersCount (2000) instead.
+  if (head.fields.length > maxFields * 2) return 'fields';
+  if (head.upgrade) {
+    // server.ts onUpgrade: an upgrade with a body is malformed (req.headers['content-length'] must be '0' if given).
+    const te = fieldValues(head.fields, 'transfer-encoding');
+    const cl = fieldValues(head.fields, 'content-length');
+    if (te.length > 0 || (cl.length > 0 && cl[0] !== '0')) return 'upgrade';
+  }
+  return undefined;
+}
+
+function fieldValues(fields: readonly string[], lower: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() === lower) out.push(fields[i + 1]!);
+  return out;
+}
+
+/** llhttp's reading of the bytes, then server.ts's checks on each head it accepted. */
+export function readLlhttp(chunks: readonly Buffer[], maxHeaderBytes: number, maxFields: number): Outcome {
+  const outcome: Outcome = { heads: [], bodies: [], refused: false };
+  const parser = new HTTPParser();
+  parser.initialize(HTTPParser.REQUEST, {}, maxHeaderBytes, HTTPParser.kLenientNone);
+  let pendingFields: string[] = [];
+  let pendingUrl = '';
+  let body: Buffer[] = [];
+  let checkFailed = false;
+  let upgraded = false;
+  parser[HTTPParser.kOnHeaders] = (fields: string[], url: string) => {
+    pendingFields.push(...fields);
+    pendingUrl += url;
+  };
+  parser[HTTPParser.kOnHeadersComplete] = (major: number, minor: number, fields: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean) => {
+    const all = fields === undefined ? pendingFields : [...pendingFields, ...fields];
+    const target = url === undefined ? pendingUrl : pendingUrl + url;
+    pendingFields = [];
+    pendingUrl = '';
+    const version = `${major}.${minor}`;
+    const te = fieldValues(all, 'transfer-encoding');
+    const cl = fieldValues(all, 'content-length');
+    const expects = fieldValues(all, 'expect');
+    const head: ParsedRequest = {
+      // llhttp's method numbers: its HTTP methods in order, then RTSP's (refused in a request), then QUERY at 46.
+      method: method === 46 ? 'QUERY' : (methods[method] ?? String(method)),
+      target,
+      version,
+      fields: all,
+      framing: upgrade ? 'none' : te.length > 0 ? 'chunked' : cl.length > 0 ? 'length ' + Number(cl[0]) : 'none',
+      keepAlive,
+      upgrade,
+      // Node answers Expect in HTTP/1.1 only; repeated fields are joined with ', ' (req.headers).
+      expect: version !== '1.1' || expects.length === 0 ? 'none' : CONTINUE.test(expects.join(', ')) ? 'continue' : 'other',
+    };
+    if (checkFailed || upgraded) return 0;
+    if (proxyRefuses(head, maxFields) !== undefined) {
+      checkFailed = true;
+      return 0;
+    }
+    outcome.heads.push(head);
+    // Node's server answers 2 for an upgrade it has a listener for (parserOnIncoming): no body,
+    // the rest of the bytes are the new protocol's.
+    if (upgrade) {
+      upgraded = true;
+      return 2;
+    }
+    return 0;
+  };
+  parser[HTTPParser.kOnBody] = (slice: Buffer) => void body.push(Buffer.from(slice));
+  parser[HTTPParser.kOnMessageComplete] = () => {
+    // Fields flushed since the head ended are the trailers (node_http_parser on_message_complete).
+    pendingFields = [];
+    pendingUrl = '';
+    if (checkFailed || upgraded) return;
+    outcome.bodies.push(Buffer.concat(body).toString('latin1'));
+    body = [];
+  };
+  parser[HTTPParser.kOnExecute] = () => {};
+  try {
+    for (const chunk of chunks) {
+      if (chunk.length === 0) continue;
+      const result = parser.execute(chunk);
+      if (checkFailed) break;
+      if (upgraded) return outcome;
+      if (result instanceof Error) {
+        outcome.refused = true;
+        return outcome;
+      }
+    }
+    if (checkFailed) {
+      outcome.refused = true;
+      return outcome;
+    }
+    if (parser.finish() instanceof Error) outcome.refused = true;
+    return outcome;
+  } finally {
+    parser.close();
+  }
+}
