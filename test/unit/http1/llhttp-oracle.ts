@@ -31,25 +31,31 @@ const methods = common.methods;
 /** Node's checkContinue test (lib/_http_server.js continueExpression). */
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
-/** What server.ts refuses after Node's parser accepted a head (each check cites where). */
-export function proxyRefuses(head: ParsedRequest, maxFields: number): string | undefined {
-  // Issue 15: only HTTP/1.0 and HTTP/1.1 (llhttp also takes 0.9 and 2.0 request lines).
-  if (head.version !== '1.0' && head.version !== '1.1') return 'version';
+/** Which checks follow llhttp: none, those server.ts makes today, or those plus issue 15's. */
+export type Checks = 'llhttp' | 'today' | 'ours';
+
+/** What server.ts refuses today after Node's parser accepted a head (each check cites where). */
+export function proxyRefusesToday(head: ParsedRequest): string | undefined {
   // server.ts has no 'connect' listener: Node destroys a CONNECT request's socket unanswered.
   if (head.method === 'CONNECT') return 'connect';
   // normaliseTarget (SPEC "Path normalisation"): only origin-form; no control or non-ASCII byte.
   if (!head.target.startsWith('/') || /[^\x21-\x7e]/.test(head.target)) return 'target';
   // server.ts onRequest/onUpgrade: badFraming (Host count, TE exactly chunked once, CL ≤ 15 digits).
   if (badFraming(head.fields, head.version)) return 'framing';
-  // Ours: at most maxFields fields (HTTP/2 gets 128: h2Options' maxHeaderListPairs); Node would
-  // silently drop fields past maxHeadersCount (2000) instead.
-  if (head.fields.length > maxFields * 2) return 'fields';
   if (head.upgrade) {
     // server.ts onUpgrade: an upgrade with a body is malformed (req.headers['content-length'] must be '0' if given).
     const te = fieldValues(head.fields, 'transfer-encoding');
     const cl = fieldValues(head.fields, 'content-length');
     if (te.length > 0 || (cl.length > 0 && cl[0] !== '0')) return 'upgrade';
   }
+  return undefined;
+}
+
+/** What issue 15 adds: HTTP/1.0 and 1.1 only (llhttp also takes 0.9 and 2.0 lines), at most maxFields fields
+ * (HTTP/2 gets 128: h2Options' maxHeaderListPairs; Node would silently drop fields past maxHeadersCount, 2000). */
+export function oursAlsoRefuses(head: ParsedRequest, maxFields: number): string | undefined {
+  if (head.version !== '1.0' && head.version !== '1.1') return 'version';
+  if (head.fields.length > maxFields * 2) return 'fields';
   return undefined;
 }
 
@@ -60,7 +66,7 @@ function fieldValues(fields: readonly string[], lower: string): string[] {
 }
 
 /** llhttp's reading of the bytes, then server.ts's checks on each head it accepted. */
-export function readLlhttp(chunks: readonly Buffer[], maxHeaderBytes: number, maxFields: number): Outcome {
+export function readLlhttp(chunks: readonly Buffer[], maxHeaderBytes: number, maxFields: number, checks: Checks = 'ours'): Outcome {
   const outcome: Outcome = { heads: [], bodies: [], refused: false };
   const parser = new HTTPParser();
   parser.initialize(HTTPParser.REQUEST, {}, maxHeaderBytes, HTTPParser.kLenientNone);
@@ -95,7 +101,8 @@ export function readLlhttp(chunks: readonly Buffer[], maxHeaderBytes: number, ma
       expect: version !== '1.1' || expects.length === 0 ? 'none' : CONTINUE.test(expects.join(', ')) ? 'continue' : 'other',
     };
     if (checkFailed || upgraded) return 0;
-    if (proxyRefuses(head, maxFields) !== undefined) {
+    const refusal = checks === 'llhttp' ? undefined : (proxyRefusesToday(head) ?? (checks === 'ours' ? oursAlsoRefuses(head, maxFields) : undefined));
+    if (refusal !== undefined) {
       checkFailed = true;
       return 0;
     }
