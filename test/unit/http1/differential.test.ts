@@ -71,6 +71,8 @@ const request = fc
       },
     ),
     teName: caseFlip('transfer-encoding'),
+    teValue: fc.constantFrom('chunked', 'chunked', 'chunked', 'CHUNKED', ' chunked', 'chunked ', 'chunked\t', '\tchunked'),
+    clPad: fc.constantFrom('', '', '', ' ', '\t', '0'),
     clName: caseFlip('content-length'),
     connection: fc.oneof({ weight: 12, arbitrary: fc.constant('') }, { weight: 3, arbitrary: fc.constantFrom('upgrade', 'Upgrade, keep-alive') }, { weight: 1, arbitrary: fc.constantFrom('close', 'keep-alive', 'Close', 'close, foo', 'foo close', 'closex', 'keep-alive, close', ' , close', 'upgrade', 'Upgrade, keep-alive', 'up grade') }),
     upgrade: fc.option(fc.constantFrom('websocket', 'h2c', ''), { freq: 3 }),
@@ -84,8 +86,8 @@ const request = fc
     if (r.upgrade !== null) lines.push(`Upgrade: ${r.upgrade}`);
     if (r.expect !== null) lines.push(`Expect: ${r.expect}`);
     const [kind, body] = r.framing;
-    if (kind === 'length') lines.push(`${r.clName}: ${body.length}`);
-    else if (kind === 'chunked') lines.push(`${r.teName}: chunked`);
+    if (kind === 'length') lines.push(`${r.clName}:${r.clPad === '0' ? ' 0' : ' '}${body.length}${r.clPad === '0' ? '' : r.clPad}`);
+    else if (kind === 'chunked') lines.push(`${r.teName}:${r.teValue}`);
     else if (kind !== 'none') lines.push(kind);
     return lines.join('\r\n') + '\r\n\r\n' + body;
   });
