@@ -173,6 +173,11 @@ describe('HTTP/1.1 request parser, differentially against llhttp + server.ts che
     fc.assert(fc.property(pipeline, fc.array(mutation, { minLength: 1, maxLength: 4 }), splits, (text, ms, points) => agree(mutate(text, ms), points)), { numRuns: 8000 * SCALE });
   });
 
+  it('agrees on heads with long token-like values (the four-bytes-at-a-time scan), mutated', () => {
+    const long = fc.tuple(request, fc.array(valueChar, { minLength: 200, maxLength: 700 })).map(([r, v]) => r.replace('\r\n', `\r\nX-Jit-Grant: ${v.join('')}\r\n`));
+    fc.assert(fc.property(long, fc.array(mutation, { maxLength: 3 }), splits, (text, ms, points) => agree(mutate(text, ms), points)), { numRuns: 2000 * SCALE });
+  });
+
   it('agrees around the header-size limit (Node counts target, names and values; refused at >= maxHeaderBytes)', () => {
     const sized = fc.tuple(fc.integer({ min: 1900, max: 2100 }), fc.constantFrom('', ' ', '  ', '\t')).map(([n, pad]) => `GET /${'p'.repeat(20)} HTTP/1.1\r\nHost: h\r\nX-Big: ${'v'.repeat(Math.max(0, n - 40))}${pad}\r\n\r\n`);
     fc.assert(fc.property(sized, splits, (text, points) => agree(text, points)), { numRuns: 300 * SCALE });

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { ChunkedDecoder, MORE } from '../../../src/http1/chunked-decoder.ts';
 import { isFailure, type Http1Failure } from '../../../src/http1/failure.ts';
-import { RequestHeadParser } from '../../../src/http1/head-parser.ts';
+import { holdsControl, RequestHeadParser } from '../../../src/http1/head-parser.ts';
+import fc from 'fast-check';
 import type { RequestHead } from '../../../src/http1/request-head.ts';
 
 const LIMITS = { maxHeaderBytes: 16_384, maxFields: 128 };
@@ -112,6 +113,23 @@ describe('RequestHeadParser', () => {
     expect([up.upgrade, up.framing]).toEqual([true, 'none']);
     expect(head('GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n').upgrade).toBe(false);
     expect(refusal('GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 00\r\n\r\n')).toBe('bad_request');
+  });
+});
+
+describe('holdsControl (the value scan four bytes at a time)', () => {
+  const truth = (w: number) => [0, 8, 16, 24].some((shift) => {
+    const b = (w >>> shift) & 0xff;
+    return b < 0x20 || b === 0x7f;
+  });
+  it('is exact on every word of edge bytes', () => {
+    const edges = [0x00, 0x01, 0x08, 0x09, 0x0a, 0x0d, 0x1f, 0x20, 0x21, 0x3f, 0x40, 0x7e, 0x7f, 0x80, 0x81, 0x9f, 0xa0, 0xfe, 0xff];
+    for (const a of edges) for (const b of edges) for (const c of edges) for (const d of edges) {
+      const w = (a | (b << 8) | (c << 16) | (d << 24)) >>> 0;
+      if (holdsControl(w) !== truth(w)) throw new Error('wrong on 0x' + w.toString(16));
+    }
+  });
+  it('is exact on random words', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), (w) => holdsControl(w) === truth(w)), { numRuns: 20_000 });
   });
 });
 
