@@ -10,7 +10,7 @@
 // - lines: CR not followed by LF, LF not preceded by CR (llhttp strict: no lenient flags);
 // - fields (RFC 9112 5): an empty name or a byte outside tchar in it, whitespace before the colon
 //   (HPE_INVALID_HEADER_TOKEN), a line starting with SP or HTAB (obs-fold, 5.2), a control
-//   other than HTAB or DEL in a value (HPE_INVALID_HEADER_TOKEN);
+//   other than HTAB, or DEL, in a value (HPE_INVALID_HEADER_TOKEN; NUL, bare CR and LF included);
 // - framing (RFC 9112 6): Content-Length and Transfer-Encoding together, two Content-Length
 //   fields even if equal (HPE_UNEXPECTED_CONTENT_LENGTH), a Content-Length that is not 1-15
 //   digits (HPE_INVALID_CONTENT_LENGTH; badFraming's 15-digit bound), a Transfer-Encoding other
