@@ -7,7 +7,10 @@
 //   the classic place for a parser disagreement (llhttp bounds them at 16 KiB per chunk);
 // - CRLF exactly after the size, after the data and after each trailer line (llhttp strict);
 // - trailer fields as strict as header fields (tchar name, colon, HTAB/SP/VCHAR/obs-text value,
-//   no obs-fold), at most maxFields of them and fewer than maxHeaderBytes of their bytes, then dropped.
+//   no obs-fold), at most maxFields of them and fewer than maxHeaderBytes of their bytes, then dropped;
+// - a Content-Length or Transfer-Encoding trailer (RFC 9110 6.5.1: framing is never a trailer;
+//   llhttp strict refuses both) and a Connection trailer (llhttp reads its `close` and closes
+//   the connection after the body; we refuse it, stricter: no field after the head changes framing).
 import { FIELD_CHAR, TOKEN_CHAR } from '../forward/http-syntax.ts';
 import { failure, type Http1Failure } from './failure.ts';
 import type { HeadLimits } from './head-parser.ts';
@@ -22,6 +25,9 @@ const HTAB = 0x09;
 const COLON = 0x3a;
 const SEMICOLON = 0x3b;
 const MAX_SIZE_DIGITS = 16;
+/** Trailer names refused, lower-case; matched byte by byte as the name arrives (it may straddle chunks). */
+const REFUSED_TRAILERS = ['content-length', 'transfer-encoding', 'connection'];
+const ALL_REFUSED = (1 << REFUSED_TRAILERS.length) - 1;
 
 const HEX_VALUE = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX_VALUE[0x30 + c] = c;
@@ -42,6 +48,9 @@ export class ChunkedDecoder {
   private remaining = 0;
   private trailerFields = 0;
   private trailerBytes = 0;
+  /** Of the trailer name being read: its length so far, and which REFUSED_TRAILERS it still matches (bits). */
+  private nameLength = 0;
+  private nameMatches = 0;
 
   /** One decoder per connection, `reset` for each chunked request. */
   constructor(limits: HeadLimits, onData: BodyData) {
@@ -111,15 +120,24 @@ export class ChunkedDecoder {
           } else if (TOKEN_CHAR[c] === 1) {
             if (++this.trailerFields > this.limits.maxFields) return failure('headers_too_large', 'too many trailer fields');
             this.count();
+            this.nameLength = 0;
+            this.nameMatches = ALL_REFUSED;
+            this.matchName(c);
             this.state = State.TrailerName;
           } else {
             return failure('bad_request', c === SP || c === HTAB ? 'trailer: obs-fold' : 'trailer: bad field name');
           }
           break;
         case State.TrailerName:
-          if (c === COLON) this.state = State.TrailerValue;
-          else if (TOKEN_CHAR[c] === 1) this.count();
-          else return failure('bad_request', 'trailer field name: byte 0x' + c.toString(16));
+          if (c === COLON) {
+            for (let k = 0; k < REFUSED_TRAILERS.length; k++) {
+              if ((this.nameMatches & (1 << k)) !== 0 && REFUSED_TRAILERS[k]!.length === this.nameLength) return failure('bad_request', 'trailer: ' + REFUSED_TRAILERS[k]! + ' is refused there');
+            }
+            this.state = State.TrailerValue;
+          } else if (TOKEN_CHAR[c] === 1) {
+            this.count();
+            this.matchName(c);
+          } else return failure('bad_request', 'trailer field name: byte 0x' + c.toString(16));
           break;
         case State.TrailerValue:
           if (c === CR) this.state = State.TrailerLf;
@@ -138,6 +156,12 @@ export class ChunkedDecoder {
       i++;
     }
     return MORE;
+  }
+
+  private matchName(c: number): void {
+    const lower = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+    const n = this.nameLength++;
+    for (let k = 0; k < REFUSED_TRAILERS.length; k++) if (REFUSED_TRAILERS[k]!.charCodeAt(n) !== lower) this.nameMatches &= ~(1 << k);
   }
 
   private count(): void {
