@@ -5,8 +5,7 @@
 // connection is refused at that request. Ours must never accept what the proxy refuses today.
 import { describe, expect, it } from 'vitest';
 import { readLlhttp } from './llhttp-oracle.ts';
-import { readOurs } from './our-reader.ts';
-import type { Outcome } from './outcome.ts';
+import { readOurs, type Outcome } from './outcome.ts';
 
 const LIMITS = { maxHeaderBytes: 16_384, maxFields: 128 };
 type Expected = number | 'refused';
