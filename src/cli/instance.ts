@@ -27,6 +27,7 @@ import type { SignalsReceiver } from '../revocation/signals-receiver.ts';
 import { GuardedPdp } from '../pdp/guard.ts';
 import type { PdpInput } from '../pdp/pdp.ts';
 import { VERSION } from '../version.ts';
+import { logDrained } from './log-drain.ts';
 import { readinessLog } from './readiness-log.ts';
 
 /** What a readiness probe asks a remote PDP: any answer, allow or deny, proves it is up. */
@@ -386,7 +387,9 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       await shared.audit.flush();
       await accessLog?.flush();
       logger.info('stopped');
+      // Every line written, in order, before the caller exits: "stopped" is the last one.
       logger.flush();
+      await logDrained(logger);
     },
   };
 }
