@@ -141,6 +141,19 @@ ${more}`,
     expect(audit.revocations.at(-1)).toMatchObject({ jti, origin: 'signals', reason: 'caep credential-change' });
   });
 
+  it('README choices SPEC leaves open: a jwt_id entry revokes that jti whatever issuer its iss names; a uri of another trust domain is accepted and held', async () => {
+    const sub = await workload();
+    const jti = newJti('any-iss');
+    const token = await grant(sub, { jti });
+    expect(await post(instance, sub, { 'x-jit-grant': token })).toEqual({ status: 200, reason: undefined });
+    const claims = setClaims('session-revoked', {}, { format: 'jwt_id', iss: 'https://some-other-issuer.example.org', jti });
+    expect((await push(instance, await sign(claims))).status).toBe(202);
+    expect(await post(instance, sub, { 'x-jit-grant': token })).toEqual({ status: 403, reason: 'grant_revoked' });
+    const partner = 'spiffe://partner.example/ns/prod/sa/support-bot';
+    expect((await push(instance, await sign(setClaims('session-revoked', {}, { format: 'uri', uri: partner }))))).toMatchObject({ status: 202 });
+    expect(instance.shared.revocations.holds('sub', partner)).toBe(true);
+  });
+
   it('session-revoked with jwt_id, signed by a transmitter whose keys come from jwksUrl (fetched once, then cached)', async () => {
     const sub = await workload();
     const jti = newJti('grant');
@@ -341,8 +354,9 @@ signals:
         expect(await post(a.instance, sub, { 'x-jit-grant': token })).toEqual({ status: 403, reason: 'grant_revoked' });
         const test = await redis.client();
         expect((await test.xRange(stream, '-', '+')).map((e) => e.message)).toEqual([{ sub, reason: 'caep session-revoked', by: IDP }]);
-        expect(b.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'bus' });
-        expect(a.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'signals' });
+        // README: origin signals only where the SET arrived; the same reason and by everywhere.
+        expect(b.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'bus', reason: 'caep session-revoked', by: IDP });
+        expect(a.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'signals', reason: 'caep session-revoked', by: IDP });
       } finally {
         await a.instance.close();
         await b.instance.close();
