@@ -21,7 +21,7 @@ interface Outcome {
 interface Options {
   method?: string;
   headers?: string[];
-  body?: Readable;
+  body?: Readable | Buffer;
   /** The body's length, or CHUNKED. */
   bodyLength?: number;
   /** Called with the call once sent; e.g. to abort it. */
@@ -183,6 +183,26 @@ describe('UpstreamPool: exchanges', () => {
     expect(r.headers).toContain('transfer-encoding');
     expect(r.body.length).toBe(8 * 1024 * 1024);
     expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(Buffer.concat(Array.from({ length: 128 }, () => block))).digest('hex'));
+  });
+
+  it('sends a body already read whole (a JSON-RPC route\'s) as it is, with its Content-Length, and keeps the connection', async () => {
+    const received: string[] = [];
+    const service = await httpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        received.push(`${req.headers['content-length']} ${req.headers['transfer-encoding'] ?? '-'} ${Buffer.concat(chunks).toString('latin1')}`);
+        res.end('ok');
+      });
+    });
+    const upstream = pool(service.url);
+    const body = Buffer.from('{ "jsonrpc":"2.0", "id":1, "method":"tools/call", "params":{"name":"lookup_order"} }\n');
+    for (let i = 0; i < 5; i++) {
+      const answer = await exchange(upstream, '/mcp', { method: 'POST', headers: ['content-type', 'application/json'], body, bodyLength: body.length });
+      expect(answer.body.toString()).toBe('ok');
+    }
+    expect(received).toEqual(Array.from({ length: 5 }, () => `${body.length} - ${body.toString('latin1')}`));
+    expect(service.connections()).toBe(1);
   });
 
   it('sends a body with its Content-Length, or chunk-framed when it has none', async () => {
