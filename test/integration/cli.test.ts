@@ -6,29 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { x509 } from '../../src/cli/dev-pki.ts';
 import { configYaml, createPki, DEFAULT_ROUTES, DevCa, type Pki } from '../support/harness.ts';
 import { MAIN } from '../support/child-proxy.ts';
+import { runCommand, runPortcullis } from '../support/run-command.ts';
 
 const exec = promisify(execFile);
 
 /** A pasted command line, whatever its exit code (curl exits 18 or 92 when a stream is cut). */
-async function shell(command: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('bash', ['-c', command], { timeout: 20_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const shell = (command: string) => runCommand('bash', ['-c', command], { timeout: 20_000 });
 
-async function portcullis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [MAIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const portcullis = (...args: string[]) => runPortcullis(args);
 
 describe('portcullis check', () => {
   let pki: Pki;

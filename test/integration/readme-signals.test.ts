@@ -16,9 +16,9 @@ import { startInstance, type Instance } from '../../src/cli/instance.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { memoryAuditLog } from '../../src/telemetry/audit.ts';
-import { MAIN } from '../support/child-proxy.ts';
 import { startRedis, type RedisServer } from '../support/redis-server.ts';
 import { sleep } from './decision-support.ts';
+import { runCommand, runPortcullis } from '../support/run-command.ts';
 
 const exec = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,26 +34,10 @@ function block(lang: string, ...needles: string[]): string {
   return found[0]!;
 }
 
-async function portcullis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [MAIN, ...args], { timeout: 15_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const portcullis = (...args: string[]) => runPortcullis(args, { timeout: 15_000 });
 
 /** Runs a README shell block with bash from the clone's root (where `jose` resolves). */
-async function sh(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, timeout: 20_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sh = (script: string) => runCommand('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, timeout: 20_000 });
 
 describe('the README\'s revocation and Shared Signals walk-through', () => {
   let dir: string;

@@ -18,14 +18,9 @@ import { configYaml, createPki, startUpstream, type Pki, type Upstream } from '.
 import { startChildProxy } from '../support/child-proxy.ts';
 import { startRedis, type RedisServer } from '../support/redis-server.ts';
 import { admin, issuerKey, JIT_ISS, newJti, sleep, type IssuerKey } from './decision-support.ts';
+import { NOTES_ROUTES } from '../support/notes-route.ts';
 
-const ROUTES = `routes:
-  - name: notes
-    match: { methods: [POST], path: /notes }
-    action: notes.write
-    resource: note
-    sensitivity: low
-`;
+const ROUTES = NOTES_ROUTES;
 
 interface Line {
   readonly msg: string;

@@ -15,6 +15,7 @@ import type { memoryAuditLog } from '../../src/telemetry/audit.ts';
 import { clientAgent, configYaml, createPki, get, startUpstream, type Pki, type Upstream } from '../support/harness.ts';
 import { startRedis, type RedisServer } from '../support/redis-server.ts';
 import { grantClaims, issuerKey, JIT_ISS, metric, newJti, POSTURE_ISS, serveJwks, signToken, sleep, startNamed, TD, type GrantClaims, type IssuerKey, type JwksServer } from './decision-support.ts';
+import { NOTES_ROUTES } from '../support/notes-route.ts';
 
 const IDP = 'https://idp.example.org';
 const REMOTE_IDP = 'https://idp-remote.example.org';
@@ -29,13 +30,7 @@ const POLICY = `rules:
     actions: ["notes.write"]
 `;
 
-const ROUTES = `routes:
-  - name: notes
-    match: { methods: [POST], path: /notes }
-    action: notes.write
-    resource: note
-    sensitivity: low
-`;
+const ROUTES = NOTES_ROUTES;
 
 type Push = { status: number; json: Record<string, unknown> | undefined; headers: Record<string, unknown> };
 
