@@ -303,7 +303,10 @@ describe('portcullis demo', () => {
       // Both cuts are audited with their request ids (the audit log is written every 100 ms).
       await new Promise((resolve) => setTimeout(resolve, 300));
       const cuts = readFileSync(`${demoDir}/audit.log`, 'utf8').split('\n').filter((l) => l.includes('"event":"stream_cut"')).map((l) => JSON.parse(l) as Record<string, string>);
-      expect(cuts.map((c) => [c.route, c.reason, c.protocol]).sort()).toEqual([['refund-events', 'grant_expired', 'h2'], ['refund-events', 'grant_expired', 'http1']]);
+      expect(cuts.filter((c) => c.route === 'refund-events').map((c) => [c.route, c.reason, c.protocol]).sort()).toEqual([['refund-events', 'grant_expired', 'h2'], ['refund-events', 'grant_expired', 'http1']]);
+      // The expiring-grant loop can have a request in flight at its grant's exp (admitted a few ms
+      // before, on a busy machine): that one is cut too, and audited, as SPEC "Streams" says.
+      for (const other of cuts.filter((c) => c.route !== 'refund-events')) expect([other.route, other.reason]).toEqual(['refund', 'grant_expired']);
       // Each MCP call was its own decision, audited with the call (the batch: both of its calls).
       const calls = readFileSync(`${demoDir}/audit.log`, 'utf8').split('\n').filter((l) => l.includes('"route":"mcp"')).map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(calls.map((c) => [c.rpc_method, c.rpc_name, c.rpc_id, c.action, c.resource, c.decision, c.reason])).toEqual([
