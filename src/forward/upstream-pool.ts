@@ -424,6 +424,14 @@ class UpstreamConnection implements ResponseEvents {
     this.wasReused = true;
     this.lastActivity = performance.now();
   }
+
+  /**
+   * Not to be used again: idle past its limit (the service may be closing it right now), or
+   * already ended or destroyed (by the sweep, or the service's FIN) while its 'close' is pending.
+   */
+  unusable(now: number): boolean {
+    return this.socket.destroyed || this.endedCleanly || now - this.lastActivity >= this.idleTimeoutMs;
+  }
 }
 
 export class UpstreamPool {
@@ -490,7 +498,7 @@ export class UpstreamPool {
       fresh.send(call);
       return;
     }
-    const connection = this.idle.pop();
+    const connection = this.takeIdle();
     if (connection !== undefined) {
       connection.send(call);
     } else if (this.connections.size < this.maxConnections) {
@@ -503,6 +511,23 @@ export class UpstreamPool {
       this.queue.push(call);
       this.ensureSweep();
     }
+  }
+
+  /**
+   * The most recently used idle connection still fit to send on. Checked here, not only by the
+   * sweep: the sweep runs every so often (up to a second), and a connection it destroys stays in
+   * `idle` until its 'close' event. Without this a POST went out on a connection idle past its
+   * limit or already destroyed, and failed with 502 (never retried: it is not idempotent).
+   */
+  private takeIdle(): UpstreamConnection | undefined {
+    let connection = this.idle.pop();
+    if (connection === undefined) return undefined;
+    const now = performance.now();
+    while (connection !== undefined && connection.unusable(now)) {
+      connection.socket.destroy(); // 'close' removes it from `connections`
+      connection = this.idle.pop();
+    }
+    return connection;
   }
 
   /** An aborted call leaves the queue at once (it must not hold its request until a connection frees). */

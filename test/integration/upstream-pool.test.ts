@@ -415,6 +415,16 @@ describe('UpstreamPool: failures and limits', () => {
     expect(service.connections()).toBe(2);
   });
 
+  it('never sends on an idle connection past its limit, even before the sweep has closed it', async () => {
+    // Long timeouts make the sweep run once a second; the idle limit is far shorter.
+    const service = await httpServer((_req, res) => res.end('ok'), { keepAliveTimeout: 60_000 });
+    const upstream = pool(service.url, { timeoutMs: 16_000, connectTimeoutMs: 16_000, idleTimeoutMs: 150 });
+    expect((await exchange(upstream, '/', { method: 'POST' })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await exchange(upstream, '/', { method: 'POST' })).status).toBe(200);
+    expect(service.connections()).toBe(2);
+  });
+
   it('close() lets the exchange in flight finish, then refuses new ones; closing twice resolves both', async () => {
     const service = await httpServer((_req, res) => setTimeout(() => res.end('late'), 150));
     const upstream = new UpstreamPool({ url: service.url, timeoutMs: 2000, connectTimeoutMs: 1000, connections: 4 });
