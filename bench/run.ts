@@ -6,7 +6,8 @@
 // --duration MS, --connections N (HTTP/2: sessions), --streams N (concurrent streams per HTTP/2
 // session), --cases a,b,c, --reference (adds minimal Node proxies as
 // yardsticks), --profile CASE (V8 CPU profile of that Portcullis), --perf (Portcullis writes
-// /tmp/perf-PID.map for `perf record`). Each sample reports the CPU time per request of the
+// /tmp/perf-PID.map for `perf record`), --node-options "…" (Portcullis's V8 flags; default the
+// Dockerfile's ENV NODE_OPTIONS, as the image runs it). Each sample reports the CPU time per request of the
 // case's own processes and of the service, read from /proc: unlike req/s, it does not depend
 // on how the scheduler shares CPU 0.
 // The same run also measures start-up (--starts N: Portcullis and a bare Node HTTPS server
@@ -48,6 +49,7 @@ const { values: flags } = parseArgs({
     dist: { type: 'boolean', default: false },
     reference: { type: 'boolean', default: false },
     perf: { type: 'boolean', default: false },
+    'node-options': { type: 'string' },
     starts: { type: 'string' },
     'idle-connections': { type: 'string' },
   },
@@ -121,10 +123,20 @@ async function startServer(options: Record<string, unknown>): Promise<{ port: nu
 }
 
 /** `openFiles`: the open-file limit it needs, when more than the shell's default (the idle-connections case). */
+/**
+ * Portcullis runs with the V8 flags its image sets (the Dockerfile's `ENV NODE_OPTIONS`), so the
+ * memory figures are the shipped sidecar's; `--node-options ""` runs it with Node's defaults.
+ * Added to any NODE_OPTIONS the bench itself was given (bench/alloc passes its hook that way).
+ */
+const IMAGE_NODE_OPTIONS = flags['node-options'] ?? /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(HERE, '../Dockerfile'), 'utf8'))?.[1] ?? '';
+function portcullisEnv(logLevel: string): NodeJS.ProcessEnv {
+  return { PORTCULLIS_LOG_LEVEL: logLevel, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${IMAGE_NODE_OPTIONS}`.trim() };
+}
+
 function startPortcullis(configFile: string, profile: boolean, openFiles?: number): ChildProcess {
   const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : flags.perf ? ['--perf-basic-prof'] : [];
   const args = [...cpuProf, MAIN, 'run', '--config', configFile];
-  const child = run(0, ...(openFiles ? withFileLimit(openFiles, process.execPath, args) : ([process.execPath, args] as const)), { PORTCULLIS_LOG_LEVEL: 'warn' });
+  const child = run(0, ...(openFiles ? withFileLimit(openFiles, process.execPath, args) : ([process.execPath, args] as const)), portcullisEnv('warn'));
   if (profile) profiled.push(child);
   child.stdout!.resume();
   child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
@@ -449,7 +461,7 @@ ${extra.limits ? `limits: ${extra.limits}\n` : ''}`);
     const bareStarts: StartSample[] = [];
     const portcullisOnce = async (i: number) => {
       const { file, port } = await configFor(`startup-${i}`, {});
-      portcullisStarts.push(await timeStart(() => run(0, process.execPath, [MAIN, 'run', '--config', file], { PORTCULLIS_LOG_LEVEL: 'info' }), { port, secureContext: clientContext, settleMs, logLine: 'portcullis is serving' }));
+      portcullisStarts.push(await timeStart(() => run(0, process.execPath, [MAIN, 'run', '--config', file], portcullisEnv('info')), { port, secureContext: clientContext, settleMs, logLine: 'portcullis is serving' }));
     };
     const bareOnce = async () => {
       const port = await freePort();
@@ -546,7 +558,7 @@ ${extra.limits ? `limits: ${extra.limits}\n` : ''}`);
     const upstreamUs = c.service === undefined ? NaN : median(list.map((s) => perRequest(s, [c.service!])));
     return { name: c.name, group: c.group!, rps: median(list.map((s) => s.rps)), p50: median(list.map((s) => s.p50 ?? NaN)), p99: median(list.map((s) => s.p99 ?? NaN)), proxyUs, upstreamUs, non2xx: list.reduce((n, s) => n + s.non2xx + s.errors, 0), loadgenCpu: median(list.map((s) => s.loadgenCpu)) };
   });
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${pin ? 'servers on CPU 0, load generator on CPU 1' : 'not pinned'}, Portcullis from ${flags.dist ? 'dist/ (compiled)' : 'src/ (type-stripped)'}`;
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${pin ? 'servers on CPU 0, load generator on CPU 1' : 'not pinned'}, Portcullis from ${flags.dist ? 'dist/ (compiled)' : 'src/ (type-stripped)'} with NODE_OPTIONS "${IMAGE_NODE_OPTIONS}" (the image's)`;
   const lines = [
     `Portcullis load bench — ${new Date().toISOString()}`,
     `machine: ${machine}`,

@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as h2, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import { Readable, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/schema.ts';
@@ -620,7 +620,7 @@ export class Proxy implements ReplyEvents<Exchange> {
     x.forwardedAt = performance.now();
     const { request } = x;
     const buffered = x.bufferedBody;
-    const body = buffered === undefined ? request.body : Readable.from([buffered]);
+    const body = buffered === undefined ? request.body : buffered;
     relay.relayFrom(upstream.forward(request.method, x.upstreamPath, this.serviceHeaders(x, grantId), body, buffered === undefined ? request.bodyLength : buffered.length, relay, x.protocol === 'grpc'));
   }
 

@@ -24,6 +24,7 @@ import { startRedis } from '../../test/support/redis-server.ts';
 import { issuerKey, JIT_ISS, OWN_ID, SUPPORT_ID, type IssuerKey } from '../../test/integration/decision-support.ts';
 import { atMost, bucketPercentile, gauge, histogram, percentile, since } from './histogram.ts';
 import { adminGet, freePort, rssOf, spawnSidecar, untilReady, type Sidecar } from './sidecar.ts';
+import { NOTES_ROUTES } from '../../test/support/notes-route.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const { values: flags } = parseArgs({
@@ -57,13 +58,7 @@ const POLICY = `rules:
     subjects: ["spiffe://example.org/ns/prod/sa/support-*"]
     actions: ["notes.write"]
 `;
-const ROUTES = `routes:
-  - name: notes
-    match: { methods: [POST], path: /notes }
-    action: notes.write
-    resource: note
-    sensitivity: low
-`;
+const ROUTES = NOTES_ROUTES;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const ms = (seconds: number) => (Number.isFinite(seconds) ? `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms` : String(seconds));

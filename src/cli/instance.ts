@@ -27,6 +27,8 @@ import type { SignalsReceiver } from '../revocation/signals-receiver.ts';
 import { GuardedPdp } from '../pdp/guard.ts';
 import type { PdpInput } from '../pdp/pdp.ts';
 import { VERSION } from '../version.ts';
+import { logDrained } from './log-drain.ts';
+import { readinessLog } from './readiness-log.ts';
 
 /** What a readiness probe asks a remote PDP: any answer, allow or deny, proves it is up. */
 function readinessProbeInput(ownId: string): PdpInput {
@@ -224,16 +226,14 @@ export async function startInstance(config: Config, options: InstanceOptions = {
     pdp.evaluate(readinessProbeInput(shared.ownId)).catch(() => undefined);
   };
   // Readiness changes are logged (an SRE paged by a failing probe finds why in the log): once at
-  // start, then whenever the reason changes, seen by the prober or by a /readyz call.
+  // start, then whenever ready flips or the reason's kind changes (not its figures: "not read
+  // for 4.1s" is the state "not read for 2.1s" was), seen by the prober or by a /readyz call;
+  // while not ready, a reminder at most once a minute (src/cli/readiness-log.ts).
   let shuttingDown = false;
-  let lastReadiness: string | undefined | null = null;
+  const logReadiness = readinessLog(logger);
   const notReadyReason = (): string | undefined => {
     const reason = shuttingDown ? 'shutting down' : (pdpHealth() ?? bus?.notReadyReason());
-    if (reason !== lastReadiness) {
-      if (reason === undefined) logger.info({ ready: true }, 'readiness changed: ready');
-      else logger.warn({ ready: false, reason }, `readiness changed: not ready (${reason})`);
-      lastReadiness = reason;
-    }
+    logReadiness(reason);
     return reason;
   };
   probe();
@@ -387,7 +387,9 @@ export async function startInstance(config: Config, options: InstanceOptions = {
       await shared.audit.flush();
       await accessLog?.flush();
       logger.info('stopped');
+      // Every line written, in order, before the caller exits: "stopped" is the last one.
       logger.flush();
+      await logDrained(logger);
     },
   };
 }

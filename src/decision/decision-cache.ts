@@ -81,6 +81,8 @@ export class DecisionScopes {
   }
 }
 
+const ONE = (): number => 1;
+
 /** lru-cache's get() fills in its options object; one shared object spares a fresh `{}` per lookup. */
 const GET_OPTIONS: { status?: unknown } = {};
 
@@ -109,7 +111,12 @@ export class DecisionCache {
     this.lru =
       maxEntries > 0
         ? new LRUCache<string, Entry>({
-            max: maxEntries,
+            // The bound as a size of one per entry, not `max`: with `max`, lru-cache allocates its
+            // arrays for every entry up front (100,000 by default: 1.5 MiB of heap and 2.3 MiB of
+            // typed arrays, ~12 ms); sized this way they grow with what is cached. The same
+            // eviction (oldest first, reason 'evict'); a lookup no slower (sizes are counted on set).
+            maxSize: maxEntries,
+            sizeCalculation: ONE,
             // Expiry is ours (Entry.expiresAt): lru-cache's TTL machinery would read the clock on every get.
             dispose: (_value, _key, reason) => {
               if (reason === 'evict') metrics.cacheEvictions.inc();

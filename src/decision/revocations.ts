@@ -50,10 +50,9 @@ export class Revocations {
   private readonly sweepIntervalMs: number;
   private readonly sweepBudget: number;
   private timer: NodeJS.Timeout | undefined;
-  // Where the last sweep stopped: Map iterators stay valid across deletes and inserts.
-  private jtiCursor: MapIterator<[string, JtiEntry]> | undefined;
-  private subCursor: MapIterator<[string, number]> | undefined;
-  private postureCursor: MapIterator<[string, number]> | undefined;
+  private readonly jtiSweep = new MapSweep(this.jtis);
+  private readonly subSweep = new MapSweep(this.subs);
+  private readonly postureSweep = new MapSweep(this.postureSubs);
 
   constructor(options: RevocationsOptions = {}) {
     this.sweepIntervalMs = options.sweepIntervalMs ?? 1_000;
@@ -159,50 +158,11 @@ export class Revocations {
 
   /** Drops expired entries, looking at no more than `budget` of them; returns how many it dropped. */
   sweep(now = Date.now(), budget = this.sweepBudget): number {
-    let dropped = 0;
-    let looked = 0;
-    this.jtiCursor ??= this.jtis.entries();
-    while (looked < budget) {
-      const next = this.jtiCursor.next();
-      if (next.done) {
-        this.jtiCursor = undefined;
-        break;
-      }
-      looked++;
-      const [jti, entry] = next.value;
-      if (now >= this.keepUntil(entry.revokedAt, entry.seenExpMs)) {
-        this.jtis.delete(jti);
-        dropped++;
-      }
-    }
-    this.subCursor ??= this.subs.entries();
-    while (looked < budget) {
-      const next = this.subCursor.next();
-      if (next.done) {
-        this.subCursor = undefined;
-        break;
-      }
-      looked++;
-      const [sub, revokedAt] = next.value;
-      if (now >= this.keepUntil(revokedAt)) {
-        this.subs.delete(sub);
-        dropped++;
-      }
-    }
-    this.postureCursor ??= this.postureSubs.entries();
-    while (looked < budget) {
-      const next = this.postureCursor.next();
-      if (next.done) {
-        this.postureCursor = undefined;
-        break;
-      }
-      looked++;
-      const [sub, revokedAt] = next.value;
-      if (now >= this.keepUntil(revokedAt)) {
-        this.postureSubs.delete(sub);
-        dropped++;
-      }
-    }
+    const tally = { looked: 0, dropped: 0 };
+    this.jtiSweep.run(budget, tally, (entry) => now >= this.keepUntil(entry.revokedAt, entry.seenExpMs));
+    this.subSweep.run(budget, tally, (revokedAt) => now >= this.keepUntil(revokedAt));
+    this.postureSweep.run(budget, tally, (revokedAt) => now >= this.keepUntil(revokedAt));
+    const { dropped } = tally;
     if (dropped > 0) this.report();
     if (this.size === 0) this.stop();
     return dropped;
@@ -224,5 +184,36 @@ export class Revocations {
 
   private report(): void {
     this.gauge?.set(this.size);
+  }
+}
+
+/**
+ * A sweep over one map that resumes where the last one stopped (Map iterators stay valid across
+ * deletes and inserts), so each sweep looks at a bounded number of entries however many are held.
+ */
+class MapSweep<V> {
+  private cursor: MapIterator<[string, V]> | undefined;
+  private readonly map: Map<string, V>;
+
+  constructor(map: Map<string, V>) {
+    this.map = map;
+  }
+
+  /** Looks at entries while `tally.looked` is under `budget`, deleting those `expired` names. */
+  run(budget: number, tally: { looked: number; dropped: number }, expired: (value: V) => boolean): void {
+    this.cursor ??= this.map.entries();
+    while (tally.looked < budget) {
+      const next = this.cursor.next();
+      if (next.done) {
+        this.cursor = undefined;
+        return;
+      }
+      tally.looked++;
+      const [key, value] = next.value;
+      if (expired(value)) {
+        this.map.delete(key);
+        tally.dropped++;
+      }
+    }
   }
 }

@@ -68,8 +68,11 @@ export class UpstreamCall {
   readonly path: string;
   /** Without any Content-Length or Transfer-Encoding: the pool writes the framing itself. */
   readonly headers: readonly string[];
-  /** The inbound body, or null when there is none. */
-  readonly body: Readable | null;
+  /**
+   * The inbound body, or null when there is none: a stream, or the bytes already read whole (a
+   * JSON-RPC route's body, read for its decision), sent with the head in one write.
+   */
+  readonly body: Readable | Buffer | null;
   /** The body's length, `CHUNKED` when unknown (sent chunk-framed), undefined when there is no body. */
   readonly bodyLength: number | undefined;
   readonly exchange: UpstreamExchange;
@@ -87,7 +90,7 @@ export class UpstreamCall {
   aborted = false;
   retried = false;
 
-  constructor(method: string, path: string, headers: readonly string[], body: Readable | null, bodyLength: number | undefined, exchange: UpstreamExchange, upgrade?: string) {
+  constructor(method: string, path: string, headers: readonly string[], body: Readable | Buffer | null, bodyLength: number | undefined, exchange: UpstreamExchange, upgrade?: string) {
     this.method = method;
     this.path = path;
     this.headers = headers;
@@ -176,7 +179,8 @@ class UpstreamConnection implements ResponseEvents {
       data: (chunk: Buffer) => this.onSocketData(chunk),
       drain: () => {
         this.touch();
-        this.call?.body?.resume();
+        const body = this.call?.body;
+        if (body != null && !Buffer.isBuffer(body)) body.resume();
       },
       end: () => (this.endedCleanly = true),
       error: () => (this.errored = true), // 'close' follows and decides
@@ -202,12 +206,22 @@ class UpstreamConnection implements ResponseEvents {
     this.headSeen = this.bytesSeen = this.completed = this.timedOut = this.paused = false;
     this.parser.reset(call.method, call.upgrade !== undefined && call.exchange.onUpgrade !== undefined);
     this.touch();
-    this.socket.write(call.head!, 'latin1');
-    if (call.body === null) {
+    const body = call.body;
+    if (body === null) {
+      this.socket.write(call.head!, 'latin1');
+      this.bodySent = true;
+    } else if (Buffer.isBuffer(body)) {
+      // One segment for head and body: two writes would be two syscalls and, for the service,
+      // two reads of one request.
+      this.socket.cork();
+      this.socket.write(call.head!, 'latin1');
+      this.socket.write(body);
+      this.socket.uncork();
       this.bodySent = true;
     } else {
+      this.socket.write(call.head!, 'latin1');
       this.bodySent = false;
-      this.streamBody(call.body, call.bodyLength === CHUNKED);
+      this.streamBody(body, call.bodyLength === CHUNKED);
     }
   }
 
@@ -354,7 +368,7 @@ class UpstreamConnection implements ResponseEvents {
     if (this.detachBody) {
       // The service answered before the whole body was sent: stop sending, drain the client's rest.
       this.detachBody();
-      call.body?.resume();
+      (call.body as Readable).resume(); // only a streamed body is ever detached
     }
     if (!call.aborted) call.exchange.onEnd(last);
     if (reusable) {
@@ -409,6 +423,14 @@ class UpstreamConnection implements ResponseEvents {
   markIdle(): void {
     this.wasReused = true;
     this.lastActivity = performance.now();
+  }
+
+  /**
+   * Not to be used again: idle past its limit (the service may be closing it right now), or
+   * already ended or destroyed (by the sweep, or the service's FIN) while its 'close' is pending.
+   */
+  unusable(now: number): boolean {
+    return this.socket.destroyed || this.endedCleanly || now - this.lastActivity >= this.idleTimeoutMs;
   }
 }
 
@@ -476,7 +498,7 @@ export class UpstreamPool {
       fresh.send(call);
       return;
     }
-    const connection = this.idle.pop();
+    const connection = this.takeIdle();
     if (connection !== undefined) {
       connection.send(call);
     } else if (this.connections.size < this.maxConnections) {
@@ -489,6 +511,23 @@ export class UpstreamPool {
       this.queue.push(call);
       this.ensureSweep();
     }
+  }
+
+  /**
+   * The most recently used idle connection still fit to send on. Checked here, not only by the
+   * sweep: the sweep runs every so often (up to a second), and a connection it destroys stays in
+   * `idle` until its 'close' event. Without this a POST went out on a connection idle past its
+   * limit or already destroyed, and failed with 502 (never retried: it is not idempotent).
+   */
+  private takeIdle(): UpstreamConnection | undefined {
+    let connection = this.idle.pop();
+    if (connection === undefined) return undefined;
+    const now = performance.now();
+    while (connection !== undefined && connection.unusable(now)) {
+      connection.socket.destroy(); // 'close' removes it from `connections`
+      connection = this.idle.pop();
+    }
+    return connection;
   }
 
   /** An aborted call leaves the queue at once (it must not hold its request until a connection frees). */

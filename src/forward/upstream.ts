@@ -3,7 +3,7 @@
 // are translated), with `h2c` as an HTTP/2 stream on a small pool of sessions (h2c-pool.ts); either
 // way the service's answer is relayed into the exchange's reply (the sink), with backpressure
 // both ways, and an upgrade goes through the HTTP/1.1 pool.
-import type { Duplex, Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { upgradeThrough } from './upgrade-exchange.ts';
 import { H2cPool } from './h2c-pool.ts';
 import { UpstreamCall, UpstreamPool, type UpstreamError, type UpstreamExchange, type UpstreamFailure } from './upstream-pool.ts';
@@ -48,8 +48,8 @@ export class Upstream {
    * (Content-Length, Transfer-Encoding): the framing comes from what the client's parser read,
    * `bodyLength` (`CHUNKED` when unknown), never from forwarded headers.
    */
-  forward(method: string, path: string, headers: string[], body: Readable | null, bodyLength: number | undefined, sink: UpstreamExchange, grpc = false): ForwardCall {
-    if (this.h2c !== undefined) return this.forwardH2c(method, path, headers, bodyLength === undefined ? null : body, sink, grpc);
+  forward(method: string, path: string, headers: string[], body: Readable | Buffer | null, bodyLength: number | undefined, sink: UpstreamExchange, grpc = false): ForwardCall {
+    if (this.h2c !== undefined) return this.forwardH2c(method, path, headers, bodyLength === undefined || body === null ? null : Buffer.isBuffer(body) ? Readable.from([body]) : body, sink, grpc);
     const call = new UpstreamCall(method, path, headers, bodyLength === undefined || bodyLength === 0 ? null : body, bodyLength, sink);
     this.pool.dispatch(call);
     return call;

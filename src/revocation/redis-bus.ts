@@ -72,8 +72,10 @@ export class RedisRevocationBus {
   private running = false;
   private loopDone: Promise<void> | undefined;
   private wake: (() => void) | undefined;
-  /** The last id read (applied or skipped): where a resumed read starts. */
+  /** The last id read (applied or skipped): where a resumed read starts; '0-0': none yet. */
   lastId = '0-0';
+  /** Whether the read now under way starts over after a gap (for its log line). */
+  private fromStart = false;
   /** When the stream was last read successfully (epoch ms; 0: never). */
   lastReadMs = 0;
   /** Whether the stream has been read whole since the last (re)connect. */
@@ -108,6 +110,14 @@ export class RedisRevocationBus {
     return undefined;
   }
 
+  /**
+   * The last entry id read, as the log lines and GET /admin/revocations both show it: null
+   * while none has been read (at start on an empty stream, or since a gap), never Redis's `0-0`.
+   */
+  lastEntryId(): string | null {
+    return this.lastId === '0-0' ? null : this.lastId;
+  }
+
   /** For GET /admin/revocations. */
   describe(now = Date.now()): Record<string, unknown> {
     return {
@@ -115,7 +125,7 @@ export class RedisRevocationBus {
       stream: this.o.stream,
       state: this.state,
       fresh: now < this.freshUntilMs(),
-      last_entry_id: this.lastId === '0-0' ? null : this.lastId,
+      last_entry_id: this.lastEntryId(),
       last_read_at: this.lastReadMs ? new Date(this.lastReadMs).toISOString() : null,
       max_staleness_ms: this.o.maxStalenessMs,
       problem: this.lastProblem ?? null,
@@ -198,8 +208,12 @@ export class RedisRevocationBus {
           const read = await this.readAll(reader);
           this.caughtUp = true;
           this.succeeded();
-          if (!this.startedLive) this.o.logger.info({ stream: this.o.stream, entries: read, last_entry_id: this.lastId }, 'revocation bus: stream read whole; following it');
-          else this.o.logger.info({ stream: this.o.stream, entries: read, last_entry_id: this.lastId }, 'revocation bus: reconnected and caught up from the last entry read');
+          const fields = { stream: this.o.stream, entries: read, last_entry_id: this.lastEntryId() };
+          if (!this.startedLive) this.o.logger.info(fields, 'revocation bus: stream read whole; following it');
+          // After a gap the read started over (checkGap said so): never "from the last entry read".
+          else if (this.fromStart) this.o.logger.info(fields, 'revocation bus: reconnected and read the stream from the start (after the gap above); following it');
+          else this.o.logger.info(fields, 'revocation bus: reconnected and caught up from the last entry read');
+          this.fromStart = false;
           this.startedLive = true;
         } else {
           await this.follow(reader);
@@ -214,7 +228,7 @@ export class RedisRevocationBus {
         this.caughtUp = false;
         this.state = 'down';
         const problem = scrub(describeError(error), this.o);
-        if (problem !== this.lastProblem) this.o.logger.warn({ url: redactUrl(this.o.url), stream: this.o.stream, detail: problem, last_entry_id: this.lastId }, 'revocation bus: read failed; retrying with backoff from the last entry read');
+        if (problem !== this.lastProblem) this.o.logger.warn({ url: redactUrl(this.o.url), stream: this.o.stream, detail: problem, last_entry_id: this.lastEntryId() }, 'revocation bus: read failed; retrying with backoff from the last entry read');
         this.lastProblem = problem;
         this.o.onFresh(this.freshUntilMs());
         backoffMs = backoffMs === 0 ? 50 : Math.min(backoffMs * 2, 2_000);
@@ -226,7 +240,7 @@ export class RedisRevocationBus {
   private succeeded(): void {
     this.lastReadMs = Date.now();
     if (this.lastProblem !== undefined) {
-      this.o.logger.info({ stream: this.o.stream, last_entry_id: this.lastId }, 'revocation bus: reading again');
+      this.o.logger.info({ stream: this.o.stream, last_entry_id: this.lastEntryId() }, 'revocation bus: reading again');
       this.lastProblem = undefined;
     }
     this.o.onFresh(this.freshUntilMs());
@@ -242,12 +256,13 @@ export class RedisRevocationBus {
     if (first !== undefined && compareStreamIds(first.id, this.lastId) <= 0) return;
     this.o.metrics.revocationBusGaps.inc();
     this.o.logger.warn(
-      { stream: this.o.stream, last_entry_id: this.lastId, first_entry_id: first?.id ?? null },
+      { stream: this.o.stream, last_entry_id: this.lastEntryId(), first_entry_id: first?.id ?? null },
       first === undefined
         ? 'revocation bus: the stream is empty although entries were read from it (Redis restarted without its data?); revocations published meanwhile may be lost; keeping every revocation held and reading from the start'
         : 'revocation bus: the stream starts after the last entry read (trimmed past revocation.retain, or Redis restarted); revocations published meanwhile may be lost; keeping every revocation held and reading from the start',
     );
     this.lastId = '0-0';
+    this.fromStart = true;
   }
 
   /** Pages through everything after the last id read (XRANGE, exclusive start). */

@@ -36,8 +36,17 @@ export interface SignalsConfig {
 export type SignalResult = 'accepted' | SetErr | 'unavailable';
 const RESULTS: readonly SignalResult[] = ['accepted', ...SET_ERRS, 'unavailable'];
 
+/**
+ * `event` label values: the three CAEP events acted on, `other` (a SET naming one event of
+ * another type), or `unknown` (refused before one event could be told: the bearer token, the
+ * Content-Type, the size, or a body that is no JWS or names no single event). SPEC names the
+ * label only; `unknown` keeps an attack on the port out of the `other` events a transmitter sent.
+ */
+export type SignalLabel = SignalEvent | 'unknown';
+const LABELS: readonly SignalLabel[] = [...SIGNAL_EVENTS, 'unknown'];
+
 export interface SignalsMetrics {
-  readonly signalsReceived: { inc(labels: { event: SignalEvent; result: SignalResult }, value?: number): void };
+  readonly signalsReceived: { inc(labels: { event: SignalLabel; result: SignalResult }, value?: number): void };
   readonly jwksFetched: (result: JwksFetchResult) => void;
 }
 
@@ -69,16 +78,16 @@ function sameSecret(given: string, expected: Buffer): boolean {
   return timingSafeEqual(a, b);
 }
 
-/** The eventual event label, from the unverified payload: bounded, since only four values exist. */
-function claimedEvent(token: string): SignalEvent {
+/** The eventual event label, from the unverified payload: bounded, since only five values exist. */
+function claimedEvent(token: string): SignalLabel {
   try {
     const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { events?: unknown };
     const events = payload.events;
-    if (events === null || typeof events !== 'object' || Array.isArray(events)) return 'other';
+    if (events === null || typeof events !== 'object' || Array.isArray(events)) return 'unknown';
     const uris = Object.keys(events);
-    return uris.length === 1 ? eventName(uris[0]!) : 'other';
+    return uris.length === 1 ? eventName(uris[0]!) : 'unknown';
   } catch {
-    return 'other';
+    return 'unknown';
   }
 }
 
@@ -114,16 +123,16 @@ export function createSignalsReceiver(o: { config: SignalsConfig; publish: Publi
   const replay = new ReplayMemory();
   // Anyone who can reach the port can send garbage: one refusal line per kind every 10 s.
   const refusals = new RateLimitedLog(logger, 10_000);
-  for (const event of SIGNAL_EVENTS) for (const result of RESULTS) metrics.signalsReceived.inc({ event, result }, 0);
+  for (const event of LABELS) for (const result of RESULTS) metrics.signalsReceived.inc({ event, result }, 0);
 
   // `close`: refused before the body was read, so the connection is not reused.
-  const refused = (event: SignalEvent, err: SetErr, description: string, close = false, status = 400): Answer => {
+  const refused = (event: SignalLabel, err: SetErr, description: string, close = false, status = 400): Answer => {
     metrics.signalsReceived.inc({ event, result: err });
     refusals.warn(`${event} ${err}`, { event, err, description }, 'shared signal refused');
     return { status, body: { err, description }, headers: close ? { connection: 'close' } : {} };
   };
-  const tooLarge = (): Answer => refused('other', 'invalid_request', `the body is larger than ${MAX_SET_BYTES} bytes`, true, 413);
-  const unavailable = (event: SignalEvent, description: string): Answer => {
+  const tooLarge = (): Answer => refused('unknown', 'invalid_request', `the body is larger than ${MAX_SET_BYTES} bytes`, true, 413);
+  const unavailable = (event: SignalLabel, description: string): Answer => {
     metrics.signalsReceived.inc({ event, result: 'unavailable' });
     logger.warn({ event, description }, 'shared signal not taken: send it again');
     return { status: 503, body: { description }, headers: { 'retry-after': '5' } };
@@ -136,10 +145,10 @@ export function createSignalsReceiver(o: { config: SignalsConfig; publish: Publi
     // Who is knocking first, before reading a byte of the body.
     if (bearer) {
       const match = /^Bearer ([\x21-\x7e]+)$/.exec(req.headers.authorization ?? '');
-      if (!match || !sameSecret(match[1]!, bearer)) return refused('other', 'authentication_failed', 'expected Authorization: Bearer with the token of signals.bearerTokenFile', true);
+      if (!match || !sameSecret(match[1]!, bearer)) return refused('unknown', 'authentication_failed', 'expected Authorization: Bearer with the token of signals.bearerTokenFile', true);
     }
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/secevent+jwt') return refused('other', 'invalid_request', `expected Content-Type: application/secevent+jwt, got ${JSON.stringify(type.slice(0, 100))}`, true);
+    if (type !== 'application/secevent+jwt') return refused('unknown', 'invalid_request', `expected Content-Type: application/secevent+jwt, got ${JSON.stringify(type.slice(0, 100))}`, true);
     const length = Number(req.headers['content-length'] ?? 0);
     if (length > MAX_SET_BYTES) return tooLarge();
     const body = await readBody(req);

@@ -85,8 +85,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     upstreamDuration: new FastHistogram({ name: 'portcullis_upstream_duration_seconds', help: 'Time to the upstream response headers.', buckets: REMOTE_BUCKETS, registers }),
     accessLogDropped: new Counter({ name: 'portcullis_access_log_dropped_total', help: 'Access log lines dropped because the access log file fell too far behind.', registers }),
     auditDropped: new Counter({ name: 'portcullis_audit_dropped_total', help: 'Audit lines dropped because the audit file fell too far behind.', registers }),
-    // event: session-revoked | credential-change | device-compliance-change | other; result:
-    // accepted | an RFC 8935 err code | unavailable (503, the transmitter sends it again).
+    // event: session-revoked | credential-change | device-compliance-change | other (a SET of
+    // another event) | unknown (refused before an event could be read); result: accepted | an
+    // RFC 8935 err code | unavailable (503, the transmitter sends it again).
     signalsReceived: new Counter({ name: 'portcullis_signals_received_total', help: 'Security Event Tokens pushed to the Shared Signals receiver, by CAEP event and result (accepted, an RFC 8935 err code, or unavailable).', labelNames: ['event', 'result'] as const, registers }),
     badRequests: new Counter({ name: 'portcullis_bad_requests_total', help: 'Requests refused before routing (bad path, malformed or oversized request).', labelNames: ['reason'] as const, registers }),
   };

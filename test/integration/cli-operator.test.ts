@@ -1,26 +1,16 @@
 // An operator's basics (issue 10, item 5): --version, COMMAND --help that never runs the command,
 // --log-level, exit codes (0 ok, 1 failure, 2 usage), check --offline and --format json, the
 // grant-floor warnings, and the start log line with ISO time and string levels.
-import { execFile } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configYaml, createPki, DEFAULT_ROUTES, type Pki } from '../support/harness.ts';
 import { MAIN, startChildProxy } from '../support/child-proxy.ts';
+import { runPortcullis } from '../support/run-command.ts';
 
-const exec = promisify(execFile);
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-async function portcullis(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: 15_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const portcullis = (args: string[], env: Record<string, string> = {}) => runPortcullis(args, { env: { ...process.env, ...env }, timeout: 15_000 });
 
 describe('portcullis --version and COMMAND --help', () => {
   it('--version prints the package version and exits 0', async () => {

@@ -6,29 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { x509 } from '../../src/cli/dev-pki.ts';
 import { configYaml, createPki, DEFAULT_ROUTES, DevCa, type Pki } from '../support/harness.ts';
 import { MAIN } from '../support/child-proxy.ts';
+import { runCommand, runPortcullis } from '../support/run-command.ts';
 
 const exec = promisify(execFile);
 
 /** A pasted command line, whatever its exit code (curl exits 18 or 92 when a stream is cut). */
-async function shell(command: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('bash', ['-c', command], { timeout: 20_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const shell = (command: string) => runCommand('bash', ['-c', command], { timeout: 20_000 });
 
-async function portcullis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [MAIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const portcullis = (...args: string[]) => runPortcullis(args);
 
 describe('portcullis check', () => {
   let pki: Pki;
@@ -318,7 +303,10 @@ describe('portcullis demo', () => {
       // Both cuts are audited with their request ids (the audit log is written every 100 ms).
       await new Promise((resolve) => setTimeout(resolve, 300));
       const cuts = readFileSync(`${demoDir}/audit.log`, 'utf8').split('\n').filter((l) => l.includes('"event":"stream_cut"')).map((l) => JSON.parse(l) as Record<string, string>);
-      expect(cuts.map((c) => [c.route, c.reason, c.protocol]).sort()).toEqual([['refund-events', 'grant_expired', 'h2'], ['refund-events', 'grant_expired', 'http1']]);
+      expect(cuts.filter((c) => c.route === 'refund-events').map((c) => [c.route, c.reason, c.protocol]).sort()).toEqual([['refund-events', 'grant_expired', 'h2'], ['refund-events', 'grant_expired', 'http1']]);
+      // The expiring-grant loop can have a request in flight at its grant's exp (admitted a few ms
+      // before, on a busy machine): that one is cut too, and audited, as SPEC "Streams" says.
+      for (const other of cuts.filter((c) => c.route !== 'refund-events')) expect([other.route, other.reason]).toEqual(['refund', 'grant_expired']);
       // Each MCP call was its own decision, audited with the call (the batch: both of its calls).
       const calls = readFileSync(`${demoDir}/audit.log`, 'utf8').split('\n').filter((l) => l.includes('"route":"mcp"')).map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(calls.map((c) => [c.rpc_method, c.rpc_name, c.rpc_id, c.action, c.resource, c.decision, c.reason])).toEqual([

@@ -10,20 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
-import { MAIN, startChildProxy } from '../support/child-proxy.ts';
+import { startChildProxy } from '../support/child-proxy.ts';
+import { runPortcullis } from '../support/run-command.ts';
 
 const exec = promisify(execFile);
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 
-async function portcullis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [MAIN, ...args], { timeout: 15_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const portcullis = (...args: string[]) => runPortcullis(args, { timeout: 15_000 });
 
 describe('your own service in ten minutes', () => {
   let dir: string;

@@ -1,28 +1,17 @@
 // `portcullis policy test`, `portcullis policy explain` and `check`'s pdp.policyTests (SPEC
 // "Policy tests", "Command line"; issue 14): the real binary, real files, exit codes 0/1/2.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAIN } from '../support/child-proxy.ts';
 import { configYaml, createPki, type Pki } from '../support/harness.ts';
+import { runPortcullis } from '../support/run-command.ts';
 
-const exec = promisify(execFile);
 const POLICY = 'deploy/pdp/embedded/policy.yaml';
 const CASES = 'deploy/pdp/embedded/policy-test.yaml';
 const BOT = 'spiffe://example.org/ns/prod/sa/support-bot';
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [MAIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (...args: string[]) => runPortcullis(args);
 
 const dir = mkdtempSync(join(tmpdir(), 'policy-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -15,6 +15,7 @@ import type { memoryAuditLog } from '../../src/telemetry/audit.ts';
 import { clientAgent, configYaml, createPki, get, startUpstream, type Pki, type Upstream } from '../support/harness.ts';
 import { startRedis, type RedisServer } from '../support/redis-server.ts';
 import { grantClaims, issuerKey, JIT_ISS, metric, newJti, POSTURE_ISS, serveJwks, signToken, sleep, startNamed, TD, type GrantClaims, type IssuerKey, type JwksServer } from './decision-support.ts';
+import { NOTES_ROUTES } from '../support/notes-route.ts';
 
 const IDP = 'https://idp.example.org';
 const REMOTE_IDP = 'https://idp-remote.example.org';
@@ -29,13 +30,7 @@ const POLICY = `rules:
     actions: ["notes.write"]
 `;
 
-const ROUTES = `routes:
-  - name: notes
-    match: { methods: [POST], path: /notes }
-    action: notes.write
-    resource: note
-    sensitivity: low
-`;
+const ROUTES = NOTES_ROUTES;
 
 type Push = { status: number; json: Record<string, unknown> | undefined; headers: Record<string, unknown> };
 
@@ -141,6 +136,19 @@ ${more}`,
     expect(audit.revocations.at(-1)).toMatchObject({ jti, origin: 'signals', reason: 'caep credential-change' });
   });
 
+  it('README choices SPEC leaves open: a jwt_id entry revokes that jti whatever issuer its iss names; a uri of another trust domain is accepted and held', async () => {
+    const sub = await workload();
+    const jti = newJti('any-iss');
+    const token = await grant(sub, { jti });
+    expect(await post(instance, sub, { 'x-jit-grant': token })).toEqual({ status: 200, reason: undefined });
+    const claims = setClaims('session-revoked', {}, { format: 'jwt_id', iss: 'https://some-other-issuer.example.org', jti });
+    expect((await push(instance, await sign(claims))).status).toBe(202);
+    expect(await post(instance, sub, { 'x-jit-grant': token })).toEqual({ status: 403, reason: 'grant_revoked' });
+    const partner = 'spiffe://partner.example/ns/prod/sa/support-bot';
+    expect((await push(instance, await sign(setClaims('session-revoked', {}, { format: 'uri', uri: partner }))))).toMatchObject({ status: 202 });
+    expect(instance.shared.revocations.holds('sub', partner)).toBe(true);
+  });
+
   it('session-revoked with jwt_id, signed by a transmitter whose keys come from jwksUrl (fetched once, then cached)', async () => {
     const sub = await workload();
     const jti = newJti('grant');
@@ -242,7 +250,11 @@ ${more}`,
     // Counted with bounded labels.
     const invalidRequests = cases.filter(([, , , err]) => err === 'invalid_request').length;
     expect(await metric(instance, 'portcullis_signals_received_total', { result: 'invalid_request' })).toBe(refusedBefore + invalidRequests);
-    expect(await metric(instance, 'portcullis_signals_received_total', { event: 'other', result: 'authentication_failed' })).toBe(2);
+    // Refused before one event could be told (bearer token, Content-Type, size, no JWS, not one
+    // event): event "unknown", the result saying why; "other" is only a SET of another event type.
+    expect(await metric(instance, 'portcullis_signals_received_total', { event: 'unknown', result: 'authentication_failed' })).toBe(2);
+    expect(await metric(instance, 'portcullis_signals_received_total', { event: 'unknown', result: 'invalid_request' })).toBe(5);
+    expect(await metric(instance, 'portcullis_signals_received_total', { event: 'other' })).toBe(2);
     expect(await metric(instance, 'portcullis_signals_received_total', { event: 'session-revoked', result: 'invalid_key' })).toBe(4);
     expect(await metric(instance, 'portcullis_signals_received_total', { event: 'session-revoked', result: 'invalid_audience' })).toBe(1);
     expect(await metric(instance, 'portcullis_signals_received_total', { event: 'session-revoked', result: 'invalid_issuer' })).toBe(1);
@@ -337,8 +349,9 @@ signals:
         expect(await post(a.instance, sub, { 'x-jit-grant': token })).toEqual({ status: 403, reason: 'grant_revoked' });
         const test = await redis.client();
         expect((await test.xRange(stream, '-', '+')).map((e) => e.message)).toEqual([{ sub, reason: 'caep session-revoked', by: IDP }]);
-        expect(b.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'bus' });
-        expect(a.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'signals' });
+        // README: origin signals only where the SET arrived; the same reason and by everywhere.
+        expect(b.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'bus', reason: 'caep session-revoked', by: IDP });
+        expect(a.audit.revocations.at(-1)).toMatchObject({ sub, origin: 'signals', reason: 'caep session-revoked', by: IDP });
       } finally {
         await a.instance.close();
         await b.instance.close();

@@ -21,7 +21,7 @@ interface Outcome {
 interface Options {
   method?: string;
   headers?: string[];
-  body?: Readable;
+  body?: Readable | Buffer;
   /** The body's length, or CHUNKED. */
   bodyLength?: number;
   /** Called with the call once sent; e.g. to abort it. */
@@ -183,6 +183,26 @@ describe('UpstreamPool: exchanges', () => {
     expect(r.headers).toContain('transfer-encoding');
     expect(r.body.length).toBe(8 * 1024 * 1024);
     expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(Buffer.concat(Array.from({ length: 128 }, () => block))).digest('hex'));
+  });
+
+  it('sends a body already read whole (a JSON-RPC route\'s) as it is, with its Content-Length, and keeps the connection', async () => {
+    const received: string[] = [];
+    const service = await httpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        received.push(`${req.headers['content-length']} ${req.headers['transfer-encoding'] ?? '-'} ${Buffer.concat(chunks).toString('latin1')}`);
+        res.end('ok');
+      });
+    });
+    const upstream = pool(service.url);
+    const body = Buffer.from('{ "jsonrpc":"2.0", "id":1, "method":"tools/call", "params":{"name":"lookup_order"} }\n');
+    for (let i = 0; i < 5; i++) {
+      const answer = await exchange(upstream, '/mcp', { method: 'POST', headers: ['content-type', 'application/json'], body, bodyLength: body.length });
+      expect(answer.body.toString()).toBe('ok');
+    }
+    expect(received).toEqual(Array.from({ length: 5 }, () => `${body.length} - ${body.toString('latin1')}`));
+    expect(service.connections()).toBe(1);
   });
 
   it('sends a body with its Content-Length, or chunk-framed when it has none', async () => {
@@ -392,6 +412,16 @@ describe('UpstreamPool: failures and limits', () => {
     await exchange(upstream, '/');
     await new Promise((r) => setTimeout(r, 400));
     await exchange(upstream, '/');
+    expect(service.connections()).toBe(2);
+  });
+
+  it('never sends on an idle connection past its limit, even before the sweep has closed it', async () => {
+    // Long timeouts make the sweep run once a second; the idle limit is far shorter.
+    const service = await httpServer((_req, res) => res.end('ok'), { keepAliveTimeout: 60_000 });
+    const upstream = pool(service.url, { timeoutMs: 16_000, connectTimeoutMs: 16_000, idleTimeoutMs: 150 });
+    expect((await exchange(upstream, '/', { method: 'POST' })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await exchange(upstream, '/', { method: 'POST' })).status).toBe(200);
     expect(service.connections()).toBe(2);
   });
 

@@ -1,41 +1,11 @@
 // signals.* (SPEC "Config file", "Shared Signals receiver"): off when absent, defaults, file
 // paths resolved beside the config, and every bad value answered with a message naming the key.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../../src/config/load.ts';
+import { describe, expect, it } from 'vitest';
+import { configFiles } from './config-files.ts';
 import { configReference, RESTART } from '../../../src/config/reference.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'portcullis-signals-keys-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const MINIMAL = `identity:
-  certFile: svid.pem
-  keyFile: svid_key.pem
-  bundleFile: bundle.pem
-  trustDomains: [example.org]
-  allow: ["spiffe://example.org/ns/prod/**"]
-upstream: { url: "http://127.0.0.1:8080" }
-pdp: { policyFile: policy.yaml }
-`;
-
-let n = 0;
-function load(extra: string) {
-  const file = join(dir, `c${++n}.yaml`);
-  writeFileSync(file, MINIMAL + extra);
-  return loadConfig(file);
-}
-
-function problems(extra: string): string[] {
-  try {
-    load(extra);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems.map((p) => `${p.key}: ${p.message}`);
-  }
-  throw new Error('expected a ConfigError');
-}
+const { dir, load, problems } = configFiles('signals-keys');
 
 const IDP = `{ issuer: https://idp.example.org, jwksFile: idp-jwks.json, audience: https://portcullis.example.org }`;
 
