@@ -4,12 +4,8 @@
 // a privileged route the decision → forward to the service, the answer relayed into the
 // exchange's Reply → cut when its grounds end (OpenExchanges).
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { constants as h2, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/schema.ts';
 import type { Generation } from './generation.ts';
 import { denial, type Denial } from './decision/denial.ts';
@@ -19,11 +15,16 @@ import type { IdentityMaterial } from './identity/svid-source.ts';
 import { SvidError } from './identity/x509-svid.ts';
 import { refuseRenegotiation, TLS_POLICY } from './identity/tls-policy.ts';
 import { isBadPath, normaliseTarget } from './routing/normalise-path.ts';
-import { badFraming } from './forward/headers.ts';
 import { CHUNKED, type UpstreamError } from './forward/upstream.ts';
 import { rawDenialResponse } from './forward/deny-response.ts';
 import { ClientConnection } from './exchange/client-connection.ts';
 import { endsWith, Exchange, UNROUTED, type RequestInit } from './exchange/exchange.ts';
+import { Http1Connection, type Http1Handler, type Http1Limits, type Http1Refused } from './http1/http1-connection.ts';
+import { Http1Connections } from './http1/http1-connections.ts';
+import { headersObject } from './http1/node-headers.ts';
+import type { RequestBody } from './http1/request-body.ts';
+import type { RequestHead } from './http1/request-head.ts';
+import type { ResponseWriter } from './http1/response-writer.ts';
 import { Http1Reply } from './exchange/http1-reply.ts';
 import { GrpcReply, H2Reply } from './exchange/h2-reply.ts';
 import { H2Watch } from './exchange/h2-watch.ts';
@@ -70,6 +71,23 @@ function upgradeAllowed(value: string, allowed: readonly string[]): boolean {
 }
 
 /** gRPC over HTTP/2 (gRPC's PROTOCOL-HTTP2: `application/grpc` or `application/grpc+<codec>`); grpc-web is ordinary HTTP. */
+/**
+ * Fields per HTTP/1.1 head: Node's server kept the first 2,000 (maxHeadersCount) and dropped the
+ * rest unseen; ours refuses a head with more (431), within limits.maxHeaderBytes as before.
+ */
+const HTTP1_MAX_FIELDS = 2000;
+
+/** How each refusal of the HTTP/1.1 reader is answered (SPEC "Responses"; as server.ts answered Node's parser errors). */
+const HTTP1_REFUSALS: Readonly<Record<Http1Refused, { status: number; statusText: string; denial: Denial }>> = {
+  bad_request: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
+  incomplete: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
+  bytes_after_close: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
+  timeout: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
+  bad_target: { status: 400, statusText: 'Bad Request', denial: denial('bad_path') },
+  headers_too_large: { status: 431, statusText: 'Request Header Fields Too Large', denial: { ...denial('bad_request'), status: 431, error: 'the request headers are too large' } },
+  expectation: { status: 417, statusText: 'Expectation Failed', denial: { ...denial('bad_request'), status: 417, error: 'the request has an Expect other than 100-continue' } },
+};
+
 function isGrpc(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc') && (contentType.length === 16 || contentType[16] === '+' || contentType[16] === ';');
 }
@@ -113,7 +131,7 @@ export interface ProxyOptions {
   readonly accessLog?: AccessLog | undefined;
 }
 
-export class Proxy implements ReplyEvents<Exchange> {
+export class Proxy implements ReplyEvents<Exchange>, Http1Handler<ClientConnection> {
   readonly server: Server;
   private readonly h2: Http2Server;
   private generation: Generation;
@@ -123,7 +141,11 @@ export class Proxy implements ReplyEvents<Exchange> {
   private readonly logger: Logger;
   private readonly audit: AuditLog;
   private readonly accessLog: AccessLog | undefined;
-  private draining = false;
+  /** Shutting down: HTTP/1.1 answers say `Connection: close`, new HTTP/2 sessions get GOAWAY. */
+  draining = false;
+  /** Open HTTP/1.1 connections (read by our own parser: http1/), their limits checked by one timer. */
+  private readonly http1: Http1Connections;
+  private readonly http1Limits: Http1Limits;
   private readonly upstreamCell: HistogramCell;
   /** Every exchange and connection that must end when its grounds do: one timer for all. */
   readonly open: OpenExchanges;
@@ -152,30 +174,16 @@ export class Proxy implements ReplyEvents<Exchange> {
     this.verifier = new PeerVerifier(options.identity.bundles);
     this.open = new OpenExchanges((bound, reason) => this.onCut(bound, reason));
     const { limits, listen } = options.generation.config;
-    this.server = createServer(
-      {
-        ...this.tlsOptions(options.identity, listen.protocols),
-        maxHeaderSize: limits.maxHeaderBytes,
-        handshakeTimeout: 10_000,
-        headersTimeout: limits.headersTimeout,
-        // Node enforces headersTimeout only when it checks its connections, every 30 s by default:
-        // a 2 s limit held against slow heads for up to 30 s. Checked at a tenth of the limit.
-        connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(limits.headersTimeout / 10))),
-        keepAliveTimeout: limits.idleTimeout,
-        requestTimeout: 0,
-        // admit() refuses a missing or repeated Host with the SPEC's 400 (Node's own 400 has no body).
-        requireHostHeader: false,
-      },
-      (req, res) => this.onRequest(req, res, false),
-    );
-    // With this listener Node no longer answers `Expect: 100-continue` by itself: the client is
-    // invited to send its body only once the request is allowed (SPEC "To the service").
-    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
-    // ALPN picks the protocol: the https server's own connection listener serves http/1.1, and an
-    // h2 connection is handed to the HTTP/2 server instead (one port, one TLS stack, one identity).
-    const http1 = this.server.listeners('secureConnection')[0] as (socket: TLSSocket) => void;
-    this.server.removeAllListeners('secureConnection');
-    this.server.on('secureConnection', (socket: TLSSocket) => this.onConnection(socket, http1));
+    this.http1Limits = {
+      maxHeaderBytes: limits.maxHeaderBytes,
+      maxFields: HTTP1_MAX_FIELDS,
+      headersTimeoutMs: limits.headersTimeout,
+      idleTimeoutMs: limits.idleTimeout,
+    };
+    this.http1 = new Http1Connections(limits.headersTimeout);
+    // A TLS listener: ALPN picks the protocol; an h2 connection is handed to the HTTP/2 server,
+    // an http/1.1 one read by our own HTTP/1.1 reader (one port, one TLS stack, one identity).
+    this.server = createServer({ ...this.tlsOptions(options.identity, listen.protocols), handshakeTimeout: 10_000 }, (socket: TLSSocket) => this.onConnection(socket));
     this.h2 = createH2Server(h2Options(limits));
     this.h2.on('session', (session: ServerHttp2Session) => this.onSession(session));
     this.h2.on('stream', (stream: ServerHttp2Stream, headers: H2Headers, flags: number) => this.onStream(stream, headers, flags));
@@ -183,8 +191,6 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.metrics.tlsHandshakeFailures.inc({ reason: handshakeReason(error, socket) });
       this.logger.debug({ code: error.code, detail: error.message }, 'TLS handshake failed');
     });
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
-    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.onClientError(error, socket));
     this.metrics.svidExpiry.set(options.identity.notAfter.getTime() / 1000);
   }
 
@@ -252,7 +258,7 @@ export class Proxy implements ReplyEvents<Exchange> {
 
   // ---- connections -------------------------------------------------------------------------
 
-  private onConnection(socket: TLSSocket, http1: (socket: TLSSocket) => void): void {
+  private onConnection(socket: TLSSocket): void {
     // Counted before identify() runs, so a connection it refuses leaves with its own 'close'.
     this.metrics.activeConnections.n++;
     socket.on('close', this.connectionClosed);
@@ -260,7 +266,6 @@ export class Proxy implements ReplyEvents<Exchange> {
     const peer = this.identify(socket);
     if (peer === undefined) return;
     const connection = new ClientConnection(peer, socket.remoteAddress ?? '', socket.remotePort ?? 0, () => socket.destroy());
-    this.connections.set(socket, connection);
     // SPEC step 1: the connection closes when the peer's SVID expires.
     this.open.add(connection);
     socket.once('close', () => this.open.remove(connection));
@@ -269,7 +274,8 @@ export class Proxy implements ReplyEvents<Exchange> {
       this.h2.emit('connection', socket);
       this.handingOver = undefined;
     } else {
-      http1.call(this.server, socket);
+      this.http1.add(new Http1Connection(socket, connection, this.http1Limits, this));
+      if (this.draining) socket.destroy();
     }
   }
 
@@ -326,50 +332,25 @@ export class Proxy implements ReplyEvents<Exchange> {
 
   // ---- arrivals: one Exchange per request ----------------------------------------------------
 
-  private onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
-    const connection = this.connections.get(req.socket);
-    if (connection === undefined) {
-      req.socket.destroy();
-      return;
-    }
-    if (this.draining) res.shouldKeepAlive = false;
-    const x = new Exchange(connection, this.generation, 'http1', http1Request(req), this.accessLog, this.exchangeEnded);
-    x.reply = new Http1Reply(x, res, req.socket, this);
-    x.expectsContinue = expectsContinue;
-    // In flight until the response is finished, refused or cut: 'close' comes in every case.
+  /** An HTTP/1.1 request (http1/http1-connection.ts has read its head): one Exchange. */
+  request(http1: Http1Connection<ClientConnection>, head: RequestHead, body: RequestBody | null, writer: ResponseWriter): void {
+    const x = new Exchange(http1.client, this.generation, 'http1', http1Request(head, body), this.accessLog, this.exchangeEnded);
+    x.reply = new Http1Reply(x, writer, this, this.exchangeEnded);
+    x.expectsContinue = head.expect === 'continue';
+    // In flight until the answer has ended, was refused or cut: the writer says so in every case.
     this.metrics.requestsInFlight.n++;
-    endsWith(x, res);
-    if (badFraming(req.rawHeaders, req.httpVersion)) {
-      // Where this request ends is in doubt, so nothing after it on this connection can be trusted.
-      res.shouldKeepAlive = false;
-      x.malformed = 'framing';
-    }
     this.admit(x);
   }
 
   /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */
-  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    // An upgrade pipelined behind a request still being answered would take over the connection
-    // mid-answer (its 101 or refusal interleaved with, or replacing, that answer): cut it instead.
-    const connection = this.connections.get(req.socket);
-    if ((socket as Duplex & { _httpMessage?: unknown })._httpMessage != null || connection === undefined) {
-      this.metrics.badRequests.inc({ reason: 'malformed' });
-      socket.destroy();
-      return;
-    }
-    const x = new Exchange(connection, this.generation, 'http1', http1Request(req), this.accessLog, this.exchangeEnded);
-    x.reply = new UpgradeReply(x, socket, head, this);
+  upgrade(http1: Http1Connection<ClientConnection>, head: RequestHead, socket: TLSSocket, firstBytes: Buffer): void {
+    const x = new Exchange(http1.client, this.generation, 'http1', http1Request(head, null), this.accessLog, this.exchangeEnded);
+    x.reply = new UpgradeReply(x, socket, firstBytes, this);
     endsWith(x, socket);
-    const length = req.headers['content-length'];
     // Only the protocols in routing.upgrades are tunnelled (SPEC "To the service"): a service
     // that switches to anything it is asked for (h2c smuggling) would otherwise be handed the
-    // client's next bytes unjudged. An upgrade request with a body has no honest reading either:
-    // its bytes would reach the service unframed, ahead of the new protocol.
-    if (!upgradeAllowed(req.headers.upgrade ?? '', x.generation.config.routing.upgrades) || req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
-      x.malformed = 'upgrade';
-    } else if (badFraming(req.rawHeaders, req.httpVersion)) {
-      x.malformed = 'framing';
-    }
+    // client's next bytes unjudged. (An upgrade request with a body the reader refused already.)
+    if (!upgradeAllowed(x.request.headers.upgrade ?? '', x.generation.config.routing.upgrades)) x.malformed = 'upgrade';
     this.admit(x);
   }
 
@@ -396,45 +377,29 @@ export class Proxy implements ReplyEvents<Exchange> {
     this.admit(x);
   }
 
-  private onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-    const code = error.code ?? '';
-    if (code === 'HPE_CLOSED_CONNECTION') {
-      // Bytes after a request that said `Connection: close` (RFC 9112 9.6): that request is
-      // answered, then the connection closes; nothing after it is read, let alone processed.
-      this.metrics.badRequests.inc({ reason: 'malformed' });
-      socket.pause();
-      if ((socket as Socket & { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
-      return;
+  /**
+   * A connection refused before a request could be made of it (http1/failure.ts): counted by
+   * reason, logged, and, when an answer can still be read by the client, answered in the SPEC
+   * format with `connection: close`.
+   */
+  refused(http1: Http1Connection<ClientConnection>, refusal: Http1Refused, detail: string, answerable: boolean): string | undefined {
+    const label = refusal === 'headers_too_large' ? 'headers_too_large' : refusal === 'bad_target' ? 'bad_path' : refusal === 'timeout' ? 'timeout' : 'malformed';
+    this.metrics.badRequests.inc({ reason: label });
+    if (!answerable) return undefined;
+    const requestId = randomUUID();
+    const how = HTTP1_REFUSALS[refusal];
+    const answer = rawDenialResponse(how.status, how.statusText, how.denial, requestId);
+    this.metrics.requests.cell(UNROUTED, String(how.status), 'http1').n++;
+    const peer = http1.client.peerId;
+    this.logRefusal(requestId, peer, UNROUTED, how.denial, detail);
+    if (this.accessLog) {
+      const record = this.accessLog.begin(requestId, peer, '', 'http1');
+      record.status = how.status;
+      record.reason = how.denial.reason;
+      record.bytes = answer.length - answer.indexOf('\r\n\r\n') - 4;
+      this.accessLog.end(record, performance.now());
     }
-    if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
-      // A socket or TLS error, not a bad request: already counted or nothing to answer.
-      socket.destroy();
-      return;
-    }
-    const tooLarge = code === 'HPE_HEADER_OVERFLOW';
-    // A request target the HTTP parser refuses (raw bytes above 0x7f, controls) is a bad path, like those our own parser refuses.
-    const badTarget = code === 'HPE_INVALID_URL';
-    this.metrics.badRequests.inc({ reason: tooLarge ? 'headers_too_large' : badTarget ? 'bad_path' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed' });
-    // An answer still going out on this connection (a pipelined request was malformed) must not
-    // get our 400 spliced into it, nor answer the wrong request: cut the connection instead.
-    if (socket.writable && (socket as Socket & { _httpMessage?: unknown })._httpMessage == null) {
-      const requestId = randomUUID();
-      const refusal = tooLarge ? { ...denial('bad_request'), status: 431, error: 'the request headers are too large' } : denial(badTarget ? 'bad_path' : 'bad_request');
-      const answer = rawDenialResponse(refusal.status, tooLarge ? 'Request Header Fields Too Large' : 'Bad Request', refusal, requestId);
-      socket.end(answer);
-      this.metrics.requests.cell(UNROUTED, String(refusal.status), 'http1').n++;
-      const peer = this.connections.get(socket)?.peerId ?? '';
-      this.logRefusal(requestId, peer, UNROUTED, refusal, code);
-      if (this.accessLog) {
-        const record = this.accessLog.begin(requestId, peer, '', 'http1');
-        record.status = refusal.status;
-        record.reason = refusal.reason;
-        record.bytes = answer.length - answer.indexOf('\r\n\r\n') - 4;
-        this.accessLog.end(record, performance.now());
-      }
-    } else {
-      socket.destroy();
-    }
+    return answer;
   }
 
   // ---- admission ----------------------------------------------------------------------------
@@ -732,17 +697,17 @@ export class Proxy implements ReplyEvents<Exchange> {
     for (const session of this.sessions) session.close();
     return new Promise((resolve) => {
       const deadline = setTimeout(() => {
-        this.server.closeAllConnections();
+        this.http1.destroyAll();
         for (const session of this.sessions) session.destroy();
       }, deadlineMs);
-      // A keep-alive connection whose last response ends during the drain turns idle: close it then.
-      const sweep = setInterval(() => this.server.closeIdleConnections(), 50);
+      // A keep-alive connection whose last answer ends during the drain turns idle: close it then.
+      const sweep = setInterval(() => this.http1.closeIdle(), 50);
       this.server.close(() => {
         clearTimeout(deadline);
         clearInterval(sweep);
         resolve();
       });
-      this.server.closeIdleConnections();
+      this.http1.closeIdle();
     });
   }
 }
@@ -755,10 +720,11 @@ function fieldCount(fields: readonly string[], lowerName: string): number {
 }
 
 /** What an HTTP/1.1 request asks, for the exchange. */
-function http1Request(req: IncomingMessage): RequestInit {
-  // The framing comes from what Node's parser read (it refused CL with TE, and bad lengths).
-  const length = req.headers['transfer-encoding'] !== undefined ? CHUNKED : req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
-  return { method: req.method ?? '', target: req.url ?? '', headers: req.headers, fields: req.rawHeaders, connectionHeader: req.headers.connection, body: req, bodyLength: length };
+function http1Request(head: RequestHead, body: RequestBody | null): RequestInit {
+  // The framing comes from what our reader read (it refused CL with TE, and bad lengths).
+  const headers = headersObject(head.fields);
+  const length = head.framing === 'chunked' ? CHUNKED : head.framing === 'length' ? head.contentLength : undefined;
+  return { method: head.method, target: head.target, headers, fields: head.fields, connectionHeader: headers.connection, body, bodyLength: length };
 }
 
 /** What an HTTP/2 request asks: pseudo-headers become the method, target and Host (RFC 9113 8.3.1). */

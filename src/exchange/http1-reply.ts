@@ -1,130 +1,105 @@
-// The answer to an HTTP/1.1 request: the service's response relayed into our ServerResponse with
-// backpressure both ways, a refusal in the SPEC's JSON format, and a cut that closes the
-// connection without the final chunk (SPEC "Streams": the client must see the answer did not end).
-import type { ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+// The answer to an HTTP/1.1 request: the service's response relayed into the connection's
+// ResponseWriter with backpressure both ways, a refusal in the SPEC's JSON format, and a cut that
+// closes the connection without the final chunk (SPEC "Streams": the client must see the answer
+// did not end). One answer at a time per connection (http1/http1-connection.ts), so the writer
+// itself says when the client has gone.
 import { denial, type Denial } from '../decision/denial.ts';
 import { writeDenial } from '../forward/deny-response.ts';
 import { relayedHeaders } from '../forward/raw-response.ts';
 import type { UpstreamError } from '../forward/upstream-pool.ts';
+import type { ResponseWriter, WriterListener } from '../http1/response-writer.ts';
 import type { CutReason } from './open-exchanges.ts';
 import { cutDenialReason, type Reply, type ReplyEvents, type UpstreamHandle } from './reply.ts';
 
-const RELAYS = Symbol('portcullis.relays');
-type WatchedSocket = Socket & { [RELAYS]?: Http1Reply<unknown>[] };
-
-function onClientSocketClose(this: WatchedSocket): void {
-  for (const reply of this[RELAYS]!.splice(0)) reply.clientGone();
-}
-
-export class Http1Reply<X> implements Reply {
+export class Http1Reply<X> implements Reply, WriterListener {
   readonly kind = 'http1';
   call: UpstreamHandle | undefined;
   bytesSent = 0;
   private readonly x: X;
-  private readonly res: ServerResponse;
-  private readonly socket: WatchedSocket;
+  private readonly writer: ResponseWriter;
   private readonly events: ReplyEvents<X>;
+  private readonly ended: (x: X) => void;
+  /** No longer relaying: answered, refused, failed or cut. */
   private done = false;
-  private waitingDrain = false;
-  private onDrain: (() => void) | undefined;
 
-  constructor(x: X, res: ServerResponse, socket: Socket, events: ReplyEvents<X>) {
+  constructor(x: X, writer: ResponseWriter, events: ReplyEvents<X>, ended: (x: X) => void) {
     this.x = x;
-    this.res = res;
-    // req.socket, not res.socket: a pipelined request's response gets its socket only when the
-    // answers before it are done, but its exchange starts now.
-    this.socket = socket as WatchedSocket;
+    this.writer = writer;
     this.events = events;
+    this.ended = ended;
+    writer.listener = this;
   }
 
   get started(): boolean {
-    return this.res.headersSent;
+    return this.writer.headersSent;
   }
 
-  /**
-   * Forwarding begins: the call is aborted if the client goes away. One 'close' listener per client
-   * connection (not one per request) serves every exchange relaying into it.
-   */
+  /** Forwarding begins: the call is aborted if the client goes away (answerDone). */
   relayFrom(call: UpstreamHandle): void {
     this.call = call;
-    const relays = this.socket[RELAYS];
-    if (relays === undefined) {
-      this.socket[RELAYS] = [this];
-      this.socket.once('close', onClientSocketClose);
-    } else {
-      relays.push(this);
-    }
   }
 
   /** `Expect: 100-continue` answered: the client may send its body now (SPEC: only once allowed). */
   invite(): void {
-    this.res.writeContinue();
+    this.writer.writeContinue();
   }
 
   /** After this answer the connection closes (nothing after it can be read as the next request). */
   closeAfter(): void {
-    this.res.shouldKeepAlive = false;
+    this.writer.keepAlive = false;
   }
 
-  clientGone(): void {
-    if (!this.done) this.call?.abort();
-  }
-
-  /** This exchange no longer relays into its client's connection. */
-  private finished(): void {
-    this.done = true;
-    const relays = this.socket[RELAYS];
-    const at = relays === undefined ? -1 : relays.indexOf(this);
-    if (at !== -1) relays!.splice(at, 1);
+  /** The writer's answer ended (`clean`) or the connection went first: the exchange is over. */
+  answerDone(clean: boolean): void {
+    if (!this.done) {
+      this.done = true;
+      if (!clean) this.call?.abort();
+    }
+    this.ended(this.x);
   }
 
   onHead(status: number, headers: string[]): void {
     this.events.answered(this.x, String(status));
-    this.res.writeHead(status, relayedHeaders(headers));
+    this.writer.writeHead(status, relayedHeaders(headers));
   }
 
   onData(chunk: Buffer): boolean {
     this.bytesSent += chunk.length;
-    if (this.res.write(chunk)) return true;
-    if (!this.waitingDrain) {
-      this.waitingDrain = true;
-      this.onDrain ??= () => {
-        this.waitingDrain = false;
-        this.call?.resume();
-      };
-      this.res.once('drain', this.onDrain);
-    }
-    return false;
+    return this.writer.write(chunk);
+  }
+
+  /** The client took what was written: the service's answer flows again. */
+  answerDrained(): void {
+    this.call?.resume();
   }
 
   onEnd(last: Buffer | undefined): void {
     if (last !== undefined) this.bytesSent += last.length;
-    this.finished();
-    this.res.end(last);
+    this.done = true;
+    this.writer.end(last);
   }
 
   onError(error: UpstreamError, responseStarted: boolean): void {
-    this.finished();
-    if (responseStarted || this.res.headersSent) this.res.destroy(error);
+    this.done = true;
+    if (responseStarted || this.writer.headersSent) this.writer.destroy();
     else this.events.failed(this.x, error);
   }
 
   deny(denied: Denial, requestId: string, body?: string): void {
-    this.finished();
-    if (!this.res.headersSent) this.events.answered(this.x, String(denied.status));
-    this.bytesSent += writeDenial(this.res, denied, requestId, body);
+    this.done = true;
+    if (!this.writer.headersSent) this.events.answered(this.x, String(denied.status));
+    this.bytesSent += writeDenial(this.writer, denied, requestId, body);
   }
 
   cut(reason: CutReason, requestId: string): void {
     this.call?.abort();
     // Nothing sent yet: the client learns why. Otherwise the connection closes mid-answer.
-    if (!this.res.headersSent) {
-      this.res.shouldKeepAlive = false;
+    if (!this.writer.headersSent) {
+      this.writer.keepAlive = false;
       this.deny(denial(cutDenialReason(reason)), requestId);
     } else {
-      this.finished();
-      this.res.destroy();
+      this.done = true;
+      this.writer.destroy();
     }
   }
 }

@@ -1,5 +1,4 @@
 // The SPEC deny format: JSON `{"error", "reason", "request_id"}` with the reason's status.
-import type { ServerResponse } from 'node:http';
 import type { Denial } from '../decision/denial.ts';
 
 /** The SPEC denial body. */
@@ -16,23 +15,27 @@ export function jsonRpcError(id: string | number | null | undefined, denied: Den
   return `{"jsonrpc":"2.0","id":${JSON.stringify(id ?? null)},"error":{"code":${code},"message":"${denied.reason}","data":{"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}}}`;
 }
 
+/** Where a denial is written: an HTTP/1.1 answer (http1/response-writer.ts). */
+export interface DenialTarget {
+  readonly headersSent: boolean;
+  writeHead(status: number, fields: readonly string[]): void;
+  end(body: string): void;
+  destroy(): void;
+}
+
 /**
  * Writes the denial (`body`: another JSON body in its place, a JSON-RPC error); returns the body's
  * length in bytes (0 when the answer had already begun and is cut instead).
  */
-export function writeDenial(res: ServerResponse, denied: Denial, requestId: string, body = denialBody(denied, requestId)): number {
+export function writeDenial(res: DenialTarget, denied: Denial, requestId: string, body = denialBody(denied, requestId)): number {
   if (res.headersSent) {
     res.destroy();
     return 0;
   }
-  res.writeHead(denied.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    'x-request-id': requestId,
-  });
+  const length = Buffer.byteLength(body);
+  res.writeHead(denied.status, ['content-type', 'application/json', 'content-length', String(length), 'cache-control', 'no-store', 'x-request-id', requestId]);
   res.end(body);
-  return body.length;
+  return length;
 }
 
 /** For errors the HTTP parser raises before a request object exists (malformed, oversized). */

@@ -72,6 +72,16 @@ export class ConnectionReader {
     return this.paused;
   }
 
+  /** Bytes taken and not yet read to an event: held, or part of a head not yet whole. */
+  get pendingBytes(): number {
+    return this.heldLength + this.heads.buffered;
+  }
+
+  /** Part of a head has been read, and the rest is awaited. */
+  get partialHead(): boolean {
+    return this.state === State.Head && this.heads.buffered > 0;
+  }
+
   /** Bytes held, not yet read (while paused, or after an upgrade head). */
   get heldBytes(): number {
     return this.heldLength;

@@ -61,6 +61,8 @@ export class RequestHeadParser {
   /** Copies of the bytes of a head split across chunks (only then: most heads arrive whole). */
   private pending: Buffer[] = [];
   private pendingLength = 0;
+  /** The last byte held (-1: none), so a CR and what follows it may be split across chunks. */
+  private lastKept = -1;
 
   constructor(limits: HeadLimits) {
     this.limits = limits;
@@ -92,10 +94,21 @@ export class RequestHeadParser {
     const whole = Buffer.concat(this.pending, total);
     this.pending = [];
     this.pendingLength = 0;
+    this.lastKept = -1;
     return this.parse(whole, 0, total, headEnd);
   }
 
   private keep(chunk: Buffer, from: number): Http1Failure | undefined {
+    // A line ending llhttp refuses at once is refused now, not when (if ever) CRLFCRLF comes: a
+    // head sent with bare LFs has no CRLFCRLF, and would only time out.
+    let prev = this.lastKept;
+    const end = chunk.length;
+    for (let j = from; j < end; j++) {
+      const c = chunk[j]!;
+      if ((c === LF && prev !== CR) || (prev === CR && c !== LF)) return failure('bad_request', 'a bare CR or LF in the request head');
+      prev = c;
+    }
+    this.lastKept = prev;
     this.pendingLength += chunk.length - from;
     if (this.pendingLength > this.rawLimit) return failure('headers_too_large', 'request head too large');
     // A copy: the socket's chunk may be a slice of a buffer that is reused.
