@@ -8,8 +8,8 @@
 // knows of it.
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import https from 'node:https';
-import { basename, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { AllocationCounter } from './allocated.ts';
 
 const dir = process.env.PORTCULLIS_ALLOC_DIR;
@@ -18,15 +18,17 @@ const config = process.argv[process.argv.indexOf('--config') + 1] ?? '';
 
 if (dir && /cli[/\\]main\.(ts|js)$/.test(main) && process.argv.includes('run')) {
   const file = join(dir, `${process.pid}.jsonl`);
-  // Requests counted where Node's HTTP server hands them out ('request', or 'checkContinue'),
-  // with no allocation of our own per request (apply with `arguments` is not materialised).
+  // Requests counted where our HTTP/1.1 reader hands them out (Http1Connection's onHead, in the
+  // very module the proxy runs: dist/ or src/, next to its cli/main), with no allocation of our
+  // own per request (apply with `arguments` is not materialised).
   let requests = 0;
-  const proto = https.Server.prototype as unknown as { emit: (...args: unknown[]) => boolean };
-  const emit = proto.emit;
-  proto.emit = function (this: unknown, event: unknown): boolean {
-    if (event === 'request' || event === 'checkContinue') requests++;
+  const connectionModule = pathToFileURL(join(dirname(main), '..', 'http1', `http1-connection${extname(main)}`)).href;
+  const { Http1Connection } = (await import(connectionModule)) as { Http1Connection: { prototype: { onHead: (...args: unknown[]) => void } } };
+  const onHead = Http1Connection.prototype.onHead;
+  Http1Connection.prototype.onHead = function (this: unknown): void {
+    requests++;
     // eslint-disable-next-line prefer-rest-params
-    return emit.apply(this, arguments as unknown as unknown[]);
+    onHead.apply(this, arguments as unknown as unknown[]);
   };
   const sample = process.env.PORTCULLIS_ALLOC_SAMPLE !== undefined;
   let sampling = false;
