@@ -1,7 +1,7 @@
 // One HTTP/1.1 connection's requests, read from the socket's chunks as they arrive (split
 // anywhere): a head, its body as its framing says (RFC 9112 6.3), the body's end, then the next
 // pipelined head; or one stop and nothing more. The state machine the wiring puts between the
-// TLS socket and the Exchange (issue 15 item 3); not wired into server.ts yet.
+// TLS socket and the Exchange (issue 15 item 3): http1-connection.ts drives it.
 // - Body data is handed on as views of the chunks pushed (no copy), except for bytes the reader
 //   had to hold while paused (copied once: the socket's buffer may be reused).
 // - Back-pressure: `pause()` (e.g. in `onHead`, while the decision is made, or while the
