@@ -102,6 +102,25 @@ describe('RequestHeadParser', () => {
     expect(parser.buffered).toBeLessThanOrEqual(2 * 1024 + 100);
   });
 
+  it('refuses a bare LF or a CR without LF the moment it arrives, not when (if ever) the head would end', () => {
+    // Heads with bare LFs never contain CRLFCRLF: waiting for it, they would only time out.
+    for (const text of ['GET /orders/1 HTTP/1.1\nHost: localhost\n\n', 'GET / HTTP/1.1\r\nHost: a\rX: b', 'GET / HTTP/1.1\r\nHost: a\n']) {
+      expect(refusal(text), JSON.stringify(text)).toBe('bad_request');
+    }
+    // Split anywhere, the same: a CR at a chunk's end is judged by the next chunk's first byte.
+    const text = 'GET / HTTP/1.1\r\nHost: a\r';
+    const parser = new RequestHeadParser(LIMITS);
+    expect(parser.push(bytes(text), 0)).toBeUndefined();
+    const next = parser.push(bytes('X-A: 1\r\n'), 0);
+    expect(isFailure(next) ? next.error : 'accepted').toBe('bad_request');
+    // A CRLF split between chunks is no bare CR.
+    const split = new RequestHeadParser(LIMITS);
+    expect(split.push(bytes('GET / HTTP/1.1\r'), 0)).toBeUndefined();
+    expect(split.push(bytes('\nHost: a\r'), 0)).toBeUndefined();
+    const whole = split.push(bytes('\n\r\n'), 0);
+    expect(isFailure(whole) || whole === undefined ? 'refused' : whole.target).toBe('/');
+  });
+
   it('reports Expect as Node answers it: 100-continue in HTTP/1.1 only, anything else as other', () => {
     expect(head('POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n').expect).toBe('continue');
     expect(head('POST / HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n').expect).toBe('other');
