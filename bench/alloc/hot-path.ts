@@ -6,8 +6,18 @@
 // - "open exchanges, add + remove": one exchange admitted on a grant and ended, with 32 others
 //   open on the same grant (the load bench's 32 connections), as the proxy does per privileged
 //   request (src/exchange/open-exchanges.ts).
+// - "HTTP/1.1 request read and answered": the load bench's cached request's head (two
+//   603-character tokens; as a GET, so that it is answered in the same call: a body's 'end' comes
+//   on a later tick) pushed into an Http1Connection as one socket read, its headers object made,
+//   and an answer with the echo service's fields written and ended: our reader, writer and
+//   connection per request (src/http1/), on a socket stand-in that takes every write (the TLS
+//   socket's own costs are Node's).
 // Usage: node bench/alloc/hot-path.ts
+import { EventEmitter } from 'node:events';
+import type { TLSSocket } from 'node:tls';
 import { cacheHitFixture } from '../micro/cache-hit.ts';
+import { Http1Connection, type Http1Handler } from '../../src/http1/http1-connection.ts';
+import { headersObject } from '../../src/http1/node-headers.ts';
 import { OpenExchanges, type Bound } from '../../src/exchange/open-exchanges.ts';
 import { bytesPerCall } from './allocated.ts';
 
@@ -39,4 +49,59 @@ const churn = (): void => {
 };
 for (let i = 0; i < 200_000; i++) churn();
 const openExchanges = bytesPerCall(churn, 50_000);
-process.stdout.write(JSON.stringify({ allowed, 'decision, cache hit': decision, 'open exchanges, add + remove': openExchanges, openSize: open.size }) + '\n');
+/** What Http1Connection and ResponseWriter use of a TLS socket; every write taken at once. */
+class SocketStandIn extends EventEmitter {
+  destroyed = false;
+  writable = true;
+  writableFinished = false;
+  written = 0;
+  write(data: string | Buffer): boolean {
+    this.written += data.length;
+    return true;
+  }
+  cork(): void {}
+  uncork(): void {}
+  pause(): void {}
+  resume(): void {}
+  end(): void {}
+  destroy(): void {
+    this.destroyed = true;
+  }
+}
+const token = (seed: string) => 'eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.' + Buffer.from(seed.repeat(80)).toString('base64url').slice(0, 480) + '.' + 'x'.repeat(86);
+const cachedRequest = Buffer.from(
+  'GET /orders/42/refund HTTP/1.1\r\nhost: 127.0.0.1:8443\r\nconnection: keep-alive\r\ncontent-type: application/json\r\naccept: */*\r\n' +
+    `user-agent: undici\r\nx-jit-grant: ${token('grant')}\r\nx-device-posture: ${token('posture')}\r\n\r\n`,
+  'latin1',
+);
+const answerFields = ['content-type', 'application/json', 'content-length', '61'];
+const answerBody = Buffer.from('{"method":"GET","url":"/orders/42/refund","bytes":0,"ok":true}'.padEnd(61));
+let answered = 0;
+const handler: Http1Handler<undefined> = {
+  draining: false,
+  request(_connection, head, body, writer) {
+    const headers = headersObject(head.fields);
+    if (headers['x-jit-grant'] === undefined) throw new Error('no grant header');
+    const answer = (): void => {
+      writer.writeHead(200, answerFields);
+      writer.end(answerBody);
+      answered++;
+    };
+    if (body !== null) throw new Error('no body expected');
+    answer();
+  },
+  upgrade() {
+    throw new Error('no upgrade expected');
+  },
+  refused(_connection, refusal, detail) {
+    throw new Error(`refused: ${refusal} (${detail})`);
+  },
+};
+const socket = new SocketStandIn();
+new Http1Connection(socket as unknown as TLSSocket, undefined, { maxHeaderBytes: 16_384, maxFields: 2000, headersTimeoutMs: 10_000, idleTimeoutMs: 60_000 }, handler);
+const readAndAnswer = (): void => void socket.emit('data', cachedRequest);
+for (let i = 0; i < 200_000; i++) readAndAnswer();
+const http1Request = bytesPerCall(readAndAnswer, 20_000);
+process.stdout.write(
+  JSON.stringify({ allowed, 'decision, cache hit': decision, 'open exchanges, add + remove': openExchanges, openSize: open.size, 'HTTP/1.1 request read and answered': http1Request, http1Answered: answered, http1Destroyed: socket.destroyed }) + '\n',
+);

@@ -1,5 +1,6 @@
 // The allocation budget of the hot path (issue 15 item 4): heap bytes allocated per cache-hit
-// decision, and per exchange admitted and ended in OpenExchanges, against the committed figures
+// decision, per exchange admitted and ended in OpenExchanges, and per HTTP/1.1 request read and
+// answered by our reader and writer, against the committed figures
 // in test/budgets/allocations.json. Bytes, never times: what one call allocates is the same on a
 // loaded machine and a quiet one, so this cannot flake on a busy CI runner the way a timing
 // would. Measured by bench/alloc/hot-path.ts in a plain Node child (the fixture and counter of
@@ -38,5 +39,13 @@ describe('allocation budget', () => {
     // The 32 exchanges the measurement keeps open are all still held.
     expect(measured.openSize).toBe(32);
     withinBudget('open exchanges, add + remove');
+  });
+
+  it('reading an HTTP/1.1 request and writing its answer allocates no more than its committed budget', () => {
+    // Every request pushed was read and answered on the one connection, which stayed open.
+    expect(measured.http1Answered).toBeGreaterThanOrEqual(200_000);
+    expect(measured.http1Destroyed).toBe(false);
+    // Not vacuous: the two 603-character tokens alone are over 1,200 bytes of strings.
+    expect(withinBudget('HTTP/1.1 request read and answered')).toBeGreaterThan(1200);
   });
 });
