@@ -246,6 +246,12 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
       this.body = null;
       for (const later of writers.splice(0)) later.abandon();
     }
+    if (writers.length === 0 && this.body !== null && !this.body.readableDidRead) {
+      // Its request's body (the last head's) is still coming and nobody read it (a refusal): as
+      // Node's server did (resOnFinish → req._dump), it is read and dropped, so the request after
+      // it is read; else the paused reader would hold the connection, past idleTimeout, forever.
+      this.body.resume();
+    }
     if (writers.length > 0) {
       // The next answer's turn: what it holds goes out (and, if it had ended, the one after it).
       writers[0]!.promote();
