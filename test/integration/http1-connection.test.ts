@@ -293,6 +293,27 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       }
     });
 
+    it('an answer cut by the service in the middle of a pipeline: the ones before it whole, nothing of the later ones after the cut', async () => {
+      upstream.handler = (req, res) => {
+        if (req.url === '/orders/2') {
+          req.resume();
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 100 });
+          res.write('half-of-two');
+          setTimeout(() => res.destroy(), 100);
+        } else {
+          setTimeout(() => echoHandler(req, res), req.url === '/orders/1' ? 150 : 0);
+        }
+      };
+      const session = await open();
+      session.socket.write(get('/orders/1') + get('/orders/2') + get('/orders/3'));
+      expect(await session.closedWithin(3000)).toBe(true);
+      const { list, rest } = answers(session.text());
+      expect(list.map(urlOf)).toEqual(['/orders/1']);
+      // Then the close: nothing of the cut second answer, nothing of the third (before, the cut of
+      // the queued second answer closed the connection at once and the whole first was lost).
+      expect(rest).toBe('');
+    });
+
     it('never reads a body as a request when the service answers before reading it', async () => {
       const smuggled = get('/orders/smuggled');
       upstream.handler = (req, res) => {
