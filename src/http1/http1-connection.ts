@@ -65,7 +65,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
   private headSince: number;
   /** No head read yet: the first one's clock runs from the handshake. */
   private fresh = true;
-  /** Last time bytes came in or an answer ended: the idle clock. */
+  /** When the connection opened or an answer last ended: the idle clock. */
   private lastActive: number;
   /** A request that closes the connection was read (or the reader stopped): nothing more is read. */
   private lastRequest = false;
@@ -113,7 +113,9 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
   // ---- bytes in ------------------------------------------------------------------------------
 
   private push(chunk: Buffer): void {
-    this.lastActive = performance.now();
+    // No idle clock here: bytes that open nothing (empty lines between requests, RFC 9112 2.2,
+    // which the reader skips) must not hold an idle connection past limits.idleTimeout, as
+    // Node's socket timeout let them; bytes that open a head, a request or a body stop the clock.
     const result = this.reader.push(chunk);
     if (result === 'overflow') {
       // Held bytes are at their bound: TCP holds the rest until the reader goes on.
@@ -206,6 +208,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
   onEnd(): void {
     const body = this.body;
     this.body = null;
+    this.lastActive = performance.now(); // a body read after its answer ended (dropped) ends now
     body?.finish();
   }
 

@@ -410,6 +410,38 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       expect(answers(session.text()).rest).toBe('');
     });
 
+    it('closes an idle connection fed only empty lines at idleTimeout: CRLFs between requests hold nothing open', async () => {
+      const session = await open();
+      session.socket.write(get('/orders/1'));
+      expect(await until(() => answers(session.text()).list.length === 1)).toBe(true);
+      const answered = Date.now();
+      const feed = setInterval(() => session.socket.write('\r\n'), 300);
+      try {
+        // Before, every CRLF restarted the idle clock (as Node's socket timeout did): open forever.
+        const closedAt = await Promise.race([session.closed, sleep(5000).then(() => Infinity)]);
+        expect(closedAt - answered).toBeGreaterThanOrEqual(1800);
+        expect(closedAt - answered).toBeLessThan(3200);
+        expect(answers(session.text()).list).toHaveLength(1);
+      } finally {
+        clearInterval(feed);
+      }
+    });
+
+    it('a refused request whose dropped body takes longer than idleTimeout: the request after it is still answered', async () => {
+      const session = await open();
+      session.socket.write('POST /admin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n');
+      expect(await until(() => answers(session.text()).list.length === 1)).toBe(true);
+      for (const c of 'abcd') {
+        await sleep(700);
+        session.socket.write(c);
+      }
+      await sleep(150);
+      session.socket.write(get('/orders/after'));
+      expect(await until(() => answers(session.text()).list.length === 2, 3000)).toBe(true);
+      expect(answers(session.text()).list.map((a) => a.status)).toEqual([403, 200]);
+      expect(urlOf(answers(session.text()).list[1]!)).toBe('/orders/after');
+    });
+
     it('keeps a connection whose request is open past both limits: a slow answer and a slow body are not cut', async () => {
       upstream.handler = (req, res) => {
         let bytes = 0;
