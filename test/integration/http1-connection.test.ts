@@ -3,10 +3,12 @@
 // MAX_PIPELINED open, a queued answer's memory bounded by back-pressure to the service, the head
 // and idle limits, the refusals it answers itself (417, 431 for too many fields), HTTP/1.0
 // framing, bodyless answers, half-close and resets, and the desync a refused body could cause.
+import { createHash } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { configYaml, createPki, DEFAULT_ROUTES, echoHandler, startProxy, startUpstream, type Issued, type Pki, type Upstream } from '../support/harness.ts';
 import { rawSession, type RawSession } from '../support/raw-tls.ts';
 import { MAX_PIPELINED } from '../../src/http1/http1-connection.ts';
@@ -177,6 +179,118 @@ describe('HTTP/1.1 connections read by our own parser', () => {
         expect((JSON.parse(a.body) as { pad: string }).pad).toHaveLength((i + 1) * 97);
       }
       expect(most).toBe(MAX_PIPELINED);
+    });
+
+    it('random pipelines (GET, sized and chunked POSTs) split at random points: the service gets exactly those requests and bodies, the client their answers in order', async () => {
+      upstream.handler = (req, res) => {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        req.on('data', (c: Buffer) => {
+          bytes += c.length;
+          hash.update(c);
+        });
+        req.on('end', () => {
+          const body = JSON.stringify({ method: req.method, url: req.url, bytes, sha: hash.digest('hex').slice(0, 16) });
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+          res.end(body);
+        });
+      };
+      const request = fc.oneof(
+        fc.constant({ kind: 'get' as const, body: '' }),
+        fc.string({ maxLength: 3000 }).map((body) => ({ kind: 'sized' as const, body })),
+        fc.array(fc.string({ minLength: 1, maxLength: 700 }), { maxLength: 4 }).map((chunks) => ({ kind: 'chunked' as const, body: chunks.join(''), chunks })),
+      );
+      await fc.assert(
+        fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), async (requests, cuts) => {
+          const expected = requests.map((r, i) => {
+            const data = Buffer.from(r.body, 'latin1');
+            return { method: r.kind === 'get' ? 'GET' : 'POST', url: r.kind === 'get' ? `/orders/${i}` : `/upload?n=${i}`, bytes: data.length, sha: createHash('sha256').update(data).digest('hex').slice(0, 16) };
+          });
+          const wire = requests
+            .map((r, i) => {
+              if (r.kind === 'get') return get(`/orders/${i}`);
+              if (r.kind === 'sized') return `POST /upload?n=${i} HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${r.body.length}\r\n\r\n${r.body}`;
+              return `POST /upload?n=${i} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n${r.chunks.map((c) => `${c.length.toString(16)}\r\n${c}\r\n`).join('')}0\r\n\r\n`;
+            })
+            .join('');
+          const bytes = Buffer.from(wire, 'latin1');
+          const at = [...new Set(cuts.map((c) => c % bytes.length))].sort((a, b) => a - b);
+          const session = await open();
+          let from = 0;
+          for (const cut of [...at, bytes.length]) {
+            session.socket.write(bytes.subarray(from, cut));
+            from = cut;
+            await sleep(1);
+          }
+          expect(await until(() => answers(session.text()).list.length === requests.length)).toBe(true);
+          const { list, rest } = answers(session.text());
+          expect(rest).toBe('');
+          expect(list.map((a) => JSON.parse(a.body) as unknown)).toEqual(expected);
+          session.socket.destroy();
+        }),
+        { numRuns: 25 },
+      );
+    });
+
+    it(`holds what comes behind ${MAX_PIPELINED} open requests in TCP, not memory; then answers them all and refuses the garbage`, async () => {
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      upstream.handler = (req, res) => void held.then(() => echoHandler(req, res));
+      const before = upstream.received.length;
+      const session = await open();
+      try {
+        session.socket.write(Array.from({ length: MAX_PIPELINED }, (_, i) => get(`/orders/${i}`)).join(''));
+        expect(await until(() => upstream.received.length - before === MAX_PIPELINED)).toBe(true);
+        // Then a flood of bytes no request is made of, written as fast as the socket takes them,
+        // until it takes no more for 500 ms (or 64 MiB have gone: the proxy holds them all).
+        const chunk = Buffer.alloc(64 * 1024, 0x58);
+        let taken = 0;
+        for (;;) {
+          if (taken >= 64 * 1024 * 1024) break;
+          if (session.socket.write(chunk)) {
+            taken += chunk.length;
+            continue;
+          }
+          const drained = await Promise.race([new Promise<boolean>((resolve) => session.socket.once('drain', () => resolve(true))), sleep(500).then(() => false)]);
+          if (!drained) break;
+          taken += chunk.length;
+        }
+        // The proxy holds at most its reader's bound; the rest of what it took is in kernel buffers.
+        expect(taken).toBeLessThan(16 * 1024 * 1024);
+        release();
+        expect(await session.closedWithin(5000)).toBe(true);
+        const { list } = answers(session.text(), [], true);
+        expect(list.slice(0, MAX_PIPELINED).map(urlOf)).toEqual(Array.from({ length: MAX_PIPELINED }, (_, i) => `/orders/${i}`));
+        // A request line of 4 MiB of X: past limits.maxHeaderBytes before any line end.
+        expect(list.slice(MAX_PIPELINED).map((a) => [a.status, (JSON.parse(a.body) as { reason: string }).reason])).toEqual([[431, 'bad_request']]);
+      } finally {
+        release();
+      }
+    });
+
+    it('a 100 Continue for a pipelined request waits for the answer before it: never inside it', async () => {
+      upstream.handler = (req, res) => {
+        if (req.url === '/orders/slow') {
+          req.resume();
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('slow-1 ');
+          setTimeout(() => res.end('slow-2'), 300);
+        } else {
+          echoHandler(req, res);
+        }
+      };
+      const session = await open();
+      session.socket.write(`${get('/orders/slow')}POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n`);
+      expect(await until(() => session.text().includes('100 Continue'))).toBe(true);
+      const text = session.text();
+      // The first answer ended (chunked, last chunk) before the 100 Continue.
+      expect(text.indexOf('HTTP/1.1 100 Continue\r\n\r\n')).toBe(text.indexOf('slow-2\r\n0\r\n\r\n') + 'slow-2\r\n0\r\n\r\n'.length);
+      session.socket.write('hello');
+      expect(await until(() => answers(session.text()).list.length === 2)).toBe(true);
+      const { list, rest } = answers(session.text());
+      expect(rest).toBe('');
+      expect(list[0]!.body).toBe('slow-1 slow-2');
+      expect(JSON.parse(list[1]!.body)).toMatchObject({ url: '/upload', bytes: 5 });
     });
 
     it('holds a fast second answer until the slow first has gone out whole: nothing of the second before it', async () => {
