@@ -241,7 +241,13 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     }
     writers.shift();
     this.lastActive = performance.now();
-    if (!clean || this.socket.destroyed) return;
+    if (!clean) {
+      // Cut: the connection goes (at once, or once what was written before it has gone); nothing
+      // more is read or started.
+      this.closing = true;
+      return;
+    }
+    if (this.socket.destroyed) return;
     if (!writer.keepAlive && !this.closing) {
       // RFC 9112 9.6: the answer that says close is the last: requests read after it are dropped.
       this.closing = true;

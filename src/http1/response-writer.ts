@@ -196,7 +196,9 @@ export class ResponseWriter {
     this.queued = undefined;
     this.queuedBytes = 0;
     if (this.cutOnTurn) {
-      this.socket.destroy();
+      // The end of the answer before it may still be in the socket's buffer: it goes out, then
+      // the close, with nothing of this one.
+      this.socket.destroySoon();
       this.owner.answerEnded(this, false);
       return;
     }

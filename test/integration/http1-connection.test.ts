@@ -428,6 +428,52 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       expect(rest).toBe('');
     });
 
+    it('the same with a 16 MiB first answer to a slow reader: all of it arrives before the cut', async () => {
+      const TOTAL = 16 * 1024 * 1024;
+      upstream.handler = (req, res) => {
+        req.resume();
+        if (req.url === '/orders/2') {
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 100 });
+          res.write('half-of-two');
+          setTimeout(() => res.destroy(), 50);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': TOTAL });
+        const chunk = Buffer.alloc(256 * 1024, 0x31);
+        let left = TOTAL;
+        const pump = () => {
+          while (left > 0) {
+            left -= chunk.length;
+            if (left === 0) return void res.end(chunk);
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+        };
+        pump();
+      };
+      const socket = tlsConnect({ port: proxy.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
+      try {
+        await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+        socket.on('error', () => undefined);
+        let received = 0;
+        let head = '';
+        socket.on('data', (c: Buffer) => {
+          received += c.length;
+          if (head.length < 1024) head += c.toString('latin1');
+        });
+        socket.pause();
+        const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        socket.write(get('/orders/1') + get('/orders/2'));
+        await sleep(300);
+        socket.resume();
+        await Promise.race([closed, sleep(8000)]);
+        const headLength = head.indexOf('\r\n\r\n') + 4;
+        expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+        expect(received - headLength).toBe(TOTAL);
+      } finally {
+        socket.destroy();
+      }
+    });
+
     it('never reads a body as a request when the service answers before reading it', async () => {
       const smuggled = get('/orders/smuggled');
       upstream.handler = (req, res) => {
