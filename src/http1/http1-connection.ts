@@ -107,7 +107,12 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
 
   /** Graceful stop: an idle connection closes now; one with a request open after its answer. */
   closeIfIdle(): void {
-    if (this.writers.length === 0 && this.body === null && this.reader.pendingBytes === 0 && this.overflow === undefined) this.socket.destroy();
+    if (this.writers.length === 0 && this.body === null && this.reader.pendingBytes === 0 && this.overflow === undefined) {
+      // The last answer may still be in the socket's buffer (a slow reader): it goes out, then
+      // the close; limits.shutdownTimeout bounds the wait.
+      this.closing = true;
+      this.closeAfterWrites();
+    }
   }
 
   // ---- bytes in ------------------------------------------------------------------------------

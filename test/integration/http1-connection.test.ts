@@ -456,16 +456,16 @@ describe('HTTP/1.1 connections read by our own parser', () => {
         socket.on('error', () => undefined);
         let received = 0;
         let head = '';
+        // A slow reader: the proxy's socket is full when the first answer's last bytes come.
         socket.on('data', (c: Buffer) => {
           received += c.length;
           if (head.length < 1024) head += c.toString('latin1');
+          socket.pause();
+          setTimeout(() => socket.resume(), 2);
         });
-        socket.pause();
         const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
         socket.write(get('/orders/1') + get('/orders/2'));
-        await sleep(300);
-        socket.resume();
-        await Promise.race([closed, sleep(8000)]);
+        await Promise.race([closed, sleep(15_000)]);
         const headLength = head.indexOf('\r\n\r\n') + 4;
         expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
         expect(received - headLength).toBe(TOTAL);
@@ -800,5 +800,54 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       expect(await until(() => answers(next.text()).list.length === 1)).toBe(true);
       expect(urlOf(answers(next.text()).list[0]!)).toBe('/orders/next');
     });
+  });
+});
+
+describe('HTTP/1.1 connections at a graceful stop', () => {
+  it('an answer that ended during the drain reaches a slow reader whole before its connection is closed', async () => {
+    const pki = await createPki();
+    const TOTAL = 16 * 1024 * 1024;
+    const upstream = await startUpstream((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': TOTAL });
+      const chunk = Buffer.alloc(256 * 1024, 0x32);
+      let left = TOTAL;
+      const pump = () => {
+        while (left > 0) {
+          left -= chunk.length;
+          if (left === 0) return void res.end(chunk);
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+      };
+      pump();
+    });
+    const proxy = await startProxy(pki, configYaml(pki, upstream.url, DEFAULT_ROUTES));
+    const client = await pki.ca.svid('/ns/prod/sa/web');
+    const socket = tlsConnect({ port: proxy.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
+    try {
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      socket.on('error', () => undefined);
+      let received = 0;
+      let head = '';
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      let stopping: Promise<void> | undefined;
+      socket.on('data', (c: Buffer) => {
+        received += c.length;
+        if (head.length < 1024) head += c.toString('latin1');
+        // The stop begins once the answer is on its way; the reader stays slow throughout.
+        stopping ??= proxy.close();
+        socket.pause();
+        setTimeout(() => socket.resume(), 2);
+      });
+      socket.write(get('/orders/big'));
+      await Promise.race([closed, sleep(15_000)]);
+      await stopping;
+      expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(received - (head.indexOf('\r\n\r\n') + 4)).toBe(TOTAL);
+    } finally {
+      socket.destroy();
+      await upstream.close();
+      pki.cleanup();
+    }
   });
 });
