@@ -65,7 +65,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
   private headSince: number;
   /** No head read yet: the first one's clock runs from the handshake. */
   private fresh = true;
-  /** Last time bytes came in or an answer ended: the idle clock. */
+  /** When the connection opened or an answer last ended: the idle clock. */
   private lastActive: number;
   /** A request that closes the connection was read (or the reader stopped): nothing more is read. */
   private lastRequest = false;
@@ -107,13 +107,20 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
 
   /** Graceful stop: an idle connection closes now; one with a request open after its answer. */
   closeIfIdle(): void {
-    if (this.writers.length === 0 && this.body === null && this.reader.pendingBytes === 0 && this.overflow === undefined) this.socket.destroy();
+    if (this.writers.length === 0 && this.body === null && this.reader.pendingBytes === 0 && this.overflow === undefined) {
+      // The last answer may still be in the socket's buffer (a slow reader): it goes out, then
+      // the close; limits.shutdownTimeout bounds the wait.
+      this.closing = true;
+      this.closeAfterWrites();
+    }
   }
 
   // ---- bytes in ------------------------------------------------------------------------------
 
   private push(chunk: Buffer): void {
-    this.lastActive = performance.now();
+    // No idle clock here: bytes that open nothing (empty lines between requests, RFC 9112 2.2,
+    // which the reader skips) must not hold an idle connection past limits.idleTimeout, as
+    // Node's socket timeout let them; bytes that open a head, a request or a body stop the clock.
     const result = this.reader.push(chunk);
     if (result === 'overflow') {
       // Held bytes are at their bound: TCP holds the rest until the reader goes on.
@@ -206,6 +213,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
   onEnd(): void {
     const body = this.body;
     this.body = null;
+    this.lastActive = performance.now(); // a body read after its answer ended (dropped) ends now
     body?.finish();
   }
 
@@ -238,13 +246,25 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     }
     writers.shift();
     this.lastActive = performance.now();
-    if (!clean || this.socket.destroyed) return;
+    if (!clean) {
+      // Cut: the connection goes (at once, or once what was written before it has gone); nothing
+      // more is read or started.
+      this.closing = true;
+      return;
+    }
+    if (this.socket.destroyed) return;
     if (!writer.keepAlive && !this.closing) {
       // RFC 9112 9.6: the answer that says close is the last: requests read after it are dropped.
       this.closing = true;
       this.body?.abort();
       this.body = null;
       for (const later of writers.splice(0)) later.abandon();
+    }
+    if (writers.length === 0 && this.body !== null && !this.body.readableDidRead) {
+      // Its request's body (the last head's) is still coming and nobody read it (a refusal): as
+      // Node's server did (resOnFinish → req._dump), it is read and dropped, so the request after
+      // it is read; else the paused reader would hold the connection, past idleTimeout, forever.
+      this.body.resume();
     }
     if (writers.length > 0) {
       // The next answer's turn: what it holds goes out (and, if it had ended, the one after it).

@@ -66,6 +66,8 @@ export class ResponseWriter {
   /** A write said "full": the listener is told when it may write again. */
   private full = false;
   private onSocketDrain: (() => void) | undefined;
+  /** Cut while queued: the connection is cut when its turn comes. */
+  private cutOnTurn = false;
 
   constructor(socket: TLSSocket, owner: AnswerOwner, head: boolean, http10: boolean, keepAlive: boolean, keepAliveLine: string, queued: boolean) {
     this.socket = socket;
@@ -162,7 +164,15 @@ export class ResponseWriter {
   destroy(): void {
     const first = !this.ended;
     this.ended = true;
-    this.queued = undefined;
+    if (this.queued !== undefined) {
+      // Not its turn yet: the answers before it are whole and go out first (as Node's
+      // ServerResponse.destroy waited for its socket), then the cut; what it held is dropped.
+      this.queued = [];
+      this.queuedBytes = 0;
+      this.cutOnTurn = true;
+      if (first) this.listener?.answerDone(false);
+      return;
+    }
     this.socket.destroy();
     if (first) {
       this.owner.answerEnded(this, false);
@@ -185,6 +195,13 @@ export class ResponseWriter {
     if (queued === undefined) return;
     this.queued = undefined;
     this.queuedBytes = 0;
+    if (this.cutOnTurn) {
+      // The end of the answer before it may still be in the socket's buffer: it goes out, then
+      // the close, with nothing of this one.
+      this.socket.destroySoon();
+      this.owner.answerEnded(this, false);
+      return;
+    }
     const socket = this.socket;
     let ok = true;
     if (!socket.destroyed && queued.length > 0) {
