@@ -271,7 +271,10 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
       writers[0]!.promote();
     } else if (this.closing) {
       this.closeAfterWrites();
-    } else if (this.depthPaused) {
+      return;
+    }
+    if (this.depthPaused && !this.closing && writers.length < MAX_PIPELINED) {
+      // A request's place came free: the next one is read (one at a time, not once all 16 are answered).
       this.depthPaused = false;
       this.resumeReading();
     }

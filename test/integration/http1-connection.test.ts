@@ -181,6 +181,25 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       expect(most).toBe(MAX_PIPELINED);
     });
 
+    it(`reads the next request as soon as one of ${MAX_PIPELINED} open is answered, not once all are`, async () => {
+      // The service answers /orders/1 at once and holds the rest: the 17th must reach it while
+      // 15 of the first 16 are still open.
+      const held: (() => void)[] = [];
+      upstream.handler = (req, res) => {
+        req.resume();
+        if (req.url === '/orders/1') res.end(JSON.stringify({ url: req.url }));
+        else held.push(() => res.end(JSON.stringify({ url: req.url })));
+      };
+      const before = upstream.received.length;
+      const session = await open();
+      session.socket.write(Array.from({ length: MAX_PIPELINED + 1 }, (_, i) => get(`/orders/${i + 1}`)).join(''));
+      expect(await until(() => upstream.received.length - before === MAX_PIPELINED + 1, 5000)).toBe(true);
+      expect(held).toHaveLength(MAX_PIPELINED);
+      for (const answer of held) answer();
+      expect(await until(() => answers(session.text()).list.length === MAX_PIPELINED + 1, 5000)).toBe(true);
+      expect(answers(session.text()).list.map(urlOf)).toEqual(Array.from({ length: MAX_PIPELINED + 1 }, (_, i) => `/orders/${i + 1}`));
+    });
+
     it('random pipelines (GET, sized and chunked POSTs) split at random points: the service gets exactly those requests and bodies, the client their answers in order', async () => {
       upstream.handler = (req, res) => {
         const hash = createHash('sha256');
