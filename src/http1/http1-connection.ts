@@ -4,10 +4,10 @@
 // - pipelined requests are read and started as they come, their answers sent in request order
 //   (a later answer is held by its ResponseWriter until those before it have ended), at most
 //   MAX_PIPELINED at once: past that the reader pauses, then the socket (TCP pushes back);
-// - anything refused while an answer is still going out cuts the connection instead of being
-//   answered (a 400 must never be spliced into another answer), and so does an upgrade
-//   pipelined behind a request; nothing after a request that closes the connection is read
-//   (RFC 9112 9.6);
+// - anything refused while answers are still going out (pipelined requests read before it), or
+//   an upgrade pipelined behind a request, lets those answers finish and then closes the
+//   connection, unanswered: a 400 must never be spliced into, or read as, another answer; nothing
+//   after a request that closes the connection is read (RFC 9112 9.6);
 // - limits.headersTimeout from a head's first byte (from the handshake, for the first request)
 //   until the head is whole: past it the client gets 400 `bad_request` and the close;
 //   limits.idleTimeout with no request open and nothing received: the close;
@@ -297,20 +297,24 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     this.clockHead();
   }
 
-  /** Answers a refusal (when nothing else is being answered) and closes. */
+  /**
+   * Answers a refusal and closes. With answers still going out (pipelined requests read before
+   * it), those finish, whole and in order, and then the connection closes: the refusal gets no
+   * answer of its own, which would come after theirs as if it answered some other request, and
+   * nothing after it is read.
+   */
   private refuse(refusal: Http1Refused, detail: string): void {
     if (this.closing) return;
-    const afterClose = refusal === 'bytes_after_close';
-    const answerable = !afterClose && this.writers.length === 0 && this.socket.writable && !this.ending;
+    const pending = this.writers.length > 0;
+    const answerable = !pending && refusal !== 'bytes_after_close' && this.socket.writable && !this.ending;
     this.closing = true;
     this.lastRequest = true;
     this.body?.abort();
     this.body = null;
     const answer = this.handler.refused(this, refusal, detail, answerable);
-    if (afterClose) {
-      // The requests before them are still answered, then the close; nothing after is read.
+    if (pending || (refusal === 'bytes_after_close' && this.ending)) {
+      // answerEnded closes once the last of them has ended.
       this.socket.pause();
-      if (this.writers.length === 0 && !this.ending) this.socket.destroy();
     } else if (answer !== undefined) {
       this.ending = true;
       this.socket.end(answer, 'latin1');

@@ -251,7 +251,7 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       );
     });
 
-    it(`holds what comes behind ${MAX_PIPELINED} open requests in TCP, not memory; then answers them all and refuses the garbage`, async () => {
+    it(`holds what comes behind ${MAX_PIPELINED} open requests in TCP, not memory; then answers them all and closes on the garbage`, async () => {
       let release!: () => void;
       const held = new Promise<void>((resolve) => (release = resolve));
       upstream.handler = (req, res) => void held.then(() => echoHandler(req, res));
@@ -280,8 +280,10 @@ describe('HTTP/1.1 connections read by our own parser', () => {
         expect(await session.closedWithin(5000)).toBe(true);
         const { list } = answers(session.text(), [], true);
         expect(list.slice(0, MAX_PIPELINED).map(urlOf)).toEqual(Array.from({ length: MAX_PIPELINED }, (_, i) => `/orders/${i}`));
-        // A request line of 4 MiB of X: past limits.maxHeaderBytes before any line end.
-        expect(list.slice(MAX_PIPELINED).map((a) => [a.status, (JSON.parse(a.body) as { reason: string }).reason])).toEqual([[431, 'bad_request']]);
+        // A request line of 4 MiB of X, past limits.maxHeaderBytes before any line end, read as
+        // soon as the first answer freed a place: refused while the other 15 were open, so they
+        // finish and the connection closes, with no answer of its own after theirs.
+        expect(list).toHaveLength(MAX_PIPELINED);
       } finally {
         release();
       }
