@@ -268,8 +268,8 @@ export class Proxy implements ReplyEvents<Exchange>, Http1Handler<ClientConnecti
     const connection = new ClientConnection(peer, socket.remoteAddress ?? '', socket.remotePort ?? 0, () => socket.destroy());
     // SPEC step 1: the connection closes when the peer's SVID expires.
     this.open.add(connection);
-    socket.once('close', () => this.open.remove(connection));
     if (socket.alpnProtocol === 'h2') {
+      socket.once('close', () => this.open.remove(connection));
       this.handingOver = connection;
       this.h2.emit('connection', socket);
       this.handingOver = undefined;
@@ -340,6 +340,12 @@ export class Proxy implements ReplyEvents<Exchange>, Http1Handler<ClientConnecti
     // In flight until the answer has ended, was refused or cut: the writer says so in every case.
     this.metrics.requestsInFlight.n++;
     this.admit(x);
+  }
+
+  /** An HTTP/1.1 connection's socket closed: it leaves the open set and the sweep. */
+  closed(http1: Http1Connection<ClientConnection>): void {
+    this.http1.delete(http1);
+    this.open.remove(http1.client);
   }
 
   /** An upgrade request (WebSocket): admitted exactly like any request, then tunnelled. */

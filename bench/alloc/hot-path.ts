@@ -93,6 +93,7 @@ const handler: Http1Handler<undefined> = {
   upgrade() {
     throw new Error('no upgrade expected');
   },
+  closed() {},
   refused(_connection, refusal, detail) {
     throw new Error(`refused: ${refusal} (${detail})`);
   },

@@ -35,6 +35,8 @@ export interface Http1Handler<C> {
    * none is written: nobody is left to read it, or another answer is going out).
    */
   refused(connection: Http1Connection<C>, refusal: Http1Refused, detail: string, answerable: boolean): string | undefined;
+  /** The socket has closed (the connection's only 'close' listener: no other is needed per socket). */
+  closed(connection: Http1Connection<C>): void;
   /** The proxy is shutting down: answers say `Connection: close`. */
   readonly draining: boolean;
 }
@@ -78,6 +80,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
   /** A chunk the reader could not take while paused and full: pushed again on resume. */
   private overflow: Buffer | undefined;
   private readonly onData = (chunk: Buffer): void => this.push(chunk);
+  private readonly onSocketEndListener = (): void => this.onSocketEnd();
 
   constructor(socket: TLSSocket, client: C, limits: Http1Limits, handler: Http1Handler<C>) {
     this.socket = socket;
@@ -90,7 +93,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     this.keepAliveLine = limits.idleTimeoutMs >= 1000 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(limits.idleTimeoutMs / 1000)}\r\n` : 'Connection: keep-alive\r\n';
     this.headSince = this.lastActive = performance.now();
     socket.on('data', this.onData);
-    socket.on('end', () => this.onSocketEnd());
+    socket.on('end', this.onSocketEndListener);
     socket.on('error', () => socket.destroy()); // a reset or TLS error: 'close' follows
     socket.on('close', () => this.onClose());
   }
@@ -160,6 +163,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     this.body?.abort();
     this.body = null;
     for (const writer of this.writers.splice(0)) writer.abandon();
+    this.handler.closed(this);
   }
 
   // ---- ReaderSink ----------------------------------------------------------------------------
@@ -175,7 +179,9 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     if (!head.keepAlive) this.lastRequest = true;
     if (head.upgrade) {
       this.lastRequest = true;
+      // From here the socket's bytes and end are the tunnel's (our 'close' and 'error' listeners stay).
       this.socket.off('data', this.onData);
+      this.socket.off('end', this.onSocketEndListener);
       if (this.writers.length > 0) {
         // Behind an answer still going out, its 101 or refusal would be spliced into that answer.
         this.refuse('bad_request', 'an upgrade pipelined behind a request still being answered');

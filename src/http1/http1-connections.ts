@@ -19,19 +19,21 @@ export class Http1Connections {
 
   add(connection: Http1Connection<unknown>): void {
     this.open.add(connection);
-    connection.socket.once('close', () => {
-      this.open.delete(connection);
-      if (this.open.size === 0 && this.sweep !== undefined) {
-        clearInterval(this.sweep);
-        this.sweep = undefined;
-      }
-    });
     if (this.sweep === undefined) {
       this.sweep = setInterval(() => {
         const now = performance.now();
         for (const c of this.open) c.expireIfStale(now);
       }, this.everyMs);
       this.sweep.unref();
+    }
+  }
+
+  /** The connection's socket has closed (its own 'close' listener says so: one per socket is enough). */
+  delete(connection: Http1Connection<unknown>): void {
+    this.open.delete(connection);
+    if (this.open.size === 0 && this.sweep !== undefined) {
+      clearInterval(this.sweep);
+      this.sweep = undefined;
     }
   }
 

@@ -114,6 +114,29 @@ describe('WebSocket through the proxy', () => {
     expect(closedAt - expMs).toBeLessThan(250);
   });
 
+  it('a tunnel on a grant adds no listener past Node\'s leak warning to its client socket (one close listener per part, not one per layer)', { timeout: 10_000 }, async () => {
+    // The proxy runs in this process: a MaxListenersExceededWarning it causes is ours to see.
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void (warning.name === 'MaxListenersExceededWarning' && warnings.push(warning.message));
+    process.on('warning', onWarning);
+    try {
+      const grant = await signToken(grantClaims({ sub: 'spiffe://example.org/ns/prod/sa/web', scope: 'feed.read', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60 }), { key: jit.key, kid: 'jit' });
+      const { socket, status, body } = await open(`wss://localhost:${proxy.proxyPort}/admin-feed`, pki.ca.bundlePem, client, { 'x-jit-grant': grant });
+      expect(socket, `${status} ${body}`).toBeDefined();
+      const reply = new Promise<string>((resolve) => socket!.once('message', (data) => resolve(data.toString())));
+      socket!.send('hello');
+      expect(await reply).toBe('echo:hello');
+      const closed = new Promise<void>((resolve) => socket!.once('close', () => resolve()));
+      socket!.close();
+      await closed;
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('a revocation closes tunnels already open on that grant (by jti) or on any grant of that peer (by sub), and no others', { timeout: 10_000 }, async () => {
     const revoke = async (body: Record<string, string>) => {
       const response = await fetch(`http://127.0.0.1:${proxy.adminPort}/admin/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

@@ -39,6 +39,7 @@ describe('Http1Connection', () => {
       },
       upgrade: (_c, _h, s) => s.destroy(),
       refused: () => undefined,
+      closed: () => undefined,
     };
     const connection = new Http1Connection(socket, null, LIMITS, handler);
     client.pause();
