@@ -8,7 +8,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { constants as h2, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Config } from './config/schema.ts';
 import type { Generation } from './generation.ts';
-import { denial, type Denial } from './decision/denial.ts';
+import { badRequest, denial, type Denial } from './decision/denial.ts';
 import type { Verdict } from './decision/authorizer.ts';
 import { PeerVerifier, type PeerIdentity } from './identity/peer-verifier.ts';
 import type { IdentityMaterial } from './identity/svid-source.ts';
@@ -70,24 +70,27 @@ function upgradeAllowed(value: string, allowed: readonly string[]): boolean {
   return true;
 }
 
-/** gRPC over HTTP/2 (gRPC's PROTOCOL-HTTP2: `application/grpc` or `application/grpc+<codec>`); grpc-web is ordinary HTTP. */
 /**
  * Fields per HTTP/1.1 head: Node's server kept the first 2,000 (maxHeadersCount) and dropped the
  * rest unseen; ours refuses a head with more (431), within limits.maxHeaderBytes as before.
  */
 const HTTP1_MAX_FIELDS = 2000;
 
-/** How each refusal of the HTTP/1.1 reader is answered (SPEC "Responses"; as server.ts answered Node's parser errors). */
-const HTTP1_REFUSALS: Readonly<Record<Http1Refused, { status: number; statusText: string; denial: Denial }>> = {
-  bad_request: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
-  incomplete: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
-  bytes_after_close: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
-  timeout: { status: 400, statusText: 'Bad Request', denial: denial('bad_request') },
-  bad_target: { status: 400, statusText: 'Bad Request', denial: denial('bad_path') },
-  headers_too_large: { status: 431, statusText: 'Request Header Fields Too Large', denial: { ...denial('bad_request'), status: 431, error: 'the request headers are too large' } },
-  expectation: { status: 417, statusText: 'Expectation Failed', denial: { ...denial('bad_request'), status: 417, error: 'the request has an Expect other than 100-continue' } },
+/**
+ * How each refusal of the HTTP/1.1 reader is answered (SPEC "Responses"; as server.ts answered
+ * Node's parser errors) and its `portcullis_bad_requests_total` reason.
+ */
+const HTTP1_REFUSALS: Readonly<Record<Http1Refused, { readonly denial: Denial; readonly counted: string }>> = {
+  bad_request: { denial: denial('bad_request'), counted: 'malformed' },
+  incomplete: { denial: denial('bad_request'), counted: 'malformed' },
+  bytes_after_close: { denial: denial('bad_request'), counted: 'malformed' },
+  expectation: { denial: badRequest(417, 'the request has an Expect other than 100-continue'), counted: 'malformed' },
+  timeout: { denial: denial('bad_request'), counted: 'timeout' },
+  bad_target: { denial: denial('bad_path'), counted: 'bad_path' },
+  headers_too_large: { denial: badRequest(431, 'the request headers are too large'), counted: 'headers_too_large' },
 };
 
+/** gRPC over HTTP/2 (gRPC's PROTOCOL-HTTP2: `application/grpc` or `application/grpc+<codec>`); grpc-web is ordinary HTTP. */
 function isGrpc(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc') && (contentType.length === 16 || contentType[16] === '+' || contentType[16] === ';');
 }
@@ -149,8 +152,8 @@ export class Proxy implements ReplyEvents<Exchange>, Http1Handler<ClientConnecti
   private readonly upstreamCell: HistogramCell;
   /** Every exchange and connection that must end when its grounds do: one timer for all. */
   readonly open: OpenExchanges;
-  /** A client connection's facts, by its TLS socket (HTTP/1.1) or its HTTP/2 session. */
-  private readonly connections = new WeakMap<object, ClientConnection>();
+  /** An HTTP/2 session's client connection (HTTP/1.1 connections carry theirs: Http1Connection.client). */
+  private readonly connections = new WeakMap<Http2Session, ClientConnection>();
   private readonly sessions = new Set<ServerHttp2Session>();
   /** What each HTTP/2 session's timers and counters need to know of the streams nghttp2 opened (H2Watch). */
   private readonly watches = new WeakMap<Http2Session, H2Watch>();
@@ -389,18 +392,18 @@ export class Proxy implements ReplyEvents<Exchange>, Http1Handler<ClientConnecti
    * format with `connection: close`.
    */
   refused(http1: Http1Connection<ClientConnection>, refusal: Http1Refused, detail: string, answerable: boolean): string | undefined {
-    const label = refusal === 'headers_too_large' ? 'headers_too_large' : refusal === 'bad_target' ? 'bad_path' : refusal === 'timeout' ? 'timeout' : 'malformed';
-    this.metrics.badRequests.inc({ reason: label });
+    const how = HTTP1_REFUSALS[refusal];
+    this.metrics.badRequests.inc({ reason: how.counted });
     if (!answerable) return undefined;
     const requestId = randomUUID();
-    const how = HTTP1_REFUSALS[refusal];
-    const answer = rawDenialResponse(how.status, how.statusText, how.denial, requestId);
-    this.metrics.requests.cell(UNROUTED, String(how.status), 'http1').n++;
+    const answer = rawDenialResponse(how.denial, requestId);
+    const { status } = how.denial;
+    this.metrics.requests.cell(UNROUTED, String(status), 'http1').n++;
     const peer = http1.client.peerId;
     this.logRefusal(requestId, peer, UNROUTED, how.denial, detail);
     if (this.accessLog) {
       const record = this.accessLog.begin(requestId, peer, '', 'http1');
-      record.status = how.status;
+      record.status = status;
       record.reason = how.denial.reason;
       record.bytes = answer.length - answer.indexOf('\r\n\r\n') - 4;
       this.accessLog.end(record, performance.now());

@@ -67,3 +67,11 @@ const DENIALS = new Map<DenyReason, Denial>(
 export function denial(reason: DenyReason): Denial {
   return DENIALS.get(reason)!;
 }
+
+/**
+ * A `bad_request` refusal with a status of its own (413, 415, 408, 417, 431…): the same SPEC
+ * reason, the status and message saying which limit or rule it was.
+ */
+export function badRequest(status: number, error: string): Denial {
+  return Object.freeze({ ...denial('bad_request'), status, error });
+}

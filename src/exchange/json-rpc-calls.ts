@@ -4,16 +4,11 @@
 // through the very same decision path as any request, with the route's action and resource filled
 // from the call. A batch passes only if every call does.
 import type { Readable } from 'node:stream';
-import { denial, type Denial } from '../decision/denial.ts';
+import { badRequest, denial, type Denial } from '../decision/denial.ts';
 import type { Authorizer, RequestFacts, Verdict } from '../decision/authorizer.ts';
 import { jsonRpcError } from '../forward/deny-response.ts';
 import type { Route } from '../routing/route-table.ts';
 import { parseJsonRpc, type JsonRpcCall } from '../routing/json-rpc.ts';
-
-/** A refusal before any call could be decided: the status says which (SPEC reason bad_request). */
-function badRequest(status: number, error: string): Denial {
-  return Object.freeze({ ...denial('bad_request'), status, error });
-}
 
 export const NOT_JSON = badRequest(415, 'a JSON-RPC route takes Content-Type: application/json');
 export const TOO_LARGE = badRequest(413, 'the JSON-RPC body is larger than limits.maxJsonRpcBytes');

@@ -1,7 +1,6 @@
 // The answer to an upgrade request (WebSocket): refusals written raw on the client's socket, which
 // no longer belongs to the HTTP server; once the service switches, a splice both ways; a cut
 // closes the tunnel (SPEC "Streams": an upgraded tunnel is closed).
-const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: that loads Node's bundled undici (src/admin/admin-server.ts says why)
 import type { Duplex } from 'node:stream';
 import type { Denial } from '../decision/denial.ts';
 import { rawDenialResponse } from '../forward/deny-response.ts';
@@ -33,7 +32,7 @@ export class UpgradeReply<X> implements Reply {
     }
     this.started = true;
     this.events.answered(this.x, String(denied.status));
-    const answer = rawDenialResponse(denied.status, STATUS_CODES[denied.status] ?? 'Error', denied, requestId);
+    const answer = rawDenialResponse(denied, requestId);
     this.bytesSent += answer.length - answer.indexOf('\r\n\r\n') - 4;
     this.socket.end(answer);
   }

@@ -1,5 +1,6 @@
 // The SPEC deny format: JSON `{"error", "reason", "request_id"}` with the reason's status.
 import type { Denial } from '../decision/denial.ts';
+import { rawHead } from './raw-response.ts';
 
 /** The SPEC denial body. */
 export function denialBody(denied: Denial, requestId: string): string {
@@ -38,9 +39,14 @@ export function writeDenial(res: DenialTarget, denied: Denial, requestId: string
   return length;
 }
 
-/** For errors the HTTP parser raises before a request object exists (malformed, oversized). */
-export function rawDenialResponse(status: number, statusText: string, denied: Denial, requestId = ''): string {
-  const body = `{"error":${JSON.stringify(denied.error)},"reason":"${denied.reason}","request_id":${JSON.stringify(requestId)}}`;
-  const id = requestId === '' ? '' : `x-request-id: ${requestId}\r\n`;
-  return `HTTP/1.1 ${status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${id}date: ${new Date().toUTCString()}\r\nconnection: close\r\n\r\n${body}`;
+/**
+ * The whole denial as bytes to write, with `connection: close`: for a connection that is then
+ * closed (a refusal of the HTTP/1.1 reader, an upgrade refused), where no answer writer is used.
+ */
+export function rawDenialResponse(denied: Denial, requestId = ''): string {
+  const body = denialBody(denied, requestId);
+  const fields = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store'];
+  if (requestId !== '') fields.push('x-request-id', requestId);
+  fields.push('date', new Date().toUTCString(), 'connection', 'close');
+  return rawHead(denied.status, fields) + body;
 }
