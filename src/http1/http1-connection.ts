@@ -69,8 +69,6 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
   private fresh = true;
   /** When the connection opened or an answer last ended: the idle clock. */
   private lastActive: number;
-  /** A request that closes the connection was read (or the reader stopped): nothing more is read. */
-  private lastRequest = false;
   /** Closing: nothing more is read or answered. */
   private closing = false;
   /** Our end is sent (the socket is destroyed once it has gone). */
@@ -176,9 +174,7 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     }
     this.fresh = false;
     this.headSince = -1;
-    if (!head.keepAlive) this.lastRequest = true;
     if (head.upgrade) {
-      this.lastRequest = true;
       // From here the socket's bytes and end are the tunnel's (our 'close' and 'error' listeners stay).
       this.socket.off('data', this.onData);
       this.socket.off('end', this.onSocketEndListener);
@@ -200,7 +196,8 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
       this.refuse('expectation', 'the request has an Expect other than 100-continue');
       return;
     }
-    const keepAlive = !this.lastRequest && !this.handler.draining;
+    // After a request that closes the connection the reader reads no other head (RFC 9112 9.6).
+    const keepAlive = head.keepAlive && !this.handler.draining;
     const writer = new ResponseWriter(this.socket, this, head.method === 'HEAD', head.version === 10, keepAlive, this.keepAliveLine, this.writers.length > 0);
     this.writers.push(writer);
     const body = head.framing === 'chunked' || head.contentLength > 0 ? new RequestBody(this) : null;
@@ -314,7 +311,6 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     const pending = this.writers.length > 0;
     const answerable = !pending && refusal !== 'bytes_after_close' && this.socket.writable && !this.ending;
     this.closing = true;
-    this.lastRequest = true;
     this.body?.abort();
     this.body = null;
     const answer = this.handler.refused(this, refusal, detail, answerable);
@@ -324,23 +320,16 @@ export class Http1Connection<C> implements ReaderSink, BodySource, AnswerOwner {
     } else if (answer !== undefined) {
       this.ending = true;
       this.socket.end(answer, 'latin1');
-      this.destroyAfterWrites();
+      this.socket.destroySoon();
     } else {
       this.socket.destroy();
     }
   }
 
+  /** Our end, after what was written; then the socket is destroyed (Node's destroySoon). */
   private closeAfterWrites(): void {
     if (this.ending) return;
     this.ending = true;
-    this.socket.end();
-    this.destroyAfterWrites();
-  }
-
-  /** As Node's destroySoon: once what was written has gone, the socket is destroyed. */
-  private destroyAfterWrites(): void {
-    const socket = this.socket;
-    if (socket.writableFinished) socket.destroy();
-    else socket.once('finish', () => socket.destroy());
+    this.socket.destroySoon();
   }
 }
