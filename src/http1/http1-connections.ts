@@ -13,10 +13,6 @@ export class Http1Connections {
     this.everyMs = Math.min(1000, Math.max(100, Math.floor(headersTimeoutMs / 10)));
   }
 
-  get size(): number {
-    return this.open.size;
-  }
-
   add(connection: Http1Connection<unknown>): void {
     this.open.add(connection);
     if (this.sweep === undefined) {
