@@ -55,8 +55,11 @@ class SocketStandIn extends EventEmitter {
   writable = true;
   writableFinished = false;
   written = 0;
+  /** Writes of the answer's body itself (a Buffer of its length): one per answer. */
+  bodies = 0;
   write(data: string | Buffer): boolean {
     this.written += data.length;
+    if (typeof data !== 'string' && data.length === answerBody.length) this.bodies++;
     return true;
   }
   cork(): void {}
@@ -104,5 +107,5 @@ const readAndAnswer = (): void => void socket.emit('data', cachedRequest);
 for (let i = 0; i < 200_000; i++) readAndAnswer();
 const http1Request = bytesPerCall(readAndAnswer, 20_000);
 process.stdout.write(
-  JSON.stringify({ allowed, 'decision, cache hit': decision, 'open exchanges, add + remove': openExchanges, openSize: open.size, 'HTTP/1.1 request read and answered': http1Request, http1Answered: answered, http1Destroyed: socket.destroyed }) + '\n',
+  JSON.stringify({ allowed, 'decision, cache hit': decision, 'open exchanges, add + remove': openExchanges, openSize: open.size, 'HTTP/1.1 request read and answered': http1Request, http1Answered: answered, http1Bodies: socket.bodies, http1Destroyed: socket.destroyed }) + '\n',
 );

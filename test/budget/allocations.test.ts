@@ -45,6 +45,8 @@ describe('allocation budget', () => {
     // Every request pushed was read and answered on the one connection, which stayed open.
     expect(measured.http1Answered).toBeGreaterThanOrEqual(200_000);
     expect(measured.http1Destroyed).toBe(false);
+    // …and each answer's body reached the socket (the handler counting it is not enough).
+    expect(measured.http1Bodies).toBe(measured.http1Answered);
     // Not vacuous: the two 603-character tokens alone are over 1,200 bytes of strings.
     expect(withinBudget('HTTP/1.1 request read and answered')).toBeGreaterThan(1200);
   });
