@@ -5,7 +5,7 @@
 // framing, bodyless answers, half-close and resets, and the desync a refused body could cause.
 import { createHash } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -100,6 +100,40 @@ function answers(text: string, bodyless: readonly boolean[] = [], closed = false
 
 const get = (path: string, extra = '') => `GET ${path} HTTP/1.1\r\nHost: localhost\r\n${extra}\r\n`;
 const urlOf = (a: Answer) => (JSON.parse(a.body) as { url: string }).url;
+
+/** The service's side of a big answer: `total` bytes (a multiple of 256 KiB) of `fill`, written as the proxy takes them ('drain'). */
+function pumpAnswer(res: ServerResponse, total: number, fill: number): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+  const chunk = Buffer.alloc(256 * 1024, fill);
+  let left = total;
+  const pump = () => {
+    while (left > 0) {
+      left -= chunk.length;
+      if (left === 0) return void res.end(chunk);
+      if (!res.write(chunk)) return void res.once('drain', pump);
+    }
+  };
+  pump();
+}
+
+/**
+ * A slow reader on `socket` (paused 2 ms after every chunk, so the proxy's socket fills): what it
+ * received, counted and not kept, its first KiB as text, and when it closed. `onData` runs on every chunk.
+ */
+function readSlowly(socket: TLSSocket, onData?: () => void): { received: () => number; head: () => string; closed: Promise<void> } {
+  socket.on('error', () => undefined);
+  let received = 0;
+  let head = '';
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('data', (c: Buffer) => {
+    received += c.length;
+    if (head.length < 1024) head += c.toString('latin1');
+    onData?.();
+    socket.pause();
+    setTimeout(() => socket.resume(), 2);
+  });
+  return { received: () => received, head: () => head, closed };
+}
 
 describe('HTTP/1.1 connections read by our own parser', () => {
   let pki: Pki;
@@ -459,37 +493,18 @@ describe('HTTP/1.1 connections read by our own parser', () => {
           setTimeout(() => res.destroy(), 50);
           return;
         }
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': TOTAL });
-        const chunk = Buffer.alloc(256 * 1024, 0x31);
-        let left = TOTAL;
-        const pump = () => {
-          while (left > 0) {
-            left -= chunk.length;
-            if (left === 0) return void res.end(chunk);
-            if (!res.write(chunk)) return void res.once('drain', pump);
-          }
-        };
-        pump();
+        pumpAnswer(res, TOTAL, 0x31);
       };
       const socket = tlsConnect({ port: proxy.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
       try {
         await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
-        socket.on('error', () => undefined);
-        let received = 0;
-        let head = '';
         // A slow reader: the proxy's socket is full when the first answer's last bytes come.
-        socket.on('data', (c: Buffer) => {
-          received += c.length;
-          if (head.length < 1024) head += c.toString('latin1');
-          socket.pause();
-          setTimeout(() => socket.resume(), 2);
-        });
-        const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        const reader = readSlowly(socket);
         socket.write(get('/orders/1') + get('/orders/2'));
-        await Promise.race([closed, sleep(15_000)]);
-        const headLength = head.indexOf('\r\n\r\n') + 4;
+        await Promise.race([reader.closed, sleep(15_000)]);
+        const head = reader.head();
         expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
-        expect(received - headLength).toBe(TOTAL);
+        expect(reader.received() - (head.indexOf('\r\n\r\n') + 4)).toBe(TOTAL);
       } finally {
         socket.destroy();
       }
@@ -830,41 +845,22 @@ describe('HTTP/1.1 connections at a graceful stop', () => {
     const TOTAL = 16 * 1024 * 1024;
     const upstream = await startUpstream((req, res) => {
       req.resume();
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': TOTAL });
-      const chunk = Buffer.alloc(256 * 1024, 0x32);
-      let left = TOTAL;
-      const pump = () => {
-        while (left > 0) {
-          left -= chunk.length;
-          if (left === 0) return void res.end(chunk);
-          if (!res.write(chunk)) return void res.once('drain', pump);
-        }
-      };
-      pump();
+      pumpAnswer(res, TOTAL, 0x32);
     });
     const proxy = await startProxy(pki, configYaml(pki, upstream.url, DEFAULT_ROUTES));
     const client = await pki.ca.svid('/ns/prod/sa/web');
     const socket = tlsConnect({ port: proxy.proxyPort, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem, cert: client.certPem, key: client.keyPem });
     try {
       await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
-      socket.on('error', () => undefined);
-      let received = 0;
-      let head = '';
-      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
       let stopping: Promise<void> | undefined;
-      socket.on('data', (c: Buffer) => {
-        received += c.length;
-        if (head.length < 1024) head += c.toString('latin1');
-        // The stop begins once the answer is on its way; the reader stays slow throughout.
-        stopping ??= proxy.close();
-        socket.pause();
-        setTimeout(() => socket.resume(), 2);
-      });
+      // The stop begins once the answer is on its way; the reader stays slow throughout.
+      const reader = readSlowly(socket, () => (stopping ??= proxy.close()));
       socket.write(get('/orders/big'));
-      await Promise.race([closed, sleep(15_000)]);
+      await Promise.race([reader.closed, sleep(15_000)]);
       await stopping;
+      const head = reader.head();
       expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
-      expect(received - (head.indexOf('\r\n\r\n') + 4)).toBe(TOTAL);
+      expect(reader.received() - (head.indexOf('\r\n\r\n') + 4)).toBe(TOTAL);
     } finally {
       socket.destroy();
       await upstream.close();
