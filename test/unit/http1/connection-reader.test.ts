@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ConnectionReader, type PushResult, type ReaderLimits, type ReaderSink } from '../../../src/http1/connection-reader.ts';
 import { readLlhttp } from './llhttp-oracle.ts';
-import { parsedRequest, type Outcome } from './outcome.ts';
+import { outcomeSink, type Outcome } from './outcome.ts';
+import { split } from './split.ts';
 
 const LIMITS = { maxHeaderBytes: 2048, maxFields: 128 };
 
@@ -190,21 +191,7 @@ const input = fc
 
 function readPaused(chunks: readonly Buffer[], resumeAt: readonly boolean[]): Outcome {
   const outcome: Outcome = { heads: [], bodies: [], refused: false };
-  let body: Buffer[] = [];
-  const r: ConnectionReader = new ConnectionReader({ ...LIMITS, maxHeldBytes: 16 }, {
-    onHead: (head) => {
-      outcome.heads.push(parsedRequest(head));
-      r.pause();
-    },
-    onBody: (data) => void body.push(Buffer.from(data)),
-    onEnd: () => {
-      outcome.bodies.push(Buffer.concat(body).toString('latin1'));
-      body = [];
-    },
-    onStop: () => {
-      outcome.refused = true;
-    },
-  });
+  const r: ConnectionReader = new ConnectionReader({ ...LIMITS, maxHeldBytes: 16 }, outcomeSink(outcome, () => r.pause()));
   let result: PushResult = 'reading';
   for (let k = 0; k < chunks.length && result !== 'stopped'; k++) {
     result = r.push(chunks[k]!);
@@ -218,18 +205,6 @@ function readPaused(chunks: readonly Buffer[], resumeAt: readonly boolean[]): Ou
   while (r.isPaused && result !== 'stopped') result = r.resume();
   if (!outcome.refused && r.finish() !== undefined) outcome.refused = true;
   return outcome;
-}
-
-function split(bytes: Buffer, points: readonly number[]): Buffer[] {
-  const cuts = [...new Set(points.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const cut of cuts) {
-    chunks.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
 }
 
 describe('ConnectionReader, paused after every head, differentially against llhttp + server.ts checks', () => {
