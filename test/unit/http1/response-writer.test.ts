@@ -43,6 +43,17 @@ describe('ResponseWriter', () => {
     }
   }
 
+  /** Two answers on one connection: the first on the wire, the second queued behind it with a Listener. */
+  async function queuedBehindFirst() {
+    const connection = await pair();
+    const owner = new Owner();
+    const first = new ResponseWriter(connection.socket, owner, false, false, true, KEEP_ALIVE, false);
+    const queued = new ResponseWriter(connection.socket, owner, false, false, true, KEEP_ALIVE, true);
+    const listener = new Listener();
+    queued.listener = listener;
+    return { ...connection, owner, first, queued, listener };
+  }
+
   it('frames an unsized HTTP/1.1 answer chunked, adds Date and the keep-alive fields once, and keeps an upstream Date', async () => {
     const { socket, received } = await pair();
     const owner = new Owner();
@@ -91,12 +102,7 @@ describe('ResponseWriter', () => {
   });
 
   it('a queued answer is full at 64 KiB, goes out whole after the one before it, then is told to write on', async () => {
-    const { socket, received } = await pair();
-    const owner = new Owner();
-    const first = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, false);
-    const queued = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, true);
-    const listener = new Listener();
-    queued.listener = listener;
+    const { socket, received, owner, first, queued, listener } = await queuedBehindFirst();
     first.writeHead(200, ['content-length', '5']);
     first.write(Buffer.from('fir'));
     queued.writeHead(200, ['content-length', String(128 * 1024)]);
@@ -126,12 +132,7 @@ describe('ResponseWriter', () => {
   });
 
   it('a queued answer cut before its turn: the one before it goes out whole, then the connection is cut', async () => {
-    const { socket, received, closed } = await pair();
-    const owner = new Owner();
-    const first = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, false);
-    const queued = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, true);
-    const listener = new Listener();
-    queued.listener = listener;
+    const { socket, received, closed, owner, first, queued, listener } = await queuedBehindFirst();
     first.writeHead(200, ['content-length', '5']);
     queued.writeHead(200, ['content-length', '100']);
     queued.write(Buffer.from('partial'));
