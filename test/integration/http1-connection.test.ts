@@ -118,21 +118,24 @@ function pumpAnswer(res: ServerResponse, total: number, fill: number): void {
 
 /**
  * A slow reader on `socket` (paused 2 ms after every chunk, so the proxy's socket fills): what it
- * received, counted and not kept, its first KiB as text, and when it closed. `onData` runs on every chunk.
+ * received, counted and not kept, its first KiB as text, when its last chunk came and when it
+ * closed (Date.now()). `onData` runs on every chunk.
  */
-function readSlowly(socket: TLSSocket, onData?: () => void): { received: () => number; head: () => string; closed: Promise<void> } {
+function readSlowly(socket: TLSSocket, onData?: () => void): { received: () => number; head: () => string; lastAt: () => number; closed: Promise<number> } {
   socket.on('error', () => undefined);
   let received = 0;
   let head = '';
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  let lastAt = NaN;
+  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
   socket.on('data', (c: Buffer) => {
     received += c.length;
+    lastAt = Date.now();
     if (head.length < 1024) head += c.toString('latin1');
     onData?.();
     socket.pause();
     setTimeout(() => socket.resume(), 2);
   });
-  return { received: () => received, head: () => head, closed };
+  return { received: () => received, head: () => head, lastAt: () => lastAt, closed };
 }
 
 describe('HTTP/1.1 connections read by our own parser', () => {
@@ -501,10 +504,12 @@ describe('HTTP/1.1 connections read by our own parser', () => {
         // A slow reader: the proxy's socket is full when the first answer's last bytes come.
         const reader = readSlowly(socket);
         socket.write(get('/orders/1') + get('/orders/2'));
-        await Promise.race([reader.closed, sleep(15_000)]);
+        const closedAt = await Promise.race([reader.closed, sleep(15_000).then(() => Infinity)]);
         const head = reader.head();
         expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
         expect(reader.received() - (head.indexOf('\r\n\r\n') + 4)).toBe(TOTAL);
+        // Then the cut, right after the last byte (not a connection left open).
+        expect(closedAt - reader.lastAt()).toBeLessThan(2000);
       } finally {
         socket.destroy();
       }
@@ -824,7 +829,8 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
       socket.write('POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n');
       socket.write(Buffer.alloc(100_000, 0x61));
-      await until(() => bytes > 0);
+      // The body is flowing to the service when the client resets (or the reset proves nothing).
+      expect(await until(() => bytes > 0)).toBe(true);
       tcp.resetAndDestroy();
       const result = await Promise.race([outcome.promise, sleep(3000).then(() => undefined)]);
       expect(result).toBeDefined();
@@ -856,11 +862,13 @@ describe('HTTP/1.1 connections at a graceful stop', () => {
       // The stop begins once the answer is on its way; the reader stays slow throughout.
       const reader = readSlowly(socket, () => (stopping ??= proxy.close()));
       socket.write(get('/orders/big'));
-      await Promise.race([reader.closed, sleep(15_000)]);
+      const closedAt = await Promise.race([reader.closed, sleep(15_000).then(() => Infinity)]);
       await stopping;
       const head = reader.head();
       expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
       expect(reader.received() - (head.indexOf('\r\n\r\n') + 4)).toBe(TOTAL);
+      // The drain closed it once the answer was out, not limits.shutdownTimeout (10 s) forcing it.
+      expect(closedAt - reader.lastAt()).toBeLessThan(2000);
     } finally {
       socket.destroy();
       await upstream.close();
