@@ -116,6 +116,13 @@ function pumpAnswer(res: ServerResponse, total: number, fill: number): void {
   pump();
 }
 
+/** An unsized answer (chunked to HTTP/1.1) whose end comes `ms` after its first part. */
+function answerInTwoParts(res: ServerResponse, first: string, end: string, ms: number): void {
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.write(first);
+  setTimeout(() => res.end(end), ms);
+}
+
 /**
  * A slow reader on `socket` (paused 2 ms after every chunk, so the proxy's socket fills): what it
  * received, counted and not kept, its first KiB as text, when its last chunk came and when it
@@ -330,9 +337,7 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       upstream.handler = (req, res) => {
         if (req.url === '/orders/slow') {
           req.resume();
-          res.writeHead(200, { 'content-type': 'text/plain' });
-          res.write('slow-1 ');
-          setTimeout(() => res.end('slow-2'), 300);
+          answerInTwoParts(res, 'slow-1 ', 'slow-2', 300);
         } else {
           echoHandler(req, res);
         }
@@ -356,9 +361,7 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       upstream.handler = (req, res) => {
         req.resume();
         if (req.url === '/orders/slow') {
-          res.writeHead(200, { 'content-type': 'text/plain' });
-          res.write('first-part ');
-          setTimeout(() => res.end('first-end'), 400);
+          answerInTwoParts(res, 'first-part ', 'first-end', 400);
         } else {
           res.writeHead(200, { 'content-type': 'text/plain', 'content-length': second.length });
           res.end(second);
@@ -709,9 +712,7 @@ describe('HTTP/1.1 connections read by our own parser', () => {
       upstream.handler = (req, res) => {
         req.resume();
         if (req.url === '/orders/unsized') {
-          res.writeHead(200, { 'content-type': 'text/plain' });
-          res.write('part-1 ');
-          setTimeout(() => res.end('part-2'), 50);
+          answerInTwoParts(res, 'part-1 ', 'part-2', 50);
         } else {
           echoHandler(req, res);
         }
