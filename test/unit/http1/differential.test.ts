@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readLlhttp } from './llhttp-oracle.ts';
 import { readOurs } from './outcome.ts';
+import { split } from './split.ts';
 
 const LIMITS = { maxHeaderBytes: 2048, maxFields: 128 };
 // Bounded for `npm test` (a few seconds); H1_FUZZ_SCALE=20 for a longer hunt by hand.
@@ -116,18 +117,6 @@ function mutate(input: string, mutations: readonly Mutation[]): string {
     }
   }
   return s;
-}
-
-function split(bytes: Buffer, points: readonly number[]): Buffer[] {
-  const cuts = [...new Set(points.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const cut of cuts) {
-    chunks.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
 }
 
 function agree(text: string, points: readonly number[]): void {

@@ -1,34 +1,19 @@
 // src/http1/http1-connection.ts on a real TLS socket with a minimal handler: a graceful stop
 // (closeIfIdle) must not drop the end of an answer that is still in the socket's buffer.
-import { createServer, connect, type TLSSocket, type Server } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, type Pki } from '../../support/harness.ts';
+import { tlsServer, type TlsServer } from './tls-pair.ts';
 import { Http1Connection, type Http1Handler, type Http1Limits } from '../../../src/http1/http1-connection.ts';
 
 const LIMITS: Http1Limits = { maxHeaderBytes: 16_384, maxFields: 2000, headersTimeoutMs: 10_000, idleTimeoutMs: 60_000 };
 
 describe('Http1Connection', () => {
-  let pki: Pki;
-  let server: Server;
-  let accepted: ((socket: TLSSocket) => void) | undefined;
-
-  beforeAll(async () => {
-    pki = await createPki();
-    server = createServer({ cert: pki.server.certPem, key: pki.server.keyPem }, (socket) => accepted?.(socket));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  });
-  afterAll(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    pki.cleanup();
-  });
+  let tls: TlsServer;
+  beforeAll(async () => void (tls = await tlsServer()));
+  afterAll(() => tls.close());
 
   it('closeIfIdle right after an answer ended: a client not reading yet still gets all of it, then the close', async () => {
     const TOTAL = 8 * 1024 * 1024;
-    const got = new Promise<TLSSocket>((resolve) => (accepted = resolve));
-    const client = connect({ port: (server.address() as { port: number }).port, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem });
-    client.on('error', () => undefined);
-    await new Promise<void>((resolve) => client.once('secureConnect', () => resolve()));
-    const socket = await got;
+    const { client, socket } = await tls.connect();
     const answered = Promise.withResolvers<Http1Connection<null>>();
     const handler: Http1Handler<null> = {
       draining: false,

@@ -1,6 +1,6 @@
 // What a request reader made of a connection's bytes, in one shape for llhttp and for ours, so
 // the differential tests compare them with one toEqual.
-import { ConnectionReader } from '../../../src/http1/connection-reader.ts';
+import { ConnectionReader, type ReaderSink } from '../../../src/http1/connection-reader.ts';
 import type { HeadLimits } from '../../../src/http1/head-parser.ts';
 import type { RequestHead } from '../../../src/http1/request-head.ts';
 
@@ -27,9 +27,21 @@ export interface Outcome {
 /** What src/http1/connection-reader.ts makes of a connection's bytes, pushed chunk by chunk, in the Outcome shape. */
 export function readOurs(chunks: readonly Buffer[], limits: HeadLimits): Outcome {
   const outcome: Outcome = { heads: [], bodies: [], refused: false };
+  const reader = new ConnectionReader(limits, outcomeSink(outcome));
+  for (const chunk of chunks) if (reader.push(chunk) === 'stopped') break;
+  // The connection ends: a request half read is refused (llhttp_finish: HPE_INVALID_EOF_STATE).
+  if (!outcome.refused && reader.finish() !== undefined) outcome.refused = true;
+  return outcome;
+}
+
+/** A reader's sink that records into `outcome`; `afterHead` runs after each head is recorded. */
+export function outcomeSink(outcome: Outcome, afterHead?: () => void): ReaderSink {
   let body: Buffer[] = [];
-  const reader = new ConnectionReader(limits, {
-    onHead: (head) => void outcome.heads.push(parsedRequest(head)),
+  return {
+    onHead: (head) => {
+      outcome.heads.push(parsedRequest(head));
+      afterHead?.();
+    },
     // A copy: the view is only valid until the chunk is reused.
     onBody: (data) => void body.push(Buffer.from(data)),
     onEnd: () => {
@@ -39,11 +51,7 @@ export function readOurs(chunks: readonly Buffer[], limits: HeadLimits): Outcome
     onStop: () => {
       outcome.refused = true;
     },
-  });
-  for (const chunk of chunks) if (reader.push(chunk) === 'stopped') break;
-  // The connection ends: a request half read is refused (llhttp_finish: HPE_INVALID_EOF_STATE).
-  if (!outcome.refused && reader.finish() !== undefined) outcome.refused = true;
-  return outcome;
+  };
 }
 
 /** A head as ParsedRequest (llhttp's reading, as llhttp-oracle.ts builds it). */

@@ -2,37 +2,24 @@
 // Keep-Alive, chunked only when there is no length and the client speaks HTTP/1.1, nothing for
 // HEAD, 204 and 304), what a queued answer holds (full at 64 KiB, sent whole and in order when its
 // turn comes), and a queued answer's cut waiting for its turn.
-import { createServer, connect, type TLSSocket, type Server } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, type Pki } from '../../support/harness.ts';
+import { tlsServer, type TlsServer } from './tls-pair.ts';
 import { ResponseWriter, type AnswerOwner, type WriterListener } from '../../../src/http1/response-writer.ts';
 
 const KEEP_ALIVE = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n';
 
 describe('ResponseWriter', () => {
-  let pki: Pki;
-  let server: Server;
-  let accepted: ((socket: TLSSocket) => void) | undefined;
-
-  beforeAll(async () => {
-    pki = await createPki();
-    server = createServer({ cert: pki.server.certPem, key: pki.server.keyPem }, (socket) => accepted?.(socket));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  });
-  afterAll(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    pki.cleanup();
-  });
+  let tls: TlsServer;
+  beforeAll(async () => void (tls = await tlsServer()));
+  afterAll(() => tls.close());
 
   /** A server-side TLS socket, what its client received so far, and when it closed. */
   async function pair(): Promise<{ socket: TLSSocket; received: () => string; closed: Promise<void> }> {
-    const got = new Promise<TLSSocket>((resolve) => (accepted = resolve));
-    const client = connect({ port: (server.address() as { port: number }).port, host: '127.0.0.1', servername: 'localhost', ca: pki.ca.bundlePem });
+    const { client, socket } = await tls.connect();
     let text = '';
     client.on('data', (c: Buffer) => (text += c.toString('latin1')));
-    client.on('error', () => undefined);
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
-    const socket = await got;
     socket.on('error', () => undefined);
     return { socket, received: () => text, closed };
   }
@@ -54,6 +41,17 @@ describe('ResponseWriter', () => {
     answerDrained(): void {
       this.drained++;
     }
+  }
+
+  /** Two answers on one connection: the first on the wire, the second queued behind it with a Listener. */
+  async function queuedBehindFirst() {
+    const connection = await pair();
+    const owner = new Owner();
+    const first = new ResponseWriter(connection.socket, owner, false, false, true, KEEP_ALIVE, false);
+    const queued = new ResponseWriter(connection.socket, owner, false, false, true, KEEP_ALIVE, true);
+    const listener = new Listener();
+    queued.listener = listener;
+    return { ...connection, owner, first, queued, listener };
   }
 
   it('frames an unsized HTTP/1.1 answer chunked, adds Date and the keep-alive fields once, and keeps an upstream Date', async () => {
@@ -104,12 +102,7 @@ describe('ResponseWriter', () => {
   });
 
   it('a queued answer is full at 64 KiB, goes out whole after the one before it, then is told to write on', async () => {
-    const { socket, received } = await pair();
-    const owner = new Owner();
-    const first = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, false);
-    const queued = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, true);
-    const listener = new Listener();
-    queued.listener = listener;
+    const { socket, received, owner, first, queued, listener } = await queuedBehindFirst();
     first.writeHead(200, ['content-length', '5']);
     first.write(Buffer.from('fir'));
     queued.writeHead(200, ['content-length', String(128 * 1024)]);
@@ -139,12 +132,7 @@ describe('ResponseWriter', () => {
   });
 
   it('a queued answer cut before its turn: the one before it goes out whole, then the connection is cut', async () => {
-    const { socket, received, closed } = await pair();
-    const owner = new Owner();
-    const first = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, false);
-    const queued = new ResponseWriter(socket, owner, false, false, true, KEEP_ALIVE, true);
-    const listener = new Listener();
-    queued.listener = listener;
+    const { socket, received, closed, owner, first, queued, listener } = await queuedBehindFirst();
     first.writeHead(200, ['content-length', '5']);
     queued.writeHead(200, ['content-length', '100']);
     queued.write(Buffer.from('partial'));
