@@ -40,29 +40,6 @@ export class RequestHeaderFilter {
   }
 }
 
-/**
- * Framing a proxy must refuse (RFC 9112): no Host field, or more than one (3.2; Node keeps the
- * first and drops the rest silently), or a Transfer-Encoding other than exactly `chunked` (6.1; we
- * could not forward another coding faithfully, and Node's parser decoded only the chunking), or
- * a Content-Length beyond 15 digits (we re-send lengths as numbers, exact only below 2^53).
- * HTTP/1.0 requests may omit Host.
- */
-export function badFraming(rawHeaders: readonly string[], httpVersion: string): boolean {
-  let hosts = 0;
-  let codings = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') {
-      if (++hosts > 1) return true;
-    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
-      if (++codings > 1 || rawHeaders[i + 1]!.trim().toLowerCase() !== 'chunked') return true;
-    } else if (name.length === 14 && rawHeaders[i + 1]!.trim().length > 15 && name.toLowerCase() === 'content-length') {
-      return true;
-    }
-  }
-  return hosts === 0 && httpVersion !== '1.0';
-}
-
 /** Envoy's XFCC element: `By=<own ID>;Hash=<hex SHA-256 of the peer leaf>;URI=<peer ID>`. */
 export function xfcc(ownId: string, peerLeafSha256Hex: string, peerId: string): string {
   return `By=${ownId};Hash=${peerLeafSha256Hex};URI=${peerId}`;

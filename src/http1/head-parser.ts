@@ -14,7 +14,7 @@
 // - framing (RFC 9112 6): Content-Length and Transfer-Encoding together, two Content-Length
 //   fields even if equal (HPE_UNEXPECTED_CONTENT_LENGTH), a Content-Length that is not 1-15
 //   digits (HPE_INVALID_CONTENT_LENGTH; badFraming's 15-digit bound), a Transfer-Encoding other
-//   than exactly `chunked`, or two of them (headers.ts badFraming), no Host in HTTP/1.1 or two
+//   than exactly `chunked`, or two of them (the old server.ts badFraming, now in test/unit/http1/llhttp-oracle.ts), no Host in HTTP/1.1 or two
 //   Host fields (badFraming), an upgrade with a body (server.ts onUpgrade);
 // - size: Node's maxHeaderSize as server.ts sets it from limits.maxHeaderBytes (node_http_parser
 //   TrackHeader: target + names + values, refused at >= the limit: HPE_HEADER_OVERFLOW), more than

@@ -1,9 +1,32 @@
 // The oracle: Node's own llhttp, through the HTTPParser binding Node's server uses
-// (lib/_http_common.js), set up as server.ts sets up its https server (strict: no lenient flags;
-// maxHeaderSize = limits.maxHeaderBytes), followed by the checks server.ts makes after it.
+// (lib/_http_common.js), set up as server.ts set up its https server before our own parser
+// replaced it (strict: no lenient flags; maxHeaderSize = limits.maxHeaderBytes), followed by the
+// checks server.ts then made after it (badFraming, kept here as the record of them).
 import { createRequire } from 'node:module';
-import { badFraming } from '../../../src/forward/headers.ts';
 import type { Outcome, ParsedRequest } from './outcome.ts';
+
+/**
+ * Framing a proxy must refuse (RFC 9112): no Host field, or more than one (3.2; Node keeps the
+ * first and drops the rest silently), or a Transfer-Encoding other than exactly `chunked` (6.1; we
+ * could not forward another coding faithfully, and Node's parser decoded only the chunking), or
+ * a Content-Length beyond 15 digits (we re-send lengths as numbers, exact only below 2^53).
+ * HTTP/1.0 requests may omit Host.
+ */
+function badFraming(rawHeaders: readonly string[], httpVersion: string): boolean {
+  let hosts = 0;
+  let codings = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (++hosts > 1) return true;
+    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      if (++codings > 1 || rawHeaders[i + 1]!.trim().toLowerCase() !== 'chunked') return true;
+    } else if (name.length === 14 && rawHeaders[i + 1]!.trim().length > 15 && name.toLowerCase() === 'content-length') {
+      return true;
+    }
+  }
+  return hosts === 0 && httpVersion !== '1.0';
+}
 
 interface HttpParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
