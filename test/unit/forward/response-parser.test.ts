@@ -2,6 +2,7 @@
 // every framing rule, that any way of splitting the bytes gives the same result, and that no
 // input can make it do anything but parse or throw ResponseParseError.
 import { describe, expect, it } from 'vitest';
+import { split } from '../../support/split.ts';
 import fc from 'fast-check';
 import { ResponseParseError, ResponseParser } from '../../../src/forward/response-parser.ts';
 
@@ -177,18 +178,6 @@ describe('ResponseParser: refuses ambiguous or broken answers', () => {
 });
 
 describe('ResponseParser: properties', () => {
-  /** Splits `bytes` at the given cut points (each taken modulo its length). */
-  function split(bytes: Buffer, cuts: number[]): Buffer[] {
-    const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-    const pieces: Buffer[] = [];
-    let last = 0;
-    for (const p of points) {
-      pieces.push(bytes.subarray(last, p));
-      last = p;
-    }
-    pieces.push(bytes.subarray(last));
-    return pieces;
-  }
 
   const bodyText = fc.string({ unit: 'binary-ascii', maxLength: 300 });
   const chunkSizes = fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 8 });

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { ConnectionReader, type PushResult, type ReaderLimits, type ReaderSink } from '../../../src/http1/connection-reader.ts';
 import { readLlhttp } from './llhttp-oracle.ts';
 import { outcomeSink, type Outcome } from './outcome.ts';
-import { split } from './split.ts';
+import { split } from '../../support/split.ts';
 
 const LIMITS = { maxHeaderBytes: 2048, maxFields: 128 };
 

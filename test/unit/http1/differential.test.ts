@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readLlhttp } from './llhttp-oracle.ts';
 import { readOurs } from './outcome.ts';
-import { split } from './split.ts';
+import { split } from '../../support/split.ts';
 
 const LIMITS = { maxHeaderBytes: 2048, maxFields: 128 };
 // Bounded for `npm test` (a few seconds); H1_FUZZ_SCALE=20 for a longer hunt by hand.

@@ -1,5 +1,6 @@
 // A connection's bytes cut into chunks at given points, as a socket may hand them over: the
-// differential tests check that no cut changes what a reader makes of them.
+// parsers' tests (ours for requests and for the service's answers) check that no cut changes
+// what they make of them.
 
 /** `bytes` cut at each point (taken modulo its length + 1; repeats and order do not matter): views, no copies. */
 export function split(bytes: Buffer, points: readonly number[]): Buffer[] {
